@@ -1,0 +1,276 @@
+"""AsyncBroker: owns or borrows the web3 provider and ONE shared httpx client; lifecycle; namespaces.
+
+States: ``unopened`` -> ``opened`` -> ``closed``. Building does no I/O. ``async with`` opens
+(checks the chain id) and closes; closing is idempotent and final (no reopen). Clients passed
+in by the user are borrowed and never closed. Background work lives only in the broker's task
+group, which is cancelled on close.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+from eth_account import Account as _EthAccount
+from eth_account.signers.local import LocalAccount
+
+from ._chain import ChainReader, RpcClient, TxSender
+from ._config import Network, RetryPolicy, TxPolicy, checksum, get_network
+from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError
+from ._http import make_http_client
+
+if TYPE_CHECKING:
+    import httpx
+    from web3 import AsyncWeb3
+
+    from .ledger import LedgerAPI
+
+__all__ = ["AsyncBroker"]
+
+log = logging.getLogger("og_inference_async")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+def _load_account(private_key: str | LocalAccount | None) -> LocalAccount | None:
+    if private_key is None:
+        return None
+    if isinstance(private_key, LocalAccount):
+        return private_key
+    if not isinstance(private_key, str):
+        raise ConfigError("private_key must be a hex string or an eth_account LocalAccount")
+    try:
+        acct: LocalAccount = _EthAccount.from_key(private_key)
+    except Exception:  # eth-account boundary; never echo the key
+        raise ConfigError("private_key is not a valid secp256k1 private key") from None
+    return acct
+
+
+def _shielded(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Wrap a close callback so that cancellation of the closer cannot leak a pool."""
+
+    async def run() -> None:
+        with anyio.CancelScope(shield=True):
+            await close()
+
+    return run
+
+
+class AsyncBroker:
+    """The entry point: one wallet (optional), one network, one shared HTTP pool.
+
+    Use it as an async context manager::
+
+        async with AsyncBroker(private_key, network="testnet") as broker:
+            ledger = await broker.ledger.get_ledger()
+
+    Args:
+        private_key: the wallet's key (hex) or an eth-account ``LocalAccount``. ``None`` makes a
+            read-only broker (discovery only; writes raise :class:`ConfigError`).
+        network: ``"mainnet"``, ``"testnet"``, ``"hardhat"``, a chain id, or a :class:`Network`.
+        rpc_url: overrides the network's default RPC.
+        ledger_address: overrides the LedgerManager address.
+        inference_address: overrides the InferenceServing address.
+        http_client: an ``httpx.AsyncClient`` to borrow (never closed by the broker).
+        web3: an ``AsyncWeb3`` to borrow for chain access (never closed by the broker).
+        retry: bounded retry policy for reads and waits.
+        tx_policy: gas, fee and receipt policy for transactions.
+
+    Raises:
+        ConfigError: bad key, unknown network, malformed addresses, or no RPC URL.
+    """
+
+    def __init__(
+        self,
+        private_key: str | LocalAccount | None = None,
+        *,
+        network: str | int | Network = "testnet",
+        rpc_url: str | None = None,
+        ledger_address: str | None = None,
+        inference_address: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        web3: AsyncWeb3[Any] | None = None,
+        retry: RetryPolicy | None = None,
+        tx_policy: TxPolicy | None = None,
+    ) -> None:
+        net = get_network(network)
+        if ledger_address is not None or inference_address is not None:
+            net = net.with_addresses(
+                ledger=checksum(ledger_address, what="ledger_address") if ledger_address else None,
+                inference=checksum(inference_address, what="inference_address")
+                if inference_address
+                else None,
+            )
+        self.network: Network = net
+        self.rpc_url: str | None = rpc_url or net.rpc_url
+        if web3 is None and not self.rpc_url:
+            raise ConfigError(f"network {net.name!r} has no default RPC URL; pass rpc_url=")
+        self._account = _load_account(private_key)
+        self._borrowed_http = http_client
+        self._borrowed_web3 = web3
+        self.retry = retry or RetryPolicy()
+        self.tx_policy = tx_policy or TxPolicy()
+        self._state = _State.UNOPENED
+        self._stack: AsyncExitStack | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._rpc: RpcClient | None = None
+        self._chain: ChainReader | None = None
+        self._tx: TxSender | None = None
+        self._task_group: TaskGroup | None = None
+
+    # -- identity --------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str | None:
+        """The wallet address, or ``None`` for a read-only broker."""
+        return self._account.address if self._account else None
+
+    @property
+    def is_read_only(self) -> bool:
+        """``True`` when the broker has no wallet."""
+        return self._account is None
+
+    @property
+    def state(self) -> str:
+        """``"unopened"``, ``"opened"`` or ``"closed"``."""
+        return self._state.value
+
+    def __repr__(self) -> str:
+        who = self.address or "read-only"
+        return f"<AsyncBroker {who} on {self.network.name} ({self.network.chain_id}) {self._state.value}>"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncBroker:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open pools and check the chain id. Prefer ``async with``.
+
+        Raises:
+            BrokerStateError: already opened or closed.
+            NetworkMismatchError: the RPC serves another chain.
+            RPCError: the RPC could not be reached.
+        """
+        if self._state is not _State.UNOPENED:
+            raise BrokerStateError(f"broker is {self._state.value}; a broker opens once")
+        self._state = _State.OPENED
+        stack = AsyncExitStack()
+        try:
+            if self._borrowed_web3 is not None:
+                self._rpc = RpcClient(self._borrowed_web3, owned=False, retry=self.retry)
+            else:
+                assert self.rpc_url is not None
+                self._rpc = RpcClient.for_url(self.rpc_url, retry=self.retry)
+            stack.push_async_callback(_shielded(self._rpc.aclose))
+            if self._borrowed_http is not None:
+                self._http = self._borrowed_http
+            else:
+                self._http = make_http_client()
+                stack.push_async_callback(_shielded(self._http.aclose))
+            actual = await self._rpc.chain_id()
+            if actual != self.network.chain_id:
+                raise NetworkMismatchError(
+                    f"the RPC serves chain {actual}, but network {self.network.name!r} is chain "
+                    f"{self.network.chain_id}",
+                    expected=self.network.chain_id,
+                    actual=actual,
+                )
+            self._chain = ChainReader(self._rpc, ledger=self.network.ledger, inference=self.network.inference)
+            if self._account is not None:
+                self._tx = TxSender(self._rpc, self._account, actual, self.tx_policy)
+            tg = anyio.create_task_group()
+            await stack.enter_async_context(tg)
+            self._task_group = tg
+            stack.callback(tg.cancel_scope.cancel)
+        except BaseException:
+            self._state = _State.CLOSED
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def aclose(self) -> None:
+        """Cancel background work and close owned pools. Idempotent; a closed broker stays closed."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    # -- internals for namespaces ----------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._state is not _State.OPENED:
+            raise BrokerStateError(
+                "the broker is not open; use 'async with AsyncBroker(...) as broker:'"
+                if self._state is _State.UNOPENED
+                else "the broker is closed; create a new one"
+            )
+
+    @property
+    def _chain_reader(self) -> ChainReader:
+        self._require_open()
+        assert self._chain is not None
+        return self._chain
+
+    @property
+    def _sender(self) -> TxSender:
+        self._require_open()
+        if self._tx is None:
+            raise ConfigError("this broker is read-only (no private_key); transactions need a wallet")
+        return self._tx
+
+    @property
+    def _user(self) -> str:
+        if self._account is None:
+            raise ConfigError("this broker is read-only (no private_key)")
+        return self._account.address
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (owned or borrowed)."""
+        self._require_open()
+        assert self._http is not None
+        return self._http
+
+    @property
+    def task_group(self) -> TaskGroup:
+        """The broker's task group: background work started here stops when the broker closes."""
+        self._require_open()
+        assert self._task_group is not None
+        return self._task_group
+
+    async def get_wallet_balance(self) -> int:
+        """The wallet's native balance in wei."""
+        result = await self._chain_reader.rpc.request("eth_getBalance", [self._user, "latest"])
+        return int(result, 16)
+
+    # -- namespaces ------------------------------------------------------------------------------
+
+    @cached_property
+    def ledger(self) -> LedgerAPI:
+        """Ledger operations: create, deposit, transfer to providers, retrieve, refund."""
+        from .ledger import LedgerAPI
+
+        return LedgerAPI(self)

@@ -1,0 +1,21 @@
+"""The chain layer: the only package that imports web3.
+
+``_abi`` (ABIs, selectors, revert decoding), ``_rpc`` (JSON-RPC with bounded retries),
+``_tx`` (nonce allocation, gas, receipts) and ``_contracts`` (typed contract calls).
+"""
+
+from ._abi import decode_revert, inference_abi, ledger_abi
+from ._contracts import ChainReader
+from ._rpc import RpcClient
+from ._tx import NonceAllocator, TxSender, get_nonce_allocator
+
+__all__ = [
+    "ChainReader",
+    "NonceAllocator",
+    "RpcClient",
+    "TxSender",
+    "decode_revert",
+    "get_nonce_allocator",
+    "inference_abi",
+    "ledger_abi",
+]

@@ -1,0 +1,199 @@
+"""Networks (chain ids, RPCs, contract addresses) and the broker's policies.
+
+Addresses come from PROTOCOL.md section 1.2 (identical in the TS SDK 0.9.0 and the community
+SDK). The ``hardhat`` addresses only hold on a chain that replays the 0G deployment order; the
+devnet does exactly that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from eth_utils import is_address, to_checksum_address
+
+from ._exceptions import ConfigError, InvalidAddressError
+
+__all__ = [
+    "HARDHAT",
+    "MAINNET",
+    "NETWORKS",
+    "TESTNET",
+    "FeePolicy",
+    "Network",
+    "RetryPolicy",
+    "TxPolicy",
+    "checksum",
+    "get_network",
+]
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def checksum(address: str, *, what: str = "address", allow_zero: bool = False) -> str:
+    """Validate an address and return its EIP-55 checksummed form.
+
+    Raises:
+        InvalidAddressError: if it is not a 20-byte hex address (or is zero when not allowed).
+    """
+    if not isinstance(address, str) or not is_address(address):
+        raise InvalidAddressError(f"{what} is not a valid address: {address!r}")
+    out: str = to_checksum_address(address)
+    if not allow_zero and out == ZERO_ADDRESS:
+        raise InvalidAddressError(f"{what} must not be the zero address")
+    return out
+
+
+@dataclass(frozen=True)
+class Network:
+    """A 0G network: its chain id, a default RPC and the two contract proxies.
+
+    Attributes:
+        name: short key (``"mainnet"``, ``"testnet"``, ``"hardhat"`` or a custom name).
+        chain_id: the EVM chain id the RPC must report.
+        rpc_url: default JSON-RPC endpoint (may be overridden per broker).
+        ledger: LedgerManager proxy address.
+        inference: InferenceServing proxy address.
+        status_api: base URL of the read-only compute status API, if the network has one.
+    """
+
+    name: str
+    chain_id: int
+    rpc_url: str | None
+    ledger: str
+    inference: str
+    status_api: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.chain_id, int) or isinstance(self.chain_id, bool) or self.chain_id <= 0:
+            raise ConfigError(f"chain_id must be a positive int, got {self.chain_id!r}")
+        object.__setattr__(self, "ledger", checksum(self.ledger, what="ledger address"))
+        object.__setattr__(self, "inference", checksum(self.inference, what="inference address"))
+
+    def with_addresses(self, *, ledger: str | None = None, inference: str | None = None) -> Network:
+        """Return a copy with the given contract addresses replaced."""
+        return replace(
+            self,
+            ledger=ledger if ledger is not None else self.ledger,
+            inference=inference if inference is not None else self.inference,
+        )
+
+
+MAINNET = Network(
+    name="mainnet",
+    chain_id=16661,
+    rpc_url="https://evmrpc.0g.ai",
+    ledger="0x2dE54c845Cd948B72D2e32e39586fe89607074E3",
+    inference="0x47340d900bdFec2BD393c626E12ea0656F938d84",
+    status_api="https://compute-status.0g.ai",
+)
+TESTNET = Network(
+    name="testnet",
+    chain_id=16602,
+    rpc_url="https://evmrpc-testnet.0g.ai",
+    ledger="0xE70830508dAc0A97e6c087c75f402f9Be669E406",
+    inference="0xa79F4c8311FF93C06b8CfB403690cc987c93F91E",
+    status_api="https://compute-status-testnet.0g.ai",
+)
+HARDHAT = Network(
+    name="hardhat",
+    chain_id=31337,
+    rpc_url="http://127.0.0.1:8545",
+    ledger="0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+    inference="0x0165878A594ca255338adfa4d48449f69242Eb8F",
+    status_api=None,
+)
+
+NETWORKS: dict[str, Network] = {n.name: n for n in (MAINNET, TESTNET, HARDHAT)}
+_BY_CHAIN_ID: dict[int, Network] = {n.chain_id: n for n in NETWORKS.values()}
+
+
+def get_network(network: str | int | Network) -> Network:
+    """Resolve a network by name (``"mainnet"``), chain id (``16661``) or pass a :class:`Network` through.
+
+    Unknown chains are refused (no silent fallback to testnet or mainnet): build a
+    :class:`Network` with explicit addresses instead.
+
+    Raises:
+        ConfigError: the name or chain id is not a known network.
+    """
+    if isinstance(network, Network):
+        return network
+    if isinstance(network, bool):
+        raise ConfigError("network must be a name, a chain id or a Network")
+    if isinstance(network, int):
+        if network in _BY_CHAIN_ID:
+            return _BY_CHAIN_ID[network]
+        raise ConfigError(
+            f"unknown chain id {network}; pass Network(name=..., chain_id=..., ledger=..., inference=...)"
+        )
+    if isinstance(network, str) and network.lower() in NETWORKS:
+        return NETWORKS[network.lower()]
+    raise ConfigError(f"unknown network {network!r}; known: {', '.join(sorted(NETWORKS))}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retry/backoff for reads and waits. Both attempts and total time are bounded.
+
+    Attributes:
+        attempts: maximum number of attempts (>= 1).
+        max_delay: total time budget in seconds for all attempts.
+        initial_backoff: first backoff in seconds (exponential with jitter after it).
+        max_backoff: cap for one backoff.
+    """
+
+    attempts: int = 4
+    max_delay: float = 20.0
+    initial_backoff: float = 0.2
+    max_backoff: float = 3.0
+
+    @classmethod
+    def no_wait(cls, attempts: int = 3) -> RetryPolicy:
+        """A policy for tests: same attempts, zero waits."""
+        return cls(attempts=attempts, max_delay=5.0, initial_backoff=0.0, max_backoff=0.0)
+
+
+@dataclass(frozen=True)
+class FeePolicy:
+    """Fee fields for transactions.
+
+    Attributes:
+        mode: ``"legacy"`` (``gasPrice``, as the 0G SDKs send), ``"eip1559"``, or ``"auto"``
+            (EIP-1559 when the latest block has a base fee, else legacy).
+        gas_price: fixed legacy gas price in wei; ``None`` reads ``eth_gasPrice``.
+        max_gas_price: refuse to send when the price read from the node is above this.
+        priority_fee: EIP-1559 tip in wei; ``None`` reads ``eth_maxPriorityFeePerGas``.
+    """
+
+    mode: str = "legacy"
+    gas_price: int | None = None
+    max_gas_price: int | None = None
+    priority_fee: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("legacy", "eip1559", "auto"):
+            raise ConfigError(f"fee mode must be legacy, eip1559 or auto, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class TxPolicy:
+    """How transactions are sent and awaited.
+
+    Attributes:
+        gas_margin: multiplier applied to ``eth_estimateGas`` (as a fraction: 1.2 = +20 %),
+            given as numerator/denominator-free percent to stay float-free: ``gas_margin_percent``.
+        gas_margin_percent: extra gas over the estimate, in percent.
+        gas_cap: never send with more gas than this.
+        receipt_timeout: seconds to wait for a receipt before raising
+            :class:`~og_inference_async.TransactionOutcomeUnknownError`.
+        receipt_poll_interval: initial seconds between receipt polls (grows to 1 s).
+        receipt_attempts: maximum number of receipt polls.
+        fees: the :class:`FeePolicy`.
+    """
+
+    gas_margin_percent: int = 25
+    gas_cap: int = 8_000_000
+    receipt_timeout: float = 120.0
+    receipt_poll_interval: float = 0.05
+    receipt_attempts: int = 2000
+    fees: FeePolicy = field(default_factory=FeePolicy)

@@ -1,0 +1,704 @@
+"""The whole error tree of og-inference-async.
+
+Every exception the public API raises derives from :class:`OGError`. Foreign
+exceptions (httpx, aiohttp, web3, eth-abi) are translated at the boundary and
+chained with ``raise ... from exc``. Messages never contain private keys, API
+keys, session tokens or signatures.
+
+::
+
+    OGError
+    ├── ConfigError (also ValueError)          bad argument or configuration, nothing was sent
+    │   ├── InvalidAddressError
+    │   ├── InvalidAmountError
+    │   ├── BelowMinimumError                  amount below an on-chain minimum
+    │   ├── NetworkMismatchError               the RPC serves another chain id
+    │   └── ApiKeyError                        API key ids: exhausted, revoked, out of range
+    ├── BrokerStateError (also RuntimeError)   broker used before opening or after closing
+    ├── InsufficientBalanceError               not enough money somewhere (carries amounts)
+    ├── NotAcknowledgedError                   the user has not acknowledged the provider's signer
+    ├── ServiceNotFoundError                   no such provider / service on this network
+    ├── ChainError
+    │   ├── RPCError                           transport or JSON-RPC failure
+    │   ├── ContractRevertError                decoded custom error (name, args, tx hash)
+    │   │   └── one subclass per custom error of both ABIs (LedgerNotExistsError, ...)
+    │   └── TransactionOutcomeUnknownError     sent, but no receipt came: carries the hash
+    ├── TokenError
+    │   ├── TokenDecodeError                   malformed app-sk token
+    │   └── TokenVerificationError             signature / fields do not check out
+    ├── ProviderError                          the provider's HTTP API answered with an error
+    │   ├── ProviderConnectionError            could not reach the provider
+    │   ├── ProviderAuthError                  401 / 403
+    │   ├── ProviderRateLimitError             429
+    │   ├── ProviderServerError                5xx
+    │   └── ProviderResponseError              answered, but not in the expected shape
+    └── VerificationError                      a TEE response or attestation check failed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AccountExistsError",
+    "AccountNotExistsError",
+    "AdditionalInfoTooLongError",
+    "AlreadyInitializedError",
+    "ApiKeyError",
+    "BatchSizeTooLargeError",
+    "BelowMinimumError",
+    "BrokerStateError",
+    "CallFailedError",
+    "CallerNotLedgerError",
+    "CallerNotRegisteredServiceError",
+    "CannotAddStakeWhenUpdatingError",
+    "CannotRevokeWithNonZeroBalanceError",
+    "ChainError",
+    "ConfigError",
+    "ContractInvalidAddressError",
+    "ContractRevertError",
+    "DirectDepositsDisabledError",
+    "InsufficientAvailableBalanceError",
+    "InsufficientBalanceError",
+    "InsufficientStakeError",
+    "InvalidAddressError",
+    "InvalidAmountError",
+    "InvalidServiceAddressError",
+    "InvalidServiceTypeError",
+    "InvalidTEESignatureError",
+    "LedgerExistsError",
+    "LedgerInsufficientBalanceError",
+    "LedgerLockedError",
+    "LedgerNotExistsError",
+    "LimitTooLargeError",
+    "LockTimeOutOfRangeError",
+    "MinimumDepositRequiredError",
+    "MustWithdrawAllFundsFirstError",
+    "NetworkMismatchError",
+    "NoRecommendedServiceError",
+    "NoSettlementsProvidedError",
+    "NotAcknowledgedError",
+    "OGError",
+    "PanicError",
+    "ProviderAuthError",
+    "ProviderCannotBeUserError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderRateLimitError",
+    "ProviderResponseError",
+    "ProviderServerError",
+    "REVERT_ERRORS",
+    "RPCError",
+    "RevertedError",
+    "ServiceAlreadyRegisteredError",
+    "ServiceMustImplementIServingError",
+    "ServiceNameExistsError",
+    "ServiceNotExistError",
+    "ServiceNotFoundError",
+    "LedgerServiceNotFoundError",
+    "ServiceNotRegisteredError",
+    "ServiceRegistryLimitReachedError",
+    "ServiceTypeRequiredError",
+    "TokenDecodeError",
+    "TokenError",
+    "TokenVerificationError",
+    "TooManyProvidersError",
+    "TooManyProvidersForServiceError",
+    "TooManyRefundsError",
+    "TooManySettlementsError",
+    "TransactionOutcomeUnknownError",
+    "TransferFailedError",
+    "VerificationError",
+    "VersionRequiredError",
+    "ZeroAddressNotAllowedError",
+    "ZeroAmountNotAllowedError",
+]
+
+
+class OGError(Exception):
+    """Base class of every error raised by og-inference-async."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class ConfigError(OGError, ValueError):
+    """A bad argument or configuration. Raised before any transaction or request is sent."""
+
+
+class InvalidAddressError(ConfigError):
+    """An address is malformed, zero where not allowed, or otherwise unusable."""
+
+
+class InvalidAmountError(ConfigError):
+    """An amount is a float, negative, zero where not allowed, or not parseable."""
+
+
+class BelowMinimumError(ConfigError):
+    """An amount is below a minimum read from the chain.
+
+    Attributes:
+        amount: the amount asked for, in wei.
+        minimum: the on-chain minimum, in wei.
+    """
+
+    def __init__(self, message: str, *, amount: int, minimum: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.amount = amount
+        self.minimum = minimum
+
+
+class NetworkMismatchError(ConfigError):
+    """The RPC endpoint serves a different chain than the one configured."""
+
+    def __init__(self, message: str, *, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ApiKeyError(ConfigError):
+    """An API key (persistent token) id cannot be used: all taken, already revoked or out of range."""
+
+
+class BrokerStateError(OGError, RuntimeError):
+    """The broker was used before ``async with`` opened it, or after it was closed."""
+
+
+class InsufficientBalanceError(OGError):
+    """Not enough funds in the wallet, the ledger or a provider sub-account.
+
+    Attributes:
+        required: wei needed, when known.
+        available: wei available, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        required: int | None = None,
+        available: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.required = required
+        self.available = available
+
+
+class NotAcknowledgedError(OGError):
+    """The user has not acknowledged the provider's TEE signer (or has no sub-account with it)."""
+
+    hint = "call broker.inference.acknowledge_provider_signer(provider) first"
+
+    def __init__(self, message: str, *, provider: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.provider = provider
+
+
+class ServiceNotFoundError(OGError):
+    """The provider or service is not registered on this network."""
+
+    hint = "check the network (testnet vs mainnet) and that the address appears in list_services()"
+
+    def __init__(self, message: str, *, identifier: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.identifier = identifier
+
+
+class ChainError(OGError):
+    """Something went wrong talking to the chain."""
+
+
+class RPCError(ChainError):
+    """A JSON-RPC transport failure or error response.
+
+    Attributes:
+        code: the JSON-RPC error code, when there was one.
+        retryable: whether the failure looked transient (timeouts, 429, 5xx, rate limits).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        data: Any = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+        self.retryable = retryable
+
+
+class ContractRevertError(ChainError):
+    """A contract call or transaction reverted.
+
+    Attributes:
+        error_name: the custom error's name (``"LedgerNotExists"``), ``"Error"`` for
+            ``Error(string)``, ``"Panic"``, or ``None`` when the revert data was not decodable.
+        error_args: the decoded arguments by name.
+        selector: the 4-byte selector as ``0x`` hex, when known.
+        data: the raw revert data as ``0x`` hex, when known.
+        tx_hash: the transaction hash when a sent transaction reverted; ``None`` for calls,
+            gas estimation and checks made before sending.
+    """
+
+    #: The custom error this class stands for; ``None`` on the base class.
+    error_type: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_name: str | None = None,
+        error_args: dict[str, Any] | None = None,
+        selector: str | None = None,
+        data: str | None = None,
+        tx_hash: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.error_name = error_name if error_name is not None else self.error_type
+        self.error_args = dict(error_args or {})
+        self.selector = selector
+        self.data = data
+        self.tx_hash = tx_hash
+
+
+class TransactionOutcomeUnknownError(ChainError):
+    """A transaction was sent but no receipt arrived within the bounds.
+
+    It may still be mined. The SDK never resends it; look it up by ``tx_hash``.
+    """
+
+    hint = "look the transaction up by its hash before retrying; it may still be mined"
+
+    def __init__(self, message: str, *, tx_hash: str, nonce: int | None = None) -> None:
+        super().__init__(message)
+        self.tx_hash = tx_hash
+        self.nonce = nonce
+
+
+class TokenError(OGError):
+    """A session token or API key problem."""
+
+
+class TokenDecodeError(TokenError):
+    """An ``app-sk-`` token is malformed (base64, separator, JSON or field types)."""
+
+
+class TokenVerificationError(TokenError):
+    """A token decoded but does not verify (signature, provider, expiry, ...)."""
+
+
+class ProviderError(OGError):
+    """The provider's HTTP API answered with an error.
+
+    Attributes:
+        status_code: the HTTP status, when there was a response.
+        body: the (size-limited) response body text, when there was one.
+        provider: the provider address.
+        retryable: whether retrying the same request could succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: str | None = None,
+        provider: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+        self.body = body
+        self.provider = provider
+
+
+class ProviderConnectionError(ProviderError):
+    """The provider could not be reached (connect error, timeout, broken TLS)."""
+
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials (HTTP 401 or 403)."""
+
+
+class ProviderRateLimitError(ProviderError):
+    """HTTP 429. ``retry_after`` holds the provider's ``Retry-After`` in seconds, when sent."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ProviderServerError(ProviderError):
+    """HTTP 5xx from the provider."""
+
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered, but not in the shape the protocol expects."""
+
+
+class VerificationError(OGError):
+    """A TEE response signature or attestation check failed (fail-closed policy)."""
+
+
+# --- one class per custom error of the LedgerManager and InferenceServing ABIs ---------------
+
+
+class AccountExistsError(ContractRevertError):
+    """A sub-account for this user and provider already exists."""
+
+    error_type = "AccountExists"
+
+
+class AccountNotExistsError(ContractRevertError):
+    """No sub-account exists for this user and provider."""
+
+    error_type = "AccountNotExists"
+    hint = "transfer funds to the provider first (ledger.transfer_fund) or call acknowledge_provider_signer"
+
+
+class AdditionalInfoTooLongError(ContractRevertError):
+    """additionalInfo is longer than 4096 bytes."""
+
+    error_type = "AdditionalInfoTooLong"
+
+
+class AlreadyInitializedError(ContractRevertError):
+    """The contract was already initialized."""
+
+    error_type = "AlreadyInitialized"
+
+
+class BatchSizeTooLargeError(ContractRevertError):
+    """Too many users in one batch read."""
+
+    error_type = "BatchSizeTooLarge"
+
+
+class CallFailedError(ContractRevertError):
+    """transferFund's call into the service contract failed."""
+
+    error_type = "CallFailed"
+    hint = (
+        "transferFund hides the inner error of the service call; "
+        "check the provider address and the sub-account"
+    )
+
+
+class CallerNotLedgerError(ContractRevertError):
+    """Only the LedgerManager may call this function."""
+
+    error_type = "CallerNotLedger"
+
+
+class CallerNotRegisteredServiceError(ContractRevertError):
+    """Only a registered service contract may call this function."""
+
+    error_type = "CallerNotRegisteredService"
+
+
+class CannotAddStakeWhenUpdatingError(ContractRevertError):
+    """A service update must not send value."""
+
+    error_type = "CannotAddStakeWhenUpdating"
+
+
+class CannotRevokeWithNonZeroBalanceError(ContractRevertError):
+    """The acknowledgement cannot be revoked while the sub-account holds funds."""
+
+    error_type = "CannotRevokeWithNonZeroBalance"
+
+
+class DirectDepositsDisabledError(ContractRevertError):
+    """Plain value transfers to the contract are refused."""
+
+    error_type = "DirectDepositsDisabled"
+
+
+class InsufficientAvailableBalanceError(ContractRevertError, InsufficientBalanceError):
+    """The ledger's available balance does not cover the amount."""
+
+    error_type = "InsufficientAvailableBalance"
+    hint = "deposit more with ledger.deposit_fund"
+
+
+class LedgerInsufficientBalanceError(ContractRevertError, InsufficientBalanceError):
+    """The ledger's available balance is lower than the refund asked for."""
+
+    error_type = "InsufficientBalance"
+
+
+class InsufficientStakeError(ContractRevertError, InsufficientBalanceError):
+    """A provider registration sent less than the minimum stake."""
+
+    error_type = "InsufficientStake"
+
+
+class ContractInvalidAddressError(ContractRevertError):
+    """A zero or invalid address was passed to the contract."""
+
+    error_type = "InvalidAddress"
+
+
+class InvalidServiceAddressError(ContractRevertError):
+    """The service address is zero."""
+
+    error_type = "InvalidServiceAddress"
+
+
+class InvalidServiceTypeError(ContractRevertError):
+    """The service type is not known to the ledger."""
+
+    error_type = "InvalidServiceType"
+
+
+class InvalidTEESignatureError(ContractRevertError):
+    """A TEE settlement signature is invalid."""
+
+    error_type = "InvalidTEESignature"
+
+
+class LedgerExistsError(ContractRevertError):
+    """The ledger already exists for this user."""
+
+    error_type = "LedgerExists"
+    hint = "use ledger.deposit_fund to add funds"
+
+
+class LedgerLockedError(ContractRevertError):
+    """The ledger is locked by a call in progress (re-entrancy guard)."""
+
+    error_type = "LedgerLocked"
+
+
+class LedgerNotExistsError(ContractRevertError):
+    """No ledger exists for this user."""
+
+    error_type = "LedgerNotExists"
+    hint = "create one with ledger.add_ledger (at least the on-chain minimum)"
+
+
+class LimitTooLargeError(ContractRevertError):
+    """A page limit above the contract's maximum (50)."""
+
+    error_type = "LimitTooLarge"
+
+
+class LockTimeOutOfRangeError(ContractRevertError):
+    """The lock time is outside [1 h, 7 d]."""
+
+    error_type = "LockTimeOutOfRange"
+
+
+class MinimumDepositRequiredError(ContractRevertError):
+    """The amount is below the contract's minimum, or would leave less than it."""
+
+    error_type = "MinimumDepositRequired"
+
+
+class MustWithdrawAllFundsFirstError(ContractRevertError):
+    """The ledger still holds funds and cannot be deleted."""
+
+    error_type = "MustWithdrawAllFundsFirst"
+    hint = "retrieve and refund all funds first"
+
+
+class NoRecommendedServiceError(ContractRevertError):
+    """No recommended service is set for this type."""
+
+    error_type = "NoRecommendedService"
+
+
+class NoSettlementsProvidedError(ContractRevertError):
+    """An empty settlement list."""
+
+    error_type = "NoSettlementsProvided"
+
+
+class ProviderCannotBeUserError(ContractRevertError):
+    """The provider address equals the user address."""
+
+    error_type = "ProviderCannotBeUser"
+
+
+class ServiceAlreadyRegisteredError(ContractRevertError):
+    """The service address is already registered."""
+
+    error_type = "ServiceAlreadyRegistered"
+
+
+class ServiceMustImplementIServingError(ContractRevertError):
+    """The service contract does not implement IServing."""
+
+    error_type = "ServiceMustImplementIServing"
+
+
+class ServiceNameExistsError(ContractRevertError):
+    """The service full name is already taken."""
+
+    error_type = "ServiceNameExists"
+
+
+class ServiceNotExistError(ContractRevertError, ServiceNotFoundError):
+    """The provider has no service registered in InferenceServing."""
+
+    error_type = "ServiceNotExist"
+
+
+class LedgerServiceNotFoundError(ContractRevertError, ServiceNotFoundError):
+    """The service name is not registered in the ledger."""
+
+    error_type = "ServiceNotFound"
+
+
+class ServiceNotRegisteredError(ContractRevertError, ServiceNotFoundError):
+    """The service is not registered in the ledger."""
+
+    error_type = "ServiceNotRegistered"
+
+
+class ServiceRegistryLimitReachedError(ContractRevertError):
+    """The ledger's service registry is full."""
+
+    error_type = "ServiceRegistryLimitReached"
+
+
+class ServiceTypeRequiredError(ContractRevertError):
+    """An empty service type."""
+
+    error_type = "ServiceTypeRequired"
+
+
+class TooManyProvidersError(ContractRevertError):
+    """More than 20 providers in one retrieveFund call."""
+
+    error_type = "TooManyProviders"
+
+
+class TooManyProvidersForServiceError(ContractRevertError):
+    """The user already has the maximum number (50) of providers for this service."""
+
+    error_type = "TooManyProvidersForService"
+
+
+class TooManyRefundsError(ContractRevertError):
+    """The sub-account already has the maximum number (5) of pending refunds."""
+
+    error_type = "TooManyRefunds"
+    hint = "wait for the lock time to pass and retrieve again to collect matured refunds"
+
+
+class TooManySettlementsError(ContractRevertError):
+    """More than 50 settlements in one call."""
+
+    error_type = "TooManySettlements"
+
+
+class TransferFailedError(ContractRevertError):
+    """A native-token transfer made by the contract failed."""
+
+    error_type = "TransferFailed"
+
+
+class VersionRequiredError(ContractRevertError):
+    """An empty service version."""
+
+    error_type = "VersionRequired"
+
+
+class ZeroAddressNotAllowedError(ContractRevertError):
+    """The zero address is not allowed here."""
+
+    error_type = "ZeroAddressNotAllowed"
+
+
+class ZeroAmountNotAllowedError(ContractRevertError):
+    """A zero amount is not allowed here."""
+
+    error_type = "ZeroAmountNotAllowed"
+
+
+class RevertedError(ContractRevertError):
+    """A plain ``revert(string)`` / ``require`` failure (``Error(string)``)."""
+
+    error_type = "Error"
+
+
+class PanicError(ContractRevertError):
+    """A Solidity panic (``Panic(uint256)``)."""
+
+    error_type = "Panic"
+
+
+#: Custom error name -> exception class.
+REVERT_ERRORS: dict[str, type[ContractRevertError]] = {
+    "AccountExists": AccountExistsError,
+    "AccountNotExists": AccountNotExistsError,
+    "AdditionalInfoTooLong": AdditionalInfoTooLongError,
+    "AlreadyInitialized": AlreadyInitializedError,
+    "BatchSizeTooLarge": BatchSizeTooLargeError,
+    "CallFailed": CallFailedError,
+    "CallerNotLedger": CallerNotLedgerError,
+    "CallerNotRegisteredService": CallerNotRegisteredServiceError,
+    "CannotAddStakeWhenUpdating": CannotAddStakeWhenUpdatingError,
+    "CannotRevokeWithNonZeroBalance": CannotRevokeWithNonZeroBalanceError,
+    "DirectDepositsDisabled": DirectDepositsDisabledError,
+    "InsufficientAvailableBalance": InsufficientAvailableBalanceError,
+    "InsufficientBalance": LedgerInsufficientBalanceError,
+    "InsufficientStake": InsufficientStakeError,
+    "InvalidAddress": ContractInvalidAddressError,
+    "InvalidServiceAddress": InvalidServiceAddressError,
+    "InvalidServiceType": InvalidServiceTypeError,
+    "InvalidTEESignature": InvalidTEESignatureError,
+    "LedgerExists": LedgerExistsError,
+    "LedgerLocked": LedgerLockedError,
+    "LedgerNotExists": LedgerNotExistsError,
+    "LimitTooLarge": LimitTooLargeError,
+    "LockTimeOutOfRange": LockTimeOutOfRangeError,
+    "MinimumDepositRequired": MinimumDepositRequiredError,
+    "MustWithdrawAllFundsFirst": MustWithdrawAllFundsFirstError,
+    "NoRecommendedService": NoRecommendedServiceError,
+    "NoSettlementsProvided": NoSettlementsProvidedError,
+    "ProviderCannotBeUser": ProviderCannotBeUserError,
+    "ServiceAlreadyRegistered": ServiceAlreadyRegisteredError,
+    "ServiceMustImplementIServing": ServiceMustImplementIServingError,
+    "ServiceNameExists": ServiceNameExistsError,
+    "ServiceNotExist": ServiceNotExistError,
+    "ServiceNotFound": LedgerServiceNotFoundError,
+    "ServiceNotRegistered": ServiceNotRegisteredError,
+    "ServiceRegistryLimitReached": ServiceRegistryLimitReachedError,
+    "ServiceTypeRequired": ServiceTypeRequiredError,
+    "TooManyProviders": TooManyProvidersError,
+    "TooManyProvidersForService": TooManyProvidersForServiceError,
+    "TooManyRefunds": TooManyRefundsError,
+    "TooManySettlements": TooManySettlementsError,
+    "TransferFailed": TransferFailedError,
+    "VersionRequired": VersionRequiredError,
+    "ZeroAddressNotAllowed": ZeroAddressNotAllowedError,
+    "ZeroAmountNotAllowed": ZeroAmountNotAllowedError,
+    "Error": RevertedError,
+    "Panic": PanicError,
+}

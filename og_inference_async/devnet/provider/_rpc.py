@@ -1,0 +1,397 @@
+"""Minimal chain access for the devnet provider: raw JSON-RPC, ABI encoding, local signing.
+
+The provider deliberately does not use the SDK's own chain layer (``og_inference_async._chain``):
+it is the ground truth the SDK is tested against, so it talks to the node with plain JSON-RPC
+(``httpx``), encodes calls with ``eth_abi`` from the vendored ABI JSON files and signs its
+transactions locally with ``eth_account``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+
+from ..._exceptions import ContractRevertError, RPCError
+
+__all__ = [
+    "AbiFunction",
+    "AccountState",
+    "ProviderChain",
+    "ServiceState",
+    "inference_function",
+]
+
+_ABI_DIR = Path(__file__).resolve().parent.parent.parent / "_chain" / "abi"
+
+#: topic0 of ``TEESettlementResult(address indexed user, uint8 status, uint256 unsettledAmount)``.
+SETTLEMENT_RESULT_TOPIC = "0x" + keccak(text="TEESettlementResult(address,uint8,uint256)").hex()
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    """Turn one ABI parameter description into an eth_abi type string (tuples recursively)."""
+    typ = str(param["type"])
+    if typ.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param["components"])
+        return f"({inner}){typ[len('tuple') :]}"
+    return typ
+
+
+@dataclass(frozen=True)
+class AbiFunction:
+    """One contract function: its selector and the eth_abi types of its inputs and outputs."""
+
+    name: str
+    selector: bytes
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def encode(self, *args: Any) -> bytes:
+        """Return the calldata for a call with ``args``."""
+        return self.selector + abi_encode(list(self.inputs), list(args))
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        """Decode the return data of a call."""
+        return tuple(abi_decode(list(self.outputs), data))
+
+
+@lru_cache(maxsize=4)
+def _load_abi(contract: str) -> tuple[dict[str, AbiFunction], dict[bytes, str]]:
+    entries = json.loads((_ABI_DIR / f"{contract}.json").read_text())
+    functions: dict[str, AbiFunction] = {}
+    errors: dict[bytes, str] = {}
+    for entry in entries:
+        if entry.get("type") == "function":
+            inputs = tuple(_abi_type(p) for p in entry["inputs"])
+            outputs = tuple(_abi_type(p) for p in entry.get("outputs", []))
+            signature = f"{entry['name']}({','.join(inputs)})"
+            functions[entry["name"]] = AbiFunction(
+                entry["name"], function_signature_to_4byte_selector(signature), inputs, outputs
+            )
+        elif entry.get("type") == "error":
+            inputs = tuple(_abi_type(p) for p in entry["inputs"])
+            errors[function_signature_to_4byte_selector(f"{entry['name']}({','.join(inputs)})")] = entry[
+                "name"
+            ]
+    return functions, errors
+
+
+def inference_function(name: str) -> AbiFunction:
+    """Return an InferenceServing function by name (from the vendored ABI)."""
+    return _load_abi("InferenceServing")[0][name]
+
+
+def _error_name(data: bytes) -> str | None:
+    if len(data) < 4:
+        return None
+    for contract in ("InferenceServing", "LedgerManager"):
+        name = _load_abi(contract)[1].get(data[:4])
+        if name is not None:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """The fields of an on-chain ``Account`` (user, this provider) that the provider checks."""
+
+    user: str
+    nonce: int
+    balance: int
+    pending_refund: int
+    acknowledged: bool
+    generation: int
+    revoked_bitmap: int
+
+    @property
+    def locked(self) -> int:
+        """Spendable sub-account funds: ``balance - pendingRefund`` (never negative)."""
+        return max(self.balance - self.pending_refund, 0)
+
+    def is_revoked(self, token_id: int) -> bool:
+        """Whether persistent token id ``token_id`` is revoked in the bitmap."""
+        return bool((self.revoked_bitmap >> token_id) & 1)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """The on-chain ``Service`` struct of a provider."""
+
+    provider: str
+    service_type: str
+    url: str
+    input_price: int
+    output_price: int
+    model: str
+    verifiability: str
+    additional_info: str
+    tee_signer: str
+    tee_signer_acknowledged: bool
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+class ProviderChain:
+    """Raw JSON-RPC access to the InferenceServing contract for one provider account.
+
+    Args:
+        rpc_url: the node's HTTP JSON-RPC URL.
+        chain_id: the chain id (used when signing transactions).
+        inference: the InferenceServing proxy address.
+        http: a shared ``httpx.AsyncClient`` (not closed here).
+    """
+
+    def __init__(self, rpc_url: str, chain_id: int, inference: str, http: httpx.AsyncClient) -> None:
+        self.rpc_url = rpc_url
+        self.chain_id = chain_id
+        self.inference = to_checksum_address(inference)
+        self._http = http
+        self._ids = 0
+        self._send_locks: dict[str, anyio.Lock] = {}
+
+    # -- transport ---------------------------------------------------------------------------
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    async def rpc(self, method: str, params: list[Any]) -> Any:
+        """Send one JSON-RPC request and return its ``result``.
+
+        Raises:
+            RPCError: transport failure or a JSON-RPC error (``data`` holds revert data if any).
+        """
+        (result,) = await self.batch([(method, params)])
+        if isinstance(result, RPCError):
+            raise result
+        return result
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Send several JSON-RPC requests in one HTTP batch.
+
+        Returns:
+            One entry per call, in order: the ``result``, or an :class:`RPCError` instance for a
+            call that failed (failures of single calls are returned, not raised).
+
+        Raises:
+            RPCError: if the HTTP request itself fails.
+        """
+        payload = [{"jsonrpc": "2.0", "id": self._next_id(), "method": m, "params": p} for m, p in calls]
+        try:
+            response = await self._http.post(self.rpc_url, json=payload)
+            response.raise_for_status()
+            answers = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RPCError(f"JSON-RPC transport failure: {type(exc).__name__}", retryable=True) from exc
+        by_id = {a.get("id"): a for a in answers} if isinstance(answers, list) else {}
+        out: list[Any] = []
+        for request in payload:
+            answer = by_id.get(request["id"])
+            if answer is None:
+                out.append(RPCError(f"no answer for {request['method']}"))
+            elif "error" in answer:
+                err = answer["error"] or {}
+                out.append(
+                    RPCError(
+                        f"{request['method']}: {err.get('message', 'error')}",
+                        code=err.get("code"),
+                        data=err.get("data"),
+                    )
+                )
+            else:
+                out.append(answer.get("result"))
+        return out
+
+    # -- calls -------------------------------------------------------------------------------
+    def _call_params(self, data: bytes, from_: str | None, block: str) -> list[Any]:
+        tx: dict[str, Any] = {"to": self.inference, "data": _hex(data)}
+        if from_ is not None:
+            tx["from"] = from_
+        return [tx, block]
+
+    @staticmethod
+    def _revert_from(err: RPCError, what: str, tx_hash: str | None = None) -> ContractRevertError | None:
+        data = err.data
+        if isinstance(data, dict):
+            data = data.get("data")
+        if not isinstance(data, str) or not data.startswith("0x"):
+            return None
+        raw = bytes.fromhex(data[2:])
+        name = _error_name(raw)
+        return ContractRevertError(
+            f"{what} reverted with {name or 'unknown error'}",
+            error_name=name,
+            selector=_hex(raw[:4]) if len(raw) >= 4 else None,
+            data=data,
+            tx_hash=tx_hash,
+        )
+
+    def _decode_call(self, fn: AbiFunction, result: Any) -> tuple[Any, ...]:
+        if isinstance(result, RPCError):
+            revert = self._revert_from(result, fn.name)
+            if revert is not None:
+                raise revert from result
+            raise result
+        return fn.decode(bytes.fromhex(str(result)[2:]))
+
+    async def call(self, fn: AbiFunction, *args: Any, from_: str | None = None) -> tuple[Any, ...]:
+        """``eth_call`` an InferenceServing function and decode its outputs.
+
+        Raises:
+            ContractRevertError: the call reverted (``error_name`` set when decodable).
+            RPCError: any other failure.
+        """
+        (result,) = await self.batch([("eth_call", self._call_params(fn.encode(*args), from_, "latest"))])
+        return self._decode_call(fn, result)
+
+    async def head_and_account(self, user: str, provider: str) -> tuple[str, AccountState | None]:
+        """Read the latest block hash and the (user, provider) account in one batch.
+
+        Returns:
+            ``(block_hash, account)``; ``account`` is ``None`` when it does not exist.
+        """
+        fn = inference_function("getAccount")
+        head, result = await self.batch(
+            [
+                ("eth_getBlockByNumber", ["latest", False]),
+                ("eth_call", self._call_params(fn.encode(user, provider), None, "latest")),
+            ]
+        )
+        if isinstance(head, RPCError):
+            raise head
+        try:
+            (acc,) = self._decode_call(fn, result)
+        except ContractRevertError as exc:
+            if exc.error_name == "AccountNotExists":
+                return str(head["hash"]), None
+            raise
+        return str(head["hash"]), _account_state(acc)
+
+    async def head(self) -> str:
+        """Return the hash of the latest block."""
+        block = await self.rpc("eth_getBlockByNumber", ["latest", False])
+        return str(block["hash"])
+
+    async def get_account(self, user: str, provider: str) -> AccountState | None:
+        """Return the (user, provider) account, or ``None`` if it does not exist."""
+        try:
+            (acc,) = await self.call(inference_function("getAccount"), user, provider)
+        except ContractRevertError as exc:
+            if exc.error_name == "AccountNotExists":
+                return None
+            raise
+        return _account_state(acc)
+
+    async def get_service(self, provider: str) -> ServiceState:
+        """Return the provider's on-chain service struct."""
+        (svc,) = await self.call(inference_function("getService"), provider)
+        return ServiceState(
+            provider=to_checksum_address(svc[0]),
+            service_type=svc[1],
+            url=svc[2],
+            input_price=int(svc[3]),
+            output_price=int(svc[4]),
+            model=svc[6],
+            verifiability=svc[7],
+            additional_info=svc[8],
+            tee_signer=to_checksum_address(svc[9]),
+            tee_signer_acknowledged=bool(svc[10]),
+        )
+
+    # -- transactions ------------------------------------------------------------------------
+    async def send(
+        self,
+        private_key: str,
+        data: bytes,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> dict[str, Any]:
+        """Sign a legacy transaction to the inference contract locally, send it and wait for its receipt.
+
+        Transactions of one sender are serialised (nonce read as ``pending`` under a lock).
+
+        Args:
+            private_key: the sender's key (a devnet account).
+            data: calldata.
+            value: wei to send.
+            gas: gas limit; estimated (+20 %) when ``None``.
+
+        Returns:
+            The receipt (a JSON-RPC receipt object with ``status == "0x1"``).
+
+        Raises:
+            ContractRevertError: gas estimation or the mined transaction reverted.
+            RPCError: the node refused or failed.
+        """
+        account = Account.from_key(private_key)
+        sender = account.address
+        lock = self._send_locks.setdefault(sender, anyio.Lock())
+        tx_call = {"from": sender, "to": self.inference, "data": _hex(data), "value": hex(value)}
+        async with lock:
+            calls: list[tuple[str, list[Any]]] = [
+                ("eth_getTransactionCount", [sender, "pending"]),
+                ("eth_gasPrice", []),
+            ]
+            if gas is None:
+                calls.append(("eth_estimateGas", [tx_call]))
+            results = await self.batch(calls)
+            for item in results:
+                if isinstance(item, RPCError):
+                    revert = self._revert_from(item, "transaction (gas estimation)")
+                    if revert is not None:
+                        raise revert from item
+                    raise item
+            nonce = int(results[0], 16)
+            gas_price = int(results[1], 16)
+            if gas is None:
+                gas = int(int(results[2], 16) * 12 // 10) + 10_000
+            signed = account.sign_transaction(
+                {
+                    "to": self.inference,
+                    "data": data,
+                    "value": value,
+                    "gas": gas,
+                    "gasPrice": gas_price,
+                    "nonce": nonce,
+                    "chainId": self.chain_id,
+                }
+            )
+            tx_hash = await self.rpc("eth_sendRawTransaction", [_hex(bytes(signed.raw_transaction))])
+        receipt = await self.wait_receipt(str(tx_hash))
+        if receipt.get("status") != "0x1":
+            raise ContractRevertError("provider transaction reverted", tx_hash=str(tx_hash))
+        return receipt
+
+    async def wait_receipt(self, tx_hash: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll for a transaction receipt (anvil automines, so this is usually immediate)."""
+        delay = 0.002
+        with anyio.fail_after(timeout):
+            while True:
+                receipt = await self.rpc("eth_getTransactionReceipt", [tx_hash])
+                if receipt:
+                    return dict(receipt)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+
+def _account_state(acc: tuple[Any, ...]) -> AccountState:
+    return AccountState(
+        user=to_checksum_address(acc[0]),
+        nonce=int(acc[2]),
+        balance=int(acc[3]),
+        pending_refund=int(acc[4]),
+        acknowledged=bool(acc[7]),
+        generation=int(acc[9]),
+        revoked_bitmap=int(acc[10]),
+    )

@@ -1,0 +1,174 @@
+"""Public data models: frozen pydantic models with named fields, never raw tuples.
+
+All amounts are ``int`` wei. On-chain timestamps are seconds; token timestamps are milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .._units import format_og
+
+__all__ = [
+    "Account",
+    "ChainEvent",
+    "Ledger",
+    "ProviderBalance",
+    "Refund",
+    "Service",
+    "ServiceInfo",
+    "TxReceipt",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ledger(_Frozen):
+    """A user's main account in the LedgerManager.
+
+    Attributes:
+        user: the owner address.
+        total: all funds in the ledger, including what sits in provider sub-accounts (wei).
+        available: funds not yet moved to any provider (wei).
+        additional_info: free-form text stored with the ledger.
+    """
+
+    user: str
+    total: int
+    available: int
+    additional_info: str = ""
+
+    @property
+    def locked(self) -> int:
+        """Funds sitting in provider sub-accounts: ``total - available`` (wei)."""
+        return self.total - self.available
+
+    def __str__(self) -> str:
+        return (
+            f"Ledger(total={format_og(self.total)} OG, available={format_og(self.available)} OG, "
+            f"locked={format_og(self.locked)} OG)"
+        )
+
+
+class Refund(_Frozen):
+    """A pending refund in a provider sub-account (``created_at`` in seconds)."""
+
+    index: int
+    amount: int
+    created_at: int
+    processed: bool
+
+
+class Account(_Frozen):
+    """A user's sub-account with one provider in InferenceServing.
+
+    Attributes:
+        nonce: the last settled TEE settlement nonce (not a request nonce).
+        balance: wei held for this provider, including pending refunds.
+        pending_refund: wei requested back and waiting for the lock time.
+        refunds: the active refunds only (stale slots dropped).
+        acknowledged: whether the user acknowledged the provider's TEE signer.
+        generation: the session-token generation (bumped by ``revokeAllTokens``).
+        revoked_bitmap: bit ``i`` set = API key id ``i`` revoked in this generation.
+    """
+
+    user: str
+    provider: str
+    nonce: int
+    balance: int
+    pending_refund: int
+    refunds: tuple[Refund, ...]
+    additional_info: str
+    acknowledged: bool
+    generation: int
+    revoked_bitmap: int
+
+    @property
+    def spendable(self) -> int:
+        """``balance - pending_refund``: what the provider can still bill (wei)."""
+        return self.balance - self.pending_refund
+
+
+class ProviderBalance(_Frozen):
+    """A provider the user has a sub-account with, and what sits there (wei)."""
+
+    provider: str
+    balance: int
+    pending_refund: int
+
+
+class Service(_Frozen):
+    """A provider's service registered in InferenceServing.
+
+    Prices are wei per unit: per token for chatbots, per image for image services, per
+    second or per output token for speech-to-text.
+    """
+
+    provider: str
+    service_type: str
+    url: str
+    input_price: int
+    output_price: int
+    updated_at: int
+    model: str
+    verifiability: str
+    additional_info: str
+    tee_signer_address: str
+    tee_signer_acknowledged: bool
+
+    @property
+    def endpoint(self) -> str:
+        """The OpenAI-compatible base URL: ``url`` without trailing slashes plus ``/v1/proxy``."""
+        return self.url.rstrip("/") + "/v1/proxy"
+
+    @property
+    def is_verifiable(self) -> bool:
+        """Whether responses carry TEE signatures (``TeeML``, ``OpML`` or ``ZKML``)."""
+        return self.verifiability in ("TeeML", "OpML", "ZKML")
+
+
+class ServiceInfo(_Frozen):
+    """A service contract registered in the LedgerManager (e.g. ``inference-v1.0``)."""
+
+    service_address: str
+    service_contract: str
+    service_type: str
+    version: str
+    full_name: str
+    description: str
+    is_recommended: bool
+    registered_at: int
+
+
+class ChainEvent(_Frozen):
+    """A decoded event from a transaction receipt."""
+
+    name: str
+    address: str
+    args: dict[str, Any]
+    log_index: int
+
+
+class TxReceipt(_Frozen):
+    """The receipt of a successful transaction sent by the SDK.
+
+    Attributes:
+        tx_hash: ``0x`` hash.
+        block_number: the block it was mined in.
+        gas_used: gas consumed.
+        events: decoded events of the 0G contracts, in log order.
+    """
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    status: int
+    events: tuple[ChainEvent, ...] = ()
+
+    def events_named(self, name: str) -> list[ChainEvent]:
+        """The events called ``name``."""
+        return [e for e in self.events if e.name == name]

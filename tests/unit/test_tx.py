@@ -1,0 +1,191 @@
+"""Nonce allocation, sending and receipt handling against a fake node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from eth_abi import encode
+from eth_account import Account
+from eth_utils import function_signature_to_4byte_selector as selector
+
+from og_inference_async import (
+    ContractRevertError,
+    InsufficientAvailableBalanceError,
+    RPCError,
+    TransactionOutcomeUnknownError,
+    TxPolicy,
+)
+from og_inference_async._chain import RpcClient, TxSender
+from og_inference_async._chain._tx import NonceAllocator
+from og_inference_async._config import RetryPolicy
+
+from .fakes import FakeProvider, FakeWeb3
+
+pytestmark = pytest.mark.anyio
+
+KEY = "0x" + "11" * 32
+TO = "0x" + "22" * 20
+FAST = TxPolicy(receipt_timeout=0.5, receipt_poll_interval=0.001, receipt_attempts=5)
+
+
+def _receipt(status: int = 1) -> dict[str, Any]:
+    return {"status": hex(status), "blockNumber": "0x5", "gasUsed": "0x5208", "logs": []}
+
+
+def _node(**overrides: Any) -> FakeProvider:
+    handlers: dict[str, Any] = {
+        "eth_estimateGas": lambda p: hex(21000),
+        "eth_gasPrice": lambda p: hex(10**9),
+        "eth_getTransactionCount": lambda p: hex(7),
+        "eth_sendRawTransaction": lambda p: "0x" + "00" * 32,
+        "eth_getTransactionReceipt": lambda p: _receipt(),
+    }
+    handlers.update(overrides)
+    return FakeProvider(handlers)
+
+
+def _sender(node: FakeProvider, policy: TxPolicy = FAST) -> TxSender:
+    rpc = RpcClient(FakeWeb3(node), owned=False, retry=RetryPolicy.no_wait())  # type: ignore[arg-type]
+    tx = TxSender(rpc, Account.from_key(KEY), 31337, policy)
+    tx.nonces = NonceAllocator(chain_id=31337, address=tx.address)  # isolate from other tests
+    return tx
+
+
+async def test_concurrent_sends_get_distinct_consecutive_nonces() -> None:
+    """50 coroutines sending at once receive nonces 7..56 with one pending-count read."""
+    node = _node()
+    tx = _sender(node)
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(tx.send, TO, b"\x01")
+    assert node.count("eth_getTransactionCount") == 1
+    assert node.count("eth_sendRawTransaction") == 50
+    assert tx.nonces._next == 57
+
+
+async def test_revert_during_estimation_sends_nothing() -> None:
+    """A revert at estimateGas is decoded and raised; no nonce is taken, nothing is sent."""
+    data = "0x" + (selector("InsufficientAvailableBalance(uint256,uint256)") + encode(["uint256", "uint256"], [1, 2])).hex()
+    node = _node(eth_estimateGas=lambda p: {"__error__": {"code": 3, "message": "execution reverted", "data": data}})
+    tx = _sender(node)
+    with pytest.raises(InsufficientAvailableBalanceError) as info:
+        await tx.send(TO, b"\x01", context="LedgerManager.transferFund")
+    assert info.value.error_args == {"available": 1, "required": 2}
+    assert info.value.tx_hash is None
+    assert node.count("eth_sendRawTransaction") == 0
+    assert node.count("eth_getTransactionCount") == 0
+
+
+async def test_rejected_send_gives_the_nonce_back() -> None:
+    """A transaction the node refused returns its nonce; the next send reuses it."""
+    answers = iter([{"__error__": {"code": -32000, "message": "intrinsic gas too low"}}, "0x" + "00" * 32])
+    node = _node(eth_sendRawTransaction=lambda p: next(answers))
+    tx = _sender(node)
+    with pytest.raises(RPCError):
+        await tx.send(TO, b"\x01")
+    await tx.send(TO, b"\x01")
+    sent = [p for m, p in node.calls if m == "eth_sendRawTransaction"]
+    assert len(sent) == 2
+    assert sent[0] == sent[1]  # same nonce, same fields: the identical signed bytes
+    assert tx.nonces._next == 8
+
+
+async def test_nonce_too_low_resyncs_and_retries_with_a_fresh_nonce() -> None:
+    """'nonce too low' reseeds from the node; the retried transaction uses the new nonce."""
+    counts = iter([hex(3), hex(9)])
+    answers = iter([{"__error__": {"code": -32000, "message": "nonce too low"}}, "0x" + "00" * 32])
+    node = _node(eth_getTransactionCount=lambda p: next(counts), eth_sendRawTransaction=lambda p: next(answers))
+    tx = _sender(node)
+    receipt = await tx.send(TO, b"\x01")
+    assert receipt.status == 1
+    assert node.count("eth_getTransactionCount") == 2
+    assert tx.nonces._next == 10
+
+
+async def test_missing_receipt_is_outcome_unknown_with_hash_and_no_resend() -> None:
+    """No receipt within bounds raises TransactionOutcomeUnknownError carrying the hash; sent once."""
+    node = _node(eth_getTransactionReceipt=lambda p: None)
+    tx = _sender(node)
+    with pytest.raises(TransactionOutcomeUnknownError) as info:
+        await tx.send(TO, b"\x01")
+    assert info.value.tx_hash.startswith("0x") and len(info.value.tx_hash) == 66
+    assert node.count("eth_sendRawTransaction") == 1
+    assert node.count("eth_getTransactionReceipt") == FAST.receipt_attempts
+
+
+async def test_transport_error_on_send_waits_by_hash_instead_of_resending() -> None:
+    """A transport failure while sending is never resent; the hash is awaited instead."""
+
+    class Boom(Exception):
+        pass
+
+    def send(p: list[Any]) -> Any:
+        raise Boom("connection reset")
+
+    node = _node(eth_sendRawTransaction=send)
+    tx = _sender(node)
+    receipt = await tx.send(TO, b"\x01")
+    assert receipt.status == 1
+    assert node.count("eth_sendRawTransaction") == 1
+
+
+async def test_reverted_receipt_raises_decoded_error_with_hash() -> None:
+    """A mined revert is decoded by replaying the call and carries the transaction hash."""
+    data = "0x" + (selector("LedgerNotExists(address)") + encode(["address"], [TO])).hex()
+
+    def call(p: list[Any]) -> Any:
+        return {"__error__": {"code": 3, "message": "execution reverted", "data": data}}
+
+    node = _node(eth_getTransactionReceipt=lambda p: _receipt(0), eth_call=call)
+    tx = _sender(node)
+    with pytest.raises(ContractRevertError) as info:
+        await tx.send(TO, b"\x01")
+    assert info.value.error_name == "LedgerNotExists"
+    assert info.value.tx_hash is not None
+
+
+async def test_max_gas_price_refuses_expensive_sends() -> None:
+    """A gas price above the configured cap is refused before signing."""
+    from og_inference_async import FeePolicy
+
+    node = _node(eth_gasPrice=lambda p: hex(10**12))
+    tx = _sender(node, TxPolicy(fees=FeePolicy(max_gas_price=10**9)))
+    with pytest.raises(RPCError):
+        await tx.send(TO, b"\x01")
+    assert node.count("eth_sendRawTransaction") == 0
+
+
+async def test_eip1559_mode_sends_typed_transactions() -> None:
+    """In eip1559 mode the fee fields come from the base fee and the tip."""
+    from og_inference_async import FeePolicy
+
+    node = _node(
+        eth_getBlockByNumber=lambda p: {"baseFeePerGas": hex(100)},
+        eth_maxPriorityFeePerGas=lambda p: hex(5),
+    )
+    tx = _sender(node, TxPolicy(fees=FeePolicy(mode="eip1559"), receipt_poll_interval=0.001))
+    await tx.send(TO, b"\x01")
+    (raw,) = [p[0] for m, p in node.calls if m == "eth_sendRawTransaction"]
+    assert raw.startswith("0x02")
+
+
+async def test_transient_read_errors_are_retried_but_bounded() -> None:
+    """Rate-limit errors on reads are retried up to the attempt bound, then raised."""
+    node = _node(eth_chainId=lambda p: {"__error__": {"code": -32005, "message": "rate limit exceeded"}})
+    rpc = RpcClient(FakeWeb3(node), owned=False, retry=RetryPolicy.no_wait(attempts=3))  # type: ignore[arg-type]
+    with pytest.raises(RPCError) as info:
+        await rpc.chain_id()
+    assert info.value.retryable
+    assert node.count("eth_chainId") == 3
+
+
+def test_release_handles_out_of_order_returns() -> None:
+    """Returned nonces are reused lowest first and the counter shrinks back when possible."""
+    alloc = NonceAllocator(chain_id=1, address=TO)
+    alloc._next = 10
+    alloc.release(8)
+    alloc.release(9)
+    assert alloc._next == 8
+    assert alloc._returned == set()
