@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import httpx
     from web3 import AsyncWeb3
 
+    from .inference import InferenceAPI
     from .ledger import LedgerAPI
 
 __all__ = ["AsyncBroker"]
@@ -274,3 +275,10 @@ class AsyncBroker:
         from .ledger import LedgerAPI
 
         return LedgerAPI(self)
+
+    @cached_property
+    def inference(self) -> InferenceAPI:
+        """Inference operations: discovery, acknowledgement, request headers, API keys."""
+        from .inference import InferenceAPI
+
+        return InferenceAPI(self)

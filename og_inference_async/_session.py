@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import re
@@ -53,6 +54,7 @@ __all__ = [
     "SessionTokenCache",
     "SignedToken",
     "TokenClaims",
+    "TokenRejectedError",
     "check_token_id",
     "decode_token",
     "issue_api_key",
@@ -340,6 +342,20 @@ def recover_personal_signer(text: str, signature: str) -> str:
 # --- decoding and verification -----------------------------------------------------------------
 
 
+class TokenRejectedError(TokenVerificationError):
+    """A token failed :func:`verify_token`; ``reason`` says why, as a stable code.
+
+    Attributes:
+        reason: one of ``"bad_signature"``, ``"wrong_signer"``, ``"wrong_provider"``,
+            ``"bad_token_id"``, ``"no_expiry"``, ``"bad_lifetime"``, ``"lifetime_too_long"``,
+            ``"not_yet_valid"``, ``"expired"``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class DecodedToken:
     """A token parsed by :func:`decode_token` (not yet verified). Its repr hides the signature.
@@ -450,12 +466,15 @@ def recover_token_signer(decoded: DecodedToken) -> str:
     """Recover the checksummed address that signed a decoded token.
 
     Raises:
-        TokenVerificationError: the signature does not recover (bad r, s or v).
+        TokenRejectedError: (a :class:`TokenVerificationError`, reason ``"bad_signature"``) the
+            signature does not recover (v not 27/28/0/1, bad r or s).
     """
     try:
         return _recover(encode_defunct(primitive=decoded.message_hash), decoded.signature)
     except Exception as exc:  # eth-keys raises several types for bad r/s/v
-        raise TokenVerificationError(f"token signature does not recover ({type(exc).__name__})") from None
+        raise TokenRejectedError(
+            f"token signature does not recover ({type(exc).__name__})", reason="bad_signature"
+        ) from None
 
 
 def verify_token(
@@ -479,31 +498,41 @@ def verify_token(
         skew_ms: clock-skew tolerance for "issued in the future" and "expired".
 
     Raises:
-        TokenVerificationError: with the precise reason.
+        TokenRejectedError: (a :class:`TokenVerificationError`) with the precise reason in its
+            message and a stable code in ``reason``.
     """
     claims = decoded.claims
     if not 0 <= claims.token_id <= EPHEMERAL_TOKEN_ID:
-        raise TokenVerificationError(f"tokenId {claims.token_id} is outside 0..255")
+        raise TokenRejectedError(f"tokenId {claims.token_id} is outside 0..255", reason="bad_token_id")
     signer = recover_token_signer(decoded)
     if signer != claims.address:
-        raise TokenVerificationError(f"token is signed by {signer}, not by its address {claims.address}")
+        raise TokenRejectedError(
+            f"token is signed by {signer}, not by its address {claims.address}", reason="wrong_signer"
+        )
     if expected_provider is not None and claims.provider.lower() != expected_provider.lower():
-        raise TokenVerificationError(f"token is for provider {claims.provider}, not for {expected_provider}")
+        raise TokenRejectedError(
+            f"token is for provider {claims.provider}, not for {expected_provider}", reason="wrong_provider"
+        )
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if claims.is_ephemeral:
         if claims.expires_at == 0:
-            raise TokenVerificationError("ephemeral token (tokenId 255) has expiresAt 0 (never)")
+            raise TokenRejectedError(
+                "ephemeral token (tokenId 255) has expiresAt 0 (never)", reason="no_expiry"
+            )
         lifetime = claims.expires_at - claims.timestamp
         if lifetime <= 0:
-            raise TokenVerificationError("ephemeral token expires before it was issued")
+            raise TokenRejectedError("ephemeral token expires before it was issued", reason="bad_lifetime")
         if lifetime > max_ephemeral_ms:
-            raise TokenVerificationError(
-                f"ephemeral token lifetime {lifetime} ms exceeds the maximum {max_ephemeral_ms} ms"
+            raise TokenRejectedError(
+                f"ephemeral token lifetime {lifetime} ms exceeds the maximum {max_ephemeral_ms} ms",
+                reason="lifetime_too_long",
             )
     if claims.timestamp > now + skew_ms:
-        raise TokenVerificationError(f"token timestamp {claims.timestamp} is in the future (now {now})")
+        raise TokenRejectedError(
+            f"token timestamp {claims.timestamp} is in the future (now {now})", reason="not_yet_valid"
+        )
     if claims.expires_at != 0 and claims.expires_at + skew_ms <= now:
-        raise TokenVerificationError(f"token expired at {claims.expires_at} (now {now})")
+        raise TokenRejectedError(f"token expired at {claims.expires_at} (now {now})", reason="expired")
 
 
 # --- ephemeral token cache -----------------------------------------------------------------------
@@ -637,7 +666,7 @@ class SessionTokenCache:
         return replace(self._stats)
 
     def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        return round(self._clock() * 1000)
 
     async def get_token(self, provider: str) -> SignedToken:
         """Return a valid session token for ``provider``, issuing one if needed.
@@ -713,6 +742,7 @@ class SessionTokenCache:
                 if entry.token is None and self._entries.get(provider) is entry:
                     del self._entries[provider]
             flight.done.set()
+            self._evict()  # entries kept while in flight may have pushed the cache over its bound
         if flight.stale:
             return None
         if flight.error is not None:
@@ -756,7 +786,8 @@ class SessionTokenCache:
         if excess <= 0:
             return
         # Oldest first; entries with a flight in progress are kept so their callers stay coalesced.
-        victims = [key for key, entry in self._entries.items() if entry.flight is None][:excess]
+        idle = (key for key, entry in self._entries.items() if entry.flight is None)
+        victims = list(itertools.islice(idle, excess))
         for key in victims:
             del self._entries[key]
         self._stats.evictions += len(victims)

@@ -7,7 +7,7 @@
 from ._abi import decode_revert, inference_abi, ledger_abi
 from ._contracts import ChainReader
 from ._rpc import RpcClient
-from ._tx import NonceAllocator, TxSender, get_nonce_allocator
+from ._tx import NonceAllocator, TxSender, get_nonce_allocator, reset_nonce_allocators
 
 __all__ = [
     "ChainReader",
@@ -18,4 +18,5 @@ __all__ = [
     "get_nonce_allocator",
     "inference_abi",
     "ledger_abi",
+    "reset_nonce_allocators",
 ]

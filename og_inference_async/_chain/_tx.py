@@ -41,7 +41,7 @@ from ..types import ChainEvent, TxReceipt
 from ._abi import decode_revert, inference_abi, ledger_abi
 from ._rpc import RpcClient
 
-__all__ = ["NonceAllocator", "TxSender", "get_nonce_allocator"]
+__all__ = ["NonceAllocator", "TxSender", "get_nonce_allocator", "reset_nonce_allocators"]
 
 log = logging.getLogger("og_inference_async.chain")
 
@@ -102,6 +102,17 @@ def get_nonce_allocator(chain_id: int, address: str) -> NonceAllocator:
         alloc = NonceAllocator(chain_id=chain_id, address=address)
         _ALLOCATORS[key] = alloc
     return alloc
+
+
+def reset_nonce_allocators(chain_id: int | None = None) -> None:
+    """Make every allocator (of ``chain_id``, or all) reseed from the node on next use.
+
+    Call it after rewinding a chain (``evm_revert``): the counters would otherwise run ahead of
+    the node and transactions would queue behind a nonce gap. The devnet's ``revert`` calls it.
+    """
+    for (_, cid, _), alloc in list(_ALLOCATORS.items()):
+        if chain_id is None or cid == chain_id:
+            alloc.resync()
 
 
 def _events_from_logs(logs: list[dict[str, Any]]) -> tuple[ChainEvent, ...]:

@@ -60,7 +60,9 @@ def _free_port() -> int:
         return port
 
 
-def _command(binary: Path, port: int, chain_id: int, accounts: int, balance: int, extra: Sequence[str]) -> list[str]:
+def _command(
+    binary: Path, port: int, chain_id: int, accounts: int, balance: int, extra: Sequence[str]
+) -> list[str]:
     cmd = [
         str(binary),
         "--host",
@@ -108,18 +110,17 @@ def _read_tail(handle: IO[bytes], limit: int = 2000) -> str:
     return handle.read().decode(errors="replace").strip()[-limit:]
 
 
-async def _wait_ready(process: anyio.abc.Process, rpc: RpcClient, chain_id: int, timeout: float) -> bool:
+async def _wait_ready(process: anyio.abc.Process, rpc: RpcClient, chain_id: int) -> bool:
     """Poll ``eth_chainId`` until it answers. False if the process exited first."""
-    with anyio.fail_after(timeout):
-        while process.returncode is None:
-            try:
-                answer = await rpc.call("eth_chainId")
-            except DevnetError:
-                await anyio.sleep(_POLL_INTERVAL)
-                continue
-            if int(answer, 16) != chain_id:
-                raise DevnetError(f"the node at {rpc.url} reports chain id {int(answer, 16)}, expected {chain_id}")
-            return True
+    while process.returncode is None:
+        try:
+            answer = await rpc.call("eth_chainId")
+        except DevnetError:
+            await anyio.sleep(_POLL_INTERVAL)
+            continue
+        if int(answer, 16) != chain_id:
+            raise DevnetError(f"the node at {rpc.url} reports chain id {int(answer, 16)}, not {chain_id}")
+        return True
     return False
 
 
@@ -162,7 +163,8 @@ async def run_anvil(
                 ) from exc
             rpc = RpcClient(f"http://{HOST}:{port}", http)
             try:
-                ready = await _wait_ready(process, rpc, chain_id, start_timeout)
+                with anyio.fail_after(start_timeout):
+                    ready = await _wait_ready(process, rpc, chain_id)
             except TimeoutError as exc:
                 await _stop(process)
                 raise DevnetError(f"anvil did not answer on {rpc.url} within {start_timeout} s") from exc
@@ -177,7 +179,8 @@ async def run_anvil(
         finally:
             await anyio.to_thread.run_sync(log.close)
         if "address already in use" not in output.lower():
-            raise DevnetError(f"anvil exited with code {process.returncode} at start: {output or '(no output)'}")
+            code = process.returncode
+            raise DevnetError(f"anvil exited with code {code} at start: {output or '(no output)'}")
     if node is None:
         raise DevnetError(f"anvil could not bind a free port on {HOST} after {attempts} attempts")
     try:

@@ -102,7 +102,8 @@ class ContractArtifact:
     bytecode: bytes
 
     def __repr__(self) -> str:
-        return f"ContractArtifact(name={self.name!r}, abi=[{len(self.abi)} entries], bytecode={len(self.bytecode)} bytes)"
+        size = len(self.bytecode)
+        return f"ContractArtifact(name={self.name!r}, abi=[{len(self.abi)} entries], bytecode={size} bytes)"
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ async def _run(cmd: list[str], cwd: Path, what: str) -> bytes:
         raise DevnetError(f"{what} could not be run: {exc}") from exc
     if result.returncode != 0:
         raise DevnetError(
-            f"{what} failed with exit code {result.returncode}: {_tail(result.stderr) or _tail(result.stdout)}",
+            f"{what} failed with exit code {result.returncode}: "
+            f"{_tail(result.stderr) or _tail(result.stdout)}",
             hint="check that the npm registry is reachable (npm config get registry) and retry",
         )
     return result.stdout
@@ -300,6 +302,11 @@ class _InstallLock:
 _MEMO: dict[Path, DevnetArtifacts] = {}
 
 
+def _resolve_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return Path(os.path.abspath(folder))
+
+
 async def ensure_artifacts(cache_dir: str | os.PathLike[str] | None = None) -> DevnetArtifacts:
     """Install (once) and verify the pinned devnet artifacts, and return them.
 
@@ -319,8 +326,7 @@ async def ensure_artifacts(cache_dir: str | os.PathLike[str] | None = None) -> D
         DevnetError: ``node``/``npm`` missing, the install or extraction failed, or a bytecode
             hash does not match the pin.
     """
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = Path(os.path.abspath(folder))
+    folder = _resolve_dir(cache_dir)
     memo = _MEMO.get(folder)
     if memo is not None:
         return memo

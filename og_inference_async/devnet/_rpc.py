@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from eth_abi import decode, encode
@@ -101,7 +101,7 @@ def abi_function(abi: Sequence[dict[str, Any]], name: str) -> tuple[bytes, list[
     if len(found) != 1:
         raise DevnetError(f"ABI has {len(found)} functions named {name!r}, expected exactly one")
     entry = found[0]
-    selector = bytes(function_abi_to_4byte_selector(entry))
+    selector = bytes(function_abi_to_4byte_selector(cast(Any, entry)))
     inputs = [str(collapse_if_tuple(dict(p))) for p in entry.get("inputs", [])]
     outputs = [str(collapse_if_tuple(dict(p))) for p in entry.get("outputs", [])]
     return selector, inputs, outputs

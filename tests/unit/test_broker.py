@@ -106,7 +106,7 @@ async def test_background_tasks_stop_on_close() -> None:
 
     async with _broker(FakeProvider()) as broker:
         broker.task_group.start_soon(forever)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     assert stopped.is_set()
 
 

@@ -25,6 +25,7 @@ from og_inference_async._session import (
     DecodedToken,
     SignedToken,
     TokenClaims,
+    TokenRejectedError,
     check_token_id,
     decode_token,
     issue_api_key,
@@ -154,9 +155,11 @@ def test_claims_key_order_and_plain_ints() -> None:
 
 
 def test_claims_non_ascii_nonce_matches_json_stringify() -> None:
-    """Non-ASCII and control characters are encoded as JavaScript's JSON.stringify does (checked with node)."""
+    """Non-ASCII and control characters are encoded as JavaScript's JSON.stringify does (node-checked)."""
     claims = vector_claims(nonce='a\x01"\\/é€😀\u2028\t')
-    assert claims.to_json().split('"nonce":')[1].split(',"generation"')[0] == '"a\\u0001\\"\\\\/é€😀\u2028\\t"'
+    assert (
+        claims.to_json().split('"nonce":')[1].split(',"generation"')[0] == '"a\\u0001\\"\\\\/é€😀\u2028\\t"'
+    )
 
 
 @pytest.mark.parametrize(
@@ -181,7 +184,7 @@ def test_claims_reject_bad_fields(field: str, value: object, error: type[Excepti
 
 
 def test_make_session_claims_bounds() -> None:
-    """Ephemeral claims carry tokenId 255, expire after the lifetime, and refuse lifetimes outside 1 ms..24 h."""
+    """Ephemeral claims carry tokenId 255 and expire after the lifetime, which must be 1 ms..24 h."""
     claims = make_session_claims(ADDRESS, PROVIDER, generation=3, now_ms=NOW, lifetime_ms=1000, nonce="n")
     assert (claims.token_id, claims.expires_at, claims.generation) == (255, NOW + 1000, 3)
     assert len(make_session_claims(ADDRESS, PROVIDER, generation=0, now_ms=NOW).nonce) == 32
@@ -227,7 +230,9 @@ MALFORMED = {
     "bad json": encode(("{not json|" + SIGNATURE).encode()),
     "json array": token_with([1, 2]),
     "json NaN": encode((RAW.replace('"generation":0', '"generation":NaN') + "|" + SIGNATURE).encode()),
-    "duplicate key": encode((RAW.replace('"tokenId":255', '"tokenId":255,"tokenId":1') + "|" + SIGNATURE).encode()),
+    "duplicate key": encode(
+        (RAW.replace('"tokenId":255', '"tokenId":255,"tokenId":1') + "|" + SIGNATURE).encode()
+    ),
     "missing tokenId": token_with({k: v for k, v in GOOD.items() if k != "tokenId"}),
     "bool tokenId": token_with({**GOOD, "tokenId": True}),
     "float timestamp": token_with({**GOOD, "timestamp": 1.7e12}),
@@ -308,6 +313,13 @@ def test_decode_fuzz_random_inputs_never_escape() -> None:
 # --- verification ----------------------------------------------------------------------------------
 
 
+def reason_of(decoded: DecodedToken, **kwargs: object) -> str:
+    with pytest.raises(TokenRejectedError) as info:
+        verify_token(decoded, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(info.value, TokenVerificationError)
+    return info.value.reason
+
+
 def signed(**overrides: object) -> DecodedToken:
     return decode_token(sign_token(vector_claims(**overrides), ACCOUNT).authorization)
 
@@ -343,6 +355,20 @@ def test_verify_expiry_and_skew() -> None:
     verify_token(signed(), now_ms=NOW - 60_000)
     with pytest.raises(TokenVerificationError, match="future"):
         verify_token(signed(), now_ms=NOW - 60_001)
+
+
+def test_verify_reasons_are_stable_codes() -> None:
+    """Each verification failure carries a machine-readable reason code."""
+    assert (
+        reason_of(decode_token(token_with({**GOOD, "address": OTHER.address})), now_ms=NOW) == "wrong_signer"
+    )
+    assert reason_of(decode_token(token_with(GOOD, SIGNATURE[:-2] + "05")), now_ms=NOW) == "bad_signature"
+    assert reason_of(signed(), expected_provider=OTHER.address, now_ms=NOW) == "wrong_provider"
+    assert reason_of(signed(), now_ms=NOW + 2 * 86_400_000) == "expired"
+    assert reason_of(signed(), now_ms=NOW - 3_600_000) == "not_yet_valid"
+    assert reason_of(signed(expires_at=0), now_ms=NOW) == "no_expiry"
+    assert reason_of(signed(expires_at=NOW - 1), now_ms=NOW) == "bad_lifetime"
+    assert reason_of(signed(expires_at=NOW + 86_400_001), now_ms=NOW) == "lifetime_too_long"
 
 
 def test_verify_ephemeral_lifetime_rules() -> None:
@@ -404,17 +430,29 @@ def test_check_token_id() -> None:
         check_token_id(1, 0b10)
 
 
+def api_key_claims(expires_in_ms: int | None, token_id: int = 4) -> TokenClaims:
+    return make_api_key_claims(
+        ADDRESS.lower(),
+        PROVIDER,
+        token_id=token_id,
+        generation=2,
+        now_ms=NOW,
+        expires_in_ms=expires_in_ms,
+        nonce="n",
+    )
+
+
 def test_make_api_key_claims_expiry() -> None:
     """expiresAt is now + expires_in, or 0 for None/0; negative lifetimes are ConfigError."""
-    common = {"token_id": 4, "generation": 2, "now_ms": NOW, "nonce": "n"}
-    assert make_api_key_claims(ADDRESS.lower(), PROVIDER, expires_in_ms=None, **common).expires_at == 0  # type: ignore[arg-type]
-    assert make_api_key_claims(ADDRESS, PROVIDER, expires_in_ms=0, **common).expires_at == 0  # type: ignore[arg-type]
-    claims = make_api_key_claims(ADDRESS.lower(), PROVIDER, expires_in_ms=5000, **common)  # type: ignore[arg-type]
-    assert (claims.expires_at, claims.token_id, claims.generation, claims.address) == (NOW + 5000, 4, 2, ADDRESS)
+    assert api_key_claims(None).expires_at == 0
+    assert api_key_claims(0).expires_at == 0
+    claims = api_key_claims(5000)
+    assert (claims.expires_at, claims.token_id, claims.generation) == (NOW + 5000, 4, 2)
+    assert claims.address == ADDRESS
     with pytest.raises(ConfigError):
-        make_api_key_claims(ADDRESS, PROVIDER, expires_in_ms=-1, **common)  # type: ignore[arg-type]
-    with pytest.raises(ApiKeyError):
-        make_api_key_claims(ADDRESS, PROVIDER, expires_in_ms=None, token_id=255, generation=0, now_ms=NOW, nonce="n")
+        api_key_claims(-1)
+    with pytest.raises(ApiKeyError, match="ephemeral"):
+        api_key_claims(None, token_id=255)
 
 
 def test_issue_api_key_round_trip_and_redaction(caplog: pytest.LogCaptureFixture) -> None:

@@ -67,8 +67,15 @@ async def test_concurrent_sends_get_distinct_consecutive_nonces() -> None:
 
 async def test_revert_during_estimation_sends_nothing() -> None:
     """A revert at estimateGas is decoded and raised; no nonce is taken, nothing is sent."""
-    data = "0x" + (selector("InsufficientAvailableBalance(uint256,uint256)") + encode(["uint256", "uint256"], [1, 2])).hex()
-    node = _node(eth_estimateGas=lambda p: {"__error__": {"code": 3, "message": "execution reverted", "data": data}})
+    data = (
+        "0x"
+        + (
+            selector("InsufficientAvailableBalance(uint256,uint256)") + encode(["uint256", "uint256"], [1, 2])
+        ).hex()
+    )
+    node = _node(
+        eth_estimateGas=lambda p: {"__error__": {"code": 3, "message": "execution reverted", "data": data}}
+    )
     tx = _sender(node)
     with pytest.raises(InsufficientAvailableBalanceError) as info:
         await tx.send(TO, b"\x01", context="LedgerManager.transferFund")
@@ -96,7 +103,9 @@ async def test_nonce_too_low_resyncs_and_retries_with_a_fresh_nonce() -> None:
     """'nonce too low' reseeds from the node; the retried transaction uses the new nonce."""
     counts = iter([hex(3), hex(9)])
     answers = iter([{"__error__": {"code": -32000, "message": "nonce too low"}}, "0x" + "00" * 32])
-    node = _node(eth_getTransactionCount=lambda p: next(counts), eth_sendRawTransaction=lambda p: next(answers))
+    node = _node(
+        eth_getTransactionCount=lambda p: next(counts), eth_sendRawTransaction=lambda p: next(answers)
+    )
     tx = _sender(node)
     receipt = await tx.send(TO, b"\x01")
     assert receipt.status == 1

@@ -92,7 +92,7 @@ def requests_hash(hashes: Iterable[bytes]) -> bytes:
 
 
 def sign_settlement(
-    tee_key: str,
+    tee_key: bytes | str,
     *,
     chain_id: int,
     contract: str,

@@ -29,6 +29,7 @@ __all__ = [
     "ProviderChain",
     "ServiceState",
     "inference_function",
+    "ledger_function",
 ]
 
 _ABI_DIR = Path(__file__).resolve().parent.parent.parent / "_chain" / "abi"
@@ -88,6 +89,11 @@ def _load_abi(contract: str) -> tuple[dict[str, AbiFunction], dict[bytes, str]]:
 def inference_function(name: str) -> AbiFunction:
     """Return an InferenceServing function by name (from the vendored ABI)."""
     return _load_abi("InferenceServing")[0][name]
+
+
+def ledger_function(name: str) -> AbiFunction:
+    """Return a LedgerManager function by name (from the vendored ABI)."""
+    return _load_abi("LedgerManager")[0][name]
 
 
 def _error_name(data: bytes) -> str | None:

@@ -1,0 +1,569 @@
+"""The provider's state and rules, independent of HTTP: auth, balance checks, billing, settlement.
+
+The Starlette routes in ``_app`` only parse requests and shape responses; every decision a real
+0G provider makes about a request (is the token valid, is the account funded, what does it cost,
+what is signed, what is settled) lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from ..._exceptions import OGError, TokenDecodeError, TokenVerificationError
+from ..._session import (
+    EPHEMERAL_TOKEN_ID,
+    MAX_EPHEMERAL_LIFETIME_MS,
+    DecodedToken,
+    decode_token,
+    personal_sign_text,
+    recover_token_signer,
+    verify_token,
+)
+from ._billing import (
+    SETTLEMENT_STATUS,
+    FeeBook,
+    FeeRecord,
+    SettlementResult,
+    request_hash,
+    requests_hash,
+    sign_settlement,
+)
+from ._faults import ProviderFaults
+from ._rpc import SETTLEMENT_RESULT_TOPIC, AccountState, ProviderChain, ServiceState, inference_function
+
+__all__ = [
+    "MIN_LOCKED_BALANCE",
+    "AuthContext",
+    "AuthFailure",
+    "ProviderConfig",
+    "ProviderCore",
+]
+
+logger = logging.getLogger("og_inference_async.devnet.provider")
+
+#: The provider keeps this much above unsettled fees + the request's fee (TS ``MIN_LOCKED_BALANCE``).
+MIN_LOCKED_BALANCE = 10**18
+
+#: Most settlements the contract accepts in one ``settleFeesWithTEE`` call.
+MAX_SETTLEMENTS_PER_TX = 50
+
+T = TypeVar("T")
+
+
+@dataclass
+class ProviderConfig:
+    """Behaviour settings of one devnet provider.
+
+    Attributes:
+        service_type: ``"chatbot"``, ``"text-to-image"``, ``"image-editing"`` or ``"speech-to-text"``.
+        model: the model name registered on chain and served by ``/v1/models``.
+        input_price: wei per input unit (token, image or second).
+        output_price: wei per output token.
+        additional_info: extra keys merged into the on-chain ``additionalInfo`` JSON
+            (``{"ProviderType": "decentralized", ...}`` is always present).
+        settle_interval: seconds between automatic settlement rounds; ``None`` turns them off.
+        min_locked_balance: the buffer of the balance rule (default 1 OG).
+        clock_skew_ms: tolerance for token timestamps in the future and for expiry.
+        max_ephemeral_ms: longest lifetime accepted for an ephemeral (255) token.
+        head_join_window: seconds within which concurrent requests share one chain-head read
+            (the account cache is validated against the latest block hash).
+        async_job_seconds: how long an async image job takes.
+        async_retry_after: ``Retry-After`` seconds sent while an async job is not finished.
+        transcription_billing: ``"duration"`` (per second of audio) or ``"tokens"``.
+        signature_store_size: how many response signatures are kept.
+    """
+
+    service_type: str
+    model: str
+    input_price: int
+    output_price: int
+    additional_info: dict[str, Any] = field(default_factory=dict)
+    settle_interval: float | None = 2.0
+    min_locked_balance: int = MIN_LOCKED_BALANCE
+    clock_skew_ms: int = 0
+    max_ephemeral_ms: int = MAX_EPHEMERAL_LIFETIME_MS
+    head_join_window: float = 0.005
+    async_job_seconds: float = 0.2
+    async_retry_after: int = 1
+    transcription_billing: str = "duration"
+    signature_store_size: int = 100_000
+
+
+class AuthFailure(Exception):
+    """A request refused by the provider: an HTTP status, a machine code and a message.
+
+    Attributes:
+        status: HTTP status code.
+        code: machine-readable error code (see the package docstring).
+        message: human-readable explanation (never contains the token).
+        extra: additional JSON fields placed inside ``error`` (e.g. ``required``/``available``).
+        headers: extra response headers (``Retry-After``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body ``{"error": {"code", "message", ...}}``."""
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """An authenticated request: who sent it and the account state it was checked against."""
+
+    user: str
+    token: DecodedToken
+    account: AccountState
+
+
+class _Flight(Generic[T]):
+    """One in-flight read that concurrent callers may share."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.done = anyio.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+
+class _Coalescer(Generic[T]):
+    """Share reads among callers that arrive within ``window`` seconds of a read's start."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._flights: dict[str, _Flight[T]] = {}
+
+    async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        arrived = time.monotonic()
+        flight = self._flights.get(key)
+        if flight is None or flight.started < arrived - self.window:
+            flight = _Flight()
+            self._flights[key] = flight
+            try:
+                flight.value = await fetch()
+            except BaseException as exc:
+                flight.error = exc
+                raise
+            finally:
+                flight.done.set()
+                if flight.error is not None and self._flights.get(key) is flight:
+                    del self._flights[key]
+            return flight.value
+        await flight.done.wait()
+        if flight.error is not None:
+            # the leader failed (or was cancelled): read on our own
+            return await fetch()
+        return flight.value  # type: ignore[return-value]
+
+
+@dataclass
+class _CachedAccount:
+    head: str
+    account: AccountState | None
+
+
+@dataclass
+class AsyncJob:
+    """An async image job (``/v1/async/...``)."""
+
+    job_id: str
+    user: str
+    status: str
+    created_at: int
+    updated_at: int
+    data: Any = None
+    error: str | None = None
+
+
+class ProviderCore:
+    """Everything a devnet provider knows and decides, shared by its HTTP routes.
+
+    Args:
+        private_key: the provider account's key (pays gas, receives fees).
+        tee_key: the TEE signer's key (signs responses and settlements).
+        chain: chain access for this provider.
+        config: behaviour settings.
+        faults: fault knobs.
+    """
+
+    def __init__(
+        self,
+        *,
+        private_key: str,
+        tee_key: str,
+        chain: ProviderChain,
+        config: ProviderConfig,
+        faults: ProviderFaults,
+    ) -> None:
+        self._key = private_key
+        self.account: LocalAccount = Account.from_key(private_key)
+        self.address: str = self.account.address
+        self.tee: LocalAccount = Account.from_key(tee_key)
+        self.tee_address: str = self.tee.address
+        # a key that is NOT the TEE signer, for the wrong_signature fault
+        self._impostor: LocalAccount = Account.from_key(bytes(32 * [0x42]))
+        self.chain = chain
+        self.config = config
+        self.faults = faults
+        self.book = FeeBook()
+        self.url = ""
+        self.service: ServiceState | None = None
+        self._accounts: dict[str, _CachedAccount] = {}
+        self._head: _Coalescer[str] = _Coalescer(config.head_join_window)
+        self._account_reads: _Coalescer[tuple[str, AccountState | None]] = _Coalescer(config.head_join_window)
+        self._verified: OrderedDict[str, DecodedToken] = OrderedDict()
+        self._signatures: OrderedDict[str, str] = OrderedDict()
+        self.jobs: dict[str, AsyncJob] = {}
+        #: where async jobs run; set by the server
+        self.task_group: TaskGroup | None = None
+        self._settle_lock = anyio.Lock()
+        self.requests_served = 0
+
+    # -- prices -----------------------------------------------------------------------------
+    @property
+    def input_price(self) -> int:
+        """The on-chain input price (the configured one before registration)."""
+        return self.service.input_price if self.service else self.config.input_price
+
+    @property
+    def output_price(self) -> int:
+        """The on-chain output price (the configured one before registration)."""
+        return self.service.output_price if self.service else self.config.output_price
+
+    # -- chain state ------------------------------------------------------------------------
+    def invalidate(self, user: str | None = None) -> None:
+        """Forget cached account reads (of one user, or all)."""
+        if user is None:
+            self._accounts.clear()
+        else:
+            self._accounts.pop(user.lower(), None)
+
+    async def get_account(self, user: str) -> AccountState | None:
+        """The (user, this provider) account, cached while the chain head is unchanged."""
+        key = user.lower()
+        cached = self._accounts.get(key)
+        if cached is not None:
+            head = await self._head.get("head", self.chain.head)
+            if head == cached.head:
+                return cached.account
+        head, account = await self._account_reads.get(
+            key, lambda: self.chain.head_and_account(to_checksum_address(user), self.address)
+        )
+        if len(self._accounts) > 10_000:
+            self._accounts.clear()
+        self._accounts[key] = _CachedAccount(head, account)
+        return account
+
+    # -- authentication ---------------------------------------------------------------------
+    def _decode(self, header: str | None) -> DecodedToken:
+        if not header or not header.strip().lower().startswith("bearer "):
+            raise AuthFailure(401, "missing_token", "Authorization: Bearer app-sk-... header is required")
+        cached = self._verified.get(header)
+        if cached is not None:
+            self._verified.move_to_end(header)
+            return cached
+        try:
+            decoded = decode_token(header)
+        except TokenDecodeError as exc:
+            raise AuthFailure(401, "malformed_token", f"malformed token: {exc.message}") from None
+        now = int(time.time() * 1000)
+        try:
+            verify_token(
+                decoded,
+                expected_provider=self.address,
+                now_ms=now,
+                max_ephemeral_ms=self.config.max_ephemeral_ms,
+                skew_ms=self.config.clock_skew_ms,
+            )
+        except TokenVerificationError as exc:
+            raise self._classify(decoded, exc, now) from None
+        self._verified[header] = decoded
+        if len(self._verified) > 10_000:
+            self._verified.popitem(last=False)
+        return decoded
+
+    def _classify(self, decoded: DecodedToken, exc: TokenVerificationError, now: int) -> AuthFailure:
+        claims = decoded.claims
+        try:
+            signer = recover_token_signer(decoded)
+        except TokenVerificationError:
+            signer = None
+        if signer != claims.address:
+            return AuthFailure(401, "invalid_signature", "token signature does not recover to its address")
+        if claims.provider.lower() != self.address.lower():
+            return AuthFailure(
+                403, "wrong_provider", f"token is for provider {claims.provider}, this is {self.address}"
+            )
+        if claims.token_id == EPHEMERAL_TOKEN_ID and (
+            claims.expires_at == 0
+            or claims.expires_at - claims.timestamp > self.config.max_ephemeral_ms
+            or claims.expires_at <= claims.timestamp
+        ):
+            return AuthFailure(
+                401,
+                "invalid_token_lifetime",
+                "ephemeral tokens (tokenId 255) must expire, at most 24 h after they were issued",
+            )
+        if claims.timestamp > now + self.config.clock_skew_ms:
+            return AuthFailure(401, "token_not_yet_valid", "token timestamp is in the future")
+        if claims.expires_at != 0 and claims.expires_at + self.config.clock_skew_ms <= now:
+            return AuthFailure(401, "token_expired", f"token expired at {claims.expires_at} (now {now})")
+        return AuthFailure(401, "invalid_token", exc.message)
+
+    async def authenticate(self, header: str | None) -> AuthContext:
+        """Check a request's Authorization header against the token rules and the chain.
+
+        Returns:
+            The authenticated context (user, token, account state).
+
+        Raises:
+            AuthFailure: 401/403/404 with the precise code (see the package docstring);
+                503 ``chain_unavailable`` when the node cannot be read.
+        """
+        decoded = self._decode(header)
+        claims = decoded.claims
+        now = int(time.time() * 1000)
+        if claims.expires_at != 0 and claims.expires_at + self.config.clock_skew_ms <= now:
+            # a cached token can expire while cached
+            self._verified.pop(header or "", None)
+            raise AuthFailure(401, "token_expired", f"token expired at {claims.expires_at} (now {now})")
+        try:
+            account = await self.get_account(claims.address)
+        except OGError as exc:
+            raise AuthFailure(503, "chain_unavailable", f"cannot read the chain: {exc.message}") from None
+        if account is None:
+            raise AuthFailure(
+                404,
+                "account_not_found",
+                f"no sub-account for user {claims.address} at provider {self.address}; transfer funds first",
+            )
+        if claims.generation != account.generation:
+            raise AuthFailure(
+                401,
+                "generation_mismatch",
+                f"token generation {claims.generation} != on-chain generation {account.generation}"
+                " (all tokens were revoked)",
+            )
+        if claims.token_id != EPHEMERAL_TOKEN_ID and account.is_revoked(claims.token_id):
+            raise AuthFailure(401, "token_revoked", f"API key id {claims.token_id} is revoked")
+        if not account.acknowledged:
+            raise AuthFailure(
+                403, "not_acknowledged", "the user has not acknowledged this provider's TEE signer"
+            )
+        return AuthContext(claims.address, decoded, account)
+
+    # -- billing ----------------------------------------------------------------------------
+    def check_balance(self, auth: AuthContext, fee: int) -> None:
+        """Apply the balance rule ``balance - pendingRefund >= unsettled + fee + 1 OG``.
+
+        Raises:
+            AuthFailure: 402 ``insufficient_balance`` with ``required``/``available`` (wei strings).
+        """
+        unsettled = self.book.unsettled(auth.user)
+        required = unsettled + fee + self.config.min_locked_balance
+        available = auth.account.locked
+        if available < required:
+            raise AuthFailure(
+                402,
+                "insufficient_balance",
+                "sub-account balance is too low: it must cover unsettled fees + this request + "
+                f"{self.config.min_locked_balance} wei reserve",
+                extra={
+                    "required": str(required),
+                    "available": str(available),
+                    "unsettled": str(unsettled),
+                    "fee": str(fee),
+                },
+            )
+
+    def charge(self, auth: AuthContext, request_id: str, fee: int, body: bytes) -> None:
+        """Check the balance rule and record the fee, atomically (no await in between).
+
+        Raises:
+            AuthFailure: 402 when the balance rule fails (nothing is billed).
+        """
+        self.check_balance(auth, fee)
+        self.book.add(auth.user, FeeRecord(request_id, fee, request_hash(request_id, body)))
+        self.requests_served += 1
+
+    def bill(self, user: str, request_id: str, fee: int, body: bytes) -> None:
+        """Record a fee without the balance check (async jobs checked it when submitted)."""
+        self.book.add(user, FeeRecord(request_id, fee, request_hash(request_id, body)))
+        self.requests_served += 1
+
+    # -- response signatures ----------------------------------------------------------------
+    def store_signature(self, chat_id: str, text: str) -> None:
+        """Remember the signed text of a response (``sha256(req):sha256(resp)``)."""
+        self._signatures[chat_id] = text
+        if len(self._signatures) > self.config.signature_store_size:
+            self._signatures.popitem(last=False)
+
+    def signature_for(self, chat_id: str) -> dict[str, str] | None:
+        """The signature record of a chat id (bare uuid or ``chatcmpl-<uuid>``), or ``None``."""
+        key = chat_id.removeprefix("chatcmpl-")
+        text = self._signatures.get(key)
+        if text is None:
+            return None
+        signer = self._impostor if self.faults.wrong_signature else self.tee
+        return {
+            "text": text,
+            "signature": personal_sign_text(text, signer),
+            "signing_address": self.tee_address,
+            "signing_algo": "ecdsa",
+        }
+
+    # -- settlement -------------------------------------------------------------------------
+    async def settle_now(self) -> list[SettlementResult]:
+        """Settle every user's unsettled fees on chain now (one round).
+
+        Rules: each user's open fees are signed as one EIP-712 ``TEESettlement`` with nonce
+        ``account.nonce + 1``; ``previewSettlementResults`` is consulted first and users it
+        rejects are not sent; the rest go in ``settleFeesWithTEE`` batches of 50. SUCCESS drops the
+        fees; PARTIAL drops what was taken and keeps the remainder owed as one open record (retried
+        next round, and counted by the balance rule); a rejected user keeps the fees for the next
+        round, except when the sub-account no longer exists (``ACCOUNT_NOT_FOUND``): those fees
+        are written off.
+
+        Returns:
+            One result per user that had unsettled fees.
+
+        Raises:
+            OGError: the node failed; every fee taken for this round is put back first.
+        """
+        async with self._settle_lock:
+            users = self.book.users()
+            results: list[SettlementResult] = []
+            for start in range(0, len(users), MAX_SETTLEMENTS_PER_TX):
+                results.extend(await self._settle_batch(users[start : start + MAX_SETTLEMENTS_PER_TX]))
+            return results
+
+    async def _settle_batch(self, users: list[str]) -> list[SettlementResult]:
+        taken = {u: self.book.take(u) for u in users}
+        taken = {u: recs for u, recs in taken.items() if recs}
+        results: list[SettlementResult] = []
+        try:
+            accounts = {
+                u: await self.chain.get_account(to_checksum_address(u), self.address) for u in taken
+            }
+            items: dict[str, tuple[Any, ...]] = {}
+            meta: dict[str, tuple[int, int]] = {}
+            for user, records in taken.items():
+                account = accounts[user]
+                total = sum(r.fee for r in records)
+                if account is None:
+                    self.book.drop(user, records)
+                    results.append(
+                        SettlementResult(to_checksum_address(user), "ACCOUNT_NOT_FOUND", total, 0, 0, 0, len(records))
+                    )
+                    continue
+                nonce = account.nonce + 1
+                rh = requests_hash(r.hash for r in records)
+                sig = sign_settlement(
+                    bytes(self.tee.key),
+                    chain_id=self.chain.chain_id,
+                    contract=self.chain.inference,
+                    requests_hash=rh,
+                    nonce=nonce,
+                    provider=self.address,
+                    user=account.user,
+                    total_fee=total,
+                )
+                items[user] = (account.user, self.address, total, rh, nonce, sig)
+                meta[user] = (total, nonce)
+            if items:
+                (failed, reasons, _partial, _amounts) = await self.chain.call(
+                    inference_function("previewSettlementResults"), list(items.values()), from_=self.address
+                )
+                for failed_user, reason in zip(failed, reasons):
+                    user = failed_user.lower()
+                    if user in items:
+                        del items[user]
+                        total, nonce = meta[user]
+                        self.book.restore(user, taken[user])
+                        results.append(
+                            SettlementResult(
+                                to_checksum_address(user),
+                                SETTLEMENT_STATUS.get(int(reason), str(reason)),
+                                total,
+                                0,
+                                total,
+                                nonce,
+                                len(taken[user]),
+                            )
+                        )
+            if items:
+                receipt = await self.chain.send(
+                    self._key, inference_function("settleFeesWithTEE").encode(list(items.values()))
+                )
+                tx_hash = str(receipt["transactionHash"])
+                outcome: dict[str, tuple[int, int]] = {}
+                for log in receipt.get("logs", []):
+                    topics = log.get("topics") or []
+                    if topics and topics[0] == SETTLEMENT_RESULT_TOPIC:
+                        user = "0x" + topics[1][-40:]
+                        data = bytes.fromhex(log["data"][2:])
+                        outcome[user.lower()] = (int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big"))
+                for user in list(items):
+                    total, nonce = meta[user]
+                    status, unsettled = outcome.get(user, (5, total))
+                    name = SETTLEMENT_STATUS.get(status, str(status))
+                    if name in ("SUCCESS", "PARTIAL"):
+                        self.book.drop(user, taken[user], carry_over=unsettled)
+                        settled = total - unsettled
+                    else:
+                        self.book.restore(user, taken[user])
+                        settled, unsettled = 0, total
+                    self.invalidate(user)
+                    results.append(
+                        SettlementResult(
+                            to_checksum_address(user), name, total, settled, unsettled, nonce, len(taken[user]), tx_hash
+                        )
+                    )
+                    del items[user]
+        except BaseException:
+            done = {r.user.lower() for r in results}
+            for user, records in taken.items():
+                if user not in done:
+                    self.book.restore(user, records)
+            raise
+        return results
+
+    async def settle_forever(self, interval: float) -> None:
+        """Run :meth:`settle_now` every ``interval`` seconds; failures are logged, not raised."""
+        while True:
+            await anyio.sleep(interval)
+            if not self.book.users():
+                continue
+            try:
+                results = await self.settle_now()
+            except OGError as exc:
+                logger.warning("devnet provider %s: settlement failed: %s", self.address, exc.message)
+                continue
+            for r in results:
+                if r.status != "SUCCESS":
+                    logger.info("devnet provider %s: settlement of %s: %s", self.address, r.user, r.status)

@@ -1,0 +1,259 @@
+"""Request authentication: acknowledgement checks, ephemeral session headers and API keys.
+
+Reads of the user's sub-account (acknowledged flag, generation, revoked bitmap) are cached
+briefly and fetched single-flight, so a cold burst of a thousand ``get_request_headers`` calls
+for one provider costs one ``getAccount`` read and one signature.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from .._config import checksum
+from .._exceptions import AccountNotExistsError, NotAcknowledgedError
+from .._session import (
+    ApiKey,
+    SessionTokenCache,
+    check_token_id,
+    issue_api_key,
+    pick_token_id,
+    revoked_ids,
+)
+from .._singleflight import SingleFlight
+from ..types import Account, TxReceipt
+
+if TYPE_CHECKING:
+    from .._broker import AsyncBroker
+
+__all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
+
+ACCOUNT_TTL = 300.0  # seconds an account read (generation, bitmap) is trusted
+ACK_TTL = 600.0  # seconds a positive acknowledgement is trusted
+
+
+class ApiKeyRegistry(Protocol):
+    """Where issued API key ids are recorded, so two keys never share an id.
+
+    Implement it to persist the records (a database, a file); the default keeps them in memory.
+    """
+
+    def issued_ids(self, user: str, provider: str, generation: int) -> Collection[int]:
+        """Ids already handed out for ``(user, provider)`` in ``generation``."""
+        ...
+
+    def record(self, user: str, key: ApiKey) -> None:
+        """Remember a newly issued key (its secret is included; store it safely or drop it)."""
+        ...
+
+
+@dataclass
+class InMemoryApiKeyRegistry:
+    """The default :class:`ApiKeyRegistry`: ids only, in memory, per broker."""
+
+    _ids: dict[tuple[str, str, int], set[int]] = field(default_factory=dict)
+
+    def issued_ids(self, user: str, provider: str, generation: int) -> Collection[int]:
+        """Ids already handed out for ``(user, provider)`` in ``generation``."""
+        return self._ids.get((user, provider.lower(), generation), set())
+
+    def record(self, user: str, key: ApiKey) -> None:
+        """Remember the key's id (the secret is not kept)."""
+        self._ids.setdefault((user, key.provider.lower(), key.generation), set()).add(key.token_id)
+
+
+class AuthManager:
+    """Session headers and API keys for one broker (one chain, one user)."""
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        *,
+        registry: ApiKeyRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._b = broker
+        self._clock = clock
+        self.registry: ApiKeyRegistry = registry or InMemoryApiKeyRegistry()
+        self._accounts: dict[str, tuple[float, Account | None]] = {}
+        self._acks: dict[str, float] = {}
+        self._account_flights: SingleFlight[str, Account | None] = SingleFlight()
+        self._tokens: SessionTokenCache | None = None
+
+    @property
+    def tokens(self) -> SessionTokenCache:
+        """The ephemeral session-token cache (built on first use)."""
+        if self._tokens is None:
+            account = self._b._account
+            if account is None:
+                from .._exceptions import ConfigError
+
+                raise ConfigError("session tokens need a wallet; this broker is read-only")
+            self._tokens = SessionTokenCache(
+                account=account, fetch_generation=self._generation, clock=self._clock
+            )
+        return self._tokens
+
+    # -- account reads ---------------------------------------------------------------------------
+
+    async def read_account(self, provider: str, *, fresh: bool = False) -> Account | None:
+        """The user's sub-account with ``provider`` (``None`` if absent), cached for a few minutes."""
+        now = self._clock()
+        if not fresh:
+            hit = self._accounts.get(provider)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+
+        async def fetch() -> Account | None:
+            try:
+                account: Account | None = await self._b._chain_reader.get_account(self._b._user, provider)
+            except AccountNotExistsError:
+                account = None
+            self._accounts[provider] = (self._clock() + ACCOUNT_TTL, account)
+            if account is not None and account.acknowledged:
+                self._acks[provider] = self._clock() + ACK_TTL
+            return account
+
+        return await self._account_flights.run(provider, fetch)
+
+    def forget(self, provider: str | None = None) -> None:
+        """Drop cached account reads, acknowledgements and session tokens (one provider or all)."""
+        if provider is None:
+            self._accounts.clear()
+            self._acks.clear()
+        else:
+            self._accounts.pop(provider, None)
+            self._acks.pop(provider, None)
+        if self._tokens is not None:
+            self._tokens.invalidate(provider)
+
+    async def _generation(self, provider: str) -> int:
+        account = await self.read_account(provider)
+        return account.generation if account is not None else 0
+
+    async def is_acknowledged(self, provider: str, *, fresh: bool = False) -> bool:
+        """Whether the user acknowledged ``provider``'s TEE signer (positive answers cached 10 min)."""
+        prov = checksum(provider, what="provider")
+        if not fresh and self._acks.get(prov, 0.0) > self._clock():
+            return True
+        account = await self.read_account(prov, fresh=fresh)
+        return account is not None and account.acknowledged
+
+    async def require_acknowledged(self, provider: str) -> None:
+        """Raise :class:`NotAcknowledgedError` unless the provider is acknowledged."""
+        if not await self.is_acknowledged(provider):
+            account = self._accounts.get(provider, (0.0, None))[1]
+            why = "has no sub-account with" if account is None else "has not acknowledged"
+            raise NotAcknowledgedError(f"{self._b._user} {why} provider {provider}", provider=provider)
+
+    # -- headers ---------------------------------------------------------------------------------
+
+    async def get_request_headers(self, provider: str) -> dict[str, str]:
+        """``{"Authorization": "Bearer app-sk-..."}`` for ``provider`` from the token cache."""
+        prov = checksum(provider, what="provider")
+        await self.require_acknowledged(prov)
+        token = await self.tokens.get_token(prov)
+        return {"Authorization": token.authorization}
+
+    # -- API keys --------------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, provider: str, *, expires_in: int | None = None, token_id: int | None = None
+    ) -> ApiKey:
+        """Issue a persistent token (API key) for ``provider``.
+
+        Args:
+            provider: the provider address.
+            expires_in: lifetime in milliseconds; ``None`` or ``0`` = never expires.
+            token_id: 0..254; default: the lowest id neither revoked on chain nor issued by
+                this broker's registry.
+
+        Raises:
+            NotAcknowledgedError: no sub-account with the provider.
+            ApiKeyError: the id is 255, out of range or revoked, or all ids are taken.
+        """
+        prov = checksum(provider, what="provider")
+        account = await self.read_account(prov, fresh=True)
+        if account is None:
+            raise NotAcknowledgedError(
+                f"{self._b._user} has no sub-account with provider {prov}; API keys need one", provider=prov
+            )
+        user = self._b._user
+        # No await between picking and recording: concurrent calls never share an id.
+        issued = self.registry.issued_ids(user, prov, account.generation)
+        if token_id is None:
+            chosen = pick_token_id(account.revoked_bitmap, issued)
+        else:
+            check_token_id(token_id, account.revoked_bitmap)
+            chosen = token_id
+        key = issue_api_key(
+            self._b._account,  # type: ignore[arg-type]
+            prov,
+            token_id=chosen,
+            generation=account.generation,
+            expires_in_ms=expires_in,
+            now_ms=int(self._clock() * 1000),
+        )
+        self.registry.record(user, key)
+        return key
+
+    async def list_revoked_api_keys(self, provider: str) -> list[int]:
+        """Ids revoked individually in the current generation (from the on-chain bitmap)."""
+        prov = checksum(provider, what="provider")
+        account = await self.read_account(prov, fresh=True)
+        return revoked_ids(account.revoked_bitmap) if account is not None else []
+
+    async def revoke_api_key(self, provider: str, token_id: int) -> TxReceipt:
+        """Revoke one API key id on chain (``revokeToken``).
+
+        Raises:
+            ApiKeyError: 255 (use :meth:`revoke_all_tokens`), out of range, or already revoked.
+            NotAcknowledgedError: no sub-account with the provider.
+        """
+        return await self.revoke_api_keys(provider, [token_id])
+
+    async def revoke_api_keys(self, provider: str, token_ids: list[int]) -> TxReceipt:
+        """Revoke several API key ids in one transaction (``revokeTokens``).
+
+        Raises:
+            ApiKeyError: an id is 255, out of range, already revoked, or repeated.
+            NotAcknowledgedError: no sub-account with the provider.
+        """
+        from .._exceptions import ApiKeyError
+
+        prov = checksum(provider, what="provider")
+        sender = self._b._sender
+        if not token_ids:
+            raise ApiKeyError("no token ids to revoke")
+        if len(set(token_ids)) != len(token_ids):
+            raise ApiKeyError("the token id list contains duplicates")
+        account = await self.read_account(prov, fresh=True)
+        for tid in token_ids:
+            check_token_id(tid, account.revoked_bitmap if account is not None else 0)
+        if account is None:
+            raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
+        chain = self._b._chain_reader
+        if len(token_ids) == 1:
+            receipt = await chain.send_inference(sender, "revokeToken", prov, token_ids[0])
+        else:
+            receipt = await chain.send_inference(sender, "revokeTokens", prov, list(token_ids))
+        self._accounts.pop(prov, None)
+        return receipt
+
+    async def revoke_all_tokens(self, provider: str) -> TxReceipt:
+        """Bump the generation on chain: every session token and API key for ``provider`` dies.
+
+        The cached session token is dropped; the next one carries the new generation.
+
+        Raises:
+            NotAcknowledgedError: no sub-account with the provider.
+        """
+        prov = checksum(provider, what="provider")
+        sender = self._b._sender
+        if await self.read_account(prov, fresh=True) is None:
+            raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
+        receipt = await self._b._chain_reader.send_inference(sender, "revokeAllTokens", prov)
+        self.forget(prov)
+        return receipt
