@@ -121,12 +121,6 @@ async function main() {
   const un = await brokerFor(cfg.unack_key);
   report.unackUser = un.wallet.address;
   await un.broker.ledger.addLedger(3, GAS_PRICE);
-  try {
-    await un.broker.inference.getRequestHeaders(P);
-    report.negatives.unackClient = 'no error';
-  } catch (e) {
-    report.negatives.unackClient = String(e.message || e);
-  }
   await un.broker.inference.acknowledgeProviderSigner(P, GAS_PRICE);
   const unKey = await un.broker.inference.requestProcessor.createApiKey(P, { tokenId: 0 });
   // empty the sub-account (request a refund, wait out the lock time, collect), then withdraw the ack

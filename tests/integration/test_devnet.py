@@ -200,7 +200,11 @@ async def test_cli_up_json() -> None:
         try:
             with anyio.fail_after(60):
                 while b"\n" not in buffer:
-                    buffer += await proc.stdout.receive()
+                    try:
+                        buffer += await proc.stdout.receive()
+                    except anyio.EndOfStream:
+                        errors = b"".join([chunk async for chunk in proc.stderr])
+                        pytest.fail(f"og-devnet up exited early: {errors.decode(errors='replace')}")
             line = buffer.split(b"\n", 1)[0]
             facts = json.loads(line)
             assert set(facts) == {"rpc_url", "chain_id", "contracts", "accounts", "providers"}
