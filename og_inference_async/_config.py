@@ -186,7 +186,7 @@ class TxPolicy:
         gas_cap: never send with more gas than this.
         receipt_timeout: seconds to wait for a receipt before raising
             :class:`~og_inference_async.TransactionOutcomeUnknownError`.
-        receipt_poll_interval: initial seconds between receipt polls (grows to 1 s).
+        receipt_poll_interval: first wait between receipt polls in seconds (doubles up to 1 s).
         receipt_attempts: maximum number of receipt polls.
         fees: the :class:`FeePolicy`.
     """
@@ -194,6 +194,6 @@ class TxPolicy:
     gas_margin_percent: int = 25
     gas_cap: int = 8_000_000
     receipt_timeout: float = 120.0
-    receipt_poll_interval: float = 0.05
+    receipt_poll_interval: float = 0.005
     receipt_attempts: int = 2000
     fees: FeePolicy = field(default_factory=FeePolicy)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._exceptions import ContractRevertError, RPCError
+from .._singleflight import SingleFlight
 from ..types import Account, Ledger, ProviderBalance, Refund, Service, ServiceInfo, TxReceipt
 from ._abi import ContractABI, Function, inference_abi, ledger_abi
 from ._rpc import RpcClient
@@ -97,6 +98,8 @@ class ChainReader:
         self.I: ContractABI = inference_abi()
         self._constants: dict[str, int] = {}
         self._service_name: str | None = None
+        self._flights: SingleFlight[str, int] = SingleFlight()
+        self._name_flight: SingleFlight[str, str] = SingleFlight()
 
     # -- generic helpers ---------------------------------------------------------------------
 
@@ -125,8 +128,13 @@ class ChainReader:
 
     async def _constant(self, key: str, contract: str, fn_name: str, abi: ContractABI) -> int:
         if key not in self._constants:
-            (value,) = await self.call(contract, abi.fn(fn_name))
-            self._constants[key] = int(value)
+
+            async def read() -> int:
+                (value,) = await self.call(contract, abi.fn(fn_name))
+                self._constants[key] = int(value)
+                return int(value)
+
+            return await self._flights.run(key, read)
         return self._constants[key]
 
     # -- ledger reads --------------------------------------------------------------------------
@@ -145,6 +153,11 @@ class ChainReader:
 
     async def service_name(self) -> str:
         """The inference service's full name in the ledger (``getServiceInfo(inference).fullName``)."""
+        if self._service_name is None:
+            return await self._name_flight.run("name", self._read_service_name)
+        return self._service_name
+
+    async def _read_service_name(self) -> str:
         if self._service_name is None:
             info = await self.get_service_info(self.inference_address)
             if not info.full_name:

@@ -27,7 +27,7 @@ from tenacity import (
     retry_if_result,
     stop_after_attempt,
     stop_after_delay,
-    wait_incrementing,
+    wait_exponential,
 )
 
 from .._config import TxPolicy
@@ -304,9 +304,7 @@ class TxSender:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(policy.receipt_attempts) | stop_after_delay(policy.receipt_timeout),
-                wait=wait_incrementing(
-                    start=policy.receipt_poll_interval, increment=policy.receipt_poll_interval, max=1.0
-                ),
+                wait=wait_exponential(multiplier=policy.receipt_poll_interval, max=1.0),
                 retry=retry_if_result(lambda r: r is None),
                 sleep=anyio.sleep,
             ):

@@ -227,7 +227,7 @@ async def test_cli_up_json() -> None:
                 await http.post(facts["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
 
 
-def test_bytecode_hash_mismatch_refused() -> None:
+async def test_bytecode_hash_mismatch_refused() -> None:
     """A bytecode whose sha256 is not the pinned one raises DevnetError; so do non-hex and unknown names."""
     with pytest.raises(DevnetError, match="does not match"):
         verify_bytecode("LedgerManager", "0x6080604052")
