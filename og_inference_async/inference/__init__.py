@@ -10,6 +10,8 @@ from .._exceptions import ContractRevertError, LimitTooLargeError, ServiceNotFou
 from .._session import ApiKey
 from ..types import Service, TxReceipt
 from ._auth import ApiKeyRegistry, AuthManager, InMemoryApiKeyRegistry
+from ._funding import FundingMixin
+from ._requests import RequestsMixin
 
 if TYPE_CHECKING:
     from .._broker import AsyncBroker
@@ -19,12 +21,14 @@ __all__ = ["ApiKeyRegistry", "InMemoryApiKeyRegistry", "InferenceAPI"]
 MAX_PAGE = 50
 
 
-class InferenceAPI:
+class InferenceAPI(RequestsMixin, FundingMixin):
     """Inference operations of one broker. Get it as ``broker.inference``."""
 
     def __init__(self, broker: AsyncBroker, *, api_key_registry: ApiKeyRegistry | None = None) -> None:
         self._b = broker
         self.auth = AuthManager(broker, registry=api_key_registry)
+        self._init_requests()
+        self._init_funding()
 
     # -- discovery -------------------------------------------------------------------------------
 

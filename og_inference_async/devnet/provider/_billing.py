@@ -184,31 +184,44 @@ class FeeBook:
 
     _open: dict[str, list[FeeRecord]] = field(default_factory=dict)
     _in_flight: dict[str, list[FeeRecord]] = field(default_factory=dict)
+    # open + in-flight total per user, kept up to date so the per-request check is O(1)
+    _owed: dict[str, int] = field(default_factory=dict)
     total_billed: int = 0
 
     @staticmethod
     def _key(user: str) -> str:
         return user.lower()
 
+    def _adjust(self, key: str, delta: int) -> None:
+        owed = self._owed.get(key, 0) + delta
+        if owed:
+            self._owed[key] = owed
+        else:
+            self._owed.pop(key, None)
+
     def add(self, user: str, record: FeeRecord) -> None:
         """Record a billed request."""
-        self._open.setdefault(self._key(user), []).append(record)
+        key = self._key(user)
+        self._open.setdefault(key, []).append(record)
+        self._adjust(key, record.fee)
         self.total_billed += record.fee
 
     def cancel(self, user: str, request_id: str) -> bool:
         """Remove an open record (a response that was never delivered). Returns whether it existed."""
-        records = self._open.get(self._key(user), [])
-        for i, rec in enumerate(records):
+        key = self._key(user)
+        records = self._open.get(key, [])
+        for i in range(len(records) - 1, -1, -1):
+            rec = records[i]
             if rec.request_id == request_id:
                 del records[i]
+                self._adjust(key, -rec.fee)
                 self.total_billed -= rec.fee
                 return True
         return False
 
     def unsettled(self, user: str) -> int:
         """Fees billed to ``user`` and not yet settled on chain (open plus in flight)."""
-        key = self._key(user)
-        return sum(r.fee for r in self._open.get(key, ())) + sum(r.fee for r in self._in_flight.get(key, ()))
+        return self._owed.get(self._key(user), 0)
 
     def users(self) -> list[str]:
         """Lower-case addresses of users with open records."""
@@ -222,11 +235,19 @@ class FeeBook:
             self._in_flight.setdefault(key, []).extend(records)
         return records
 
+    def _remove_in_flight(self, key: str, records: list[FeeRecord]) -> None:
+        ids = {id(r) for r in records}
+        remaining = [r for r in self._in_flight.get(key, []) if id(r) not in ids]
+        if remaining:
+            self._in_flight[key] = remaining
+        else:
+            self._in_flight.pop(key, None)
+
     def drop(self, user: str, records: list[FeeRecord], *, carry_over: int = 0) -> None:
         """Forget settled in-flight records; keep ``carry_over`` wei as one open record."""
         key = self._key(user)
-        ids = {id(r) for r in records}
-        self._in_flight[key] = [r for r in self._in_flight.get(key, []) if id(r) not in ids]
+        self._remove_in_flight(key, records)
+        self._adjust(key, carry_over - sum(r.fee for r in records))
         if carry_over > 0:
             h = requests_hash(r.hash for r in records)
             self._open.setdefault(key, []).insert(0, FeeRecord("carry-over", carry_over, h))
@@ -234,6 +255,5 @@ class FeeBook:
     def restore(self, user: str, records: list[FeeRecord]) -> None:
         """Put in-flight records back as open (the round did not settle them)."""
         key = self._key(user)
-        ids = {id(r) for r in records}
-        self._in_flight[key] = [r for r in self._in_flight.get(key, []) if id(r) not in ids]
+        self._remove_in_flight(key, records)
         self._open.setdefault(key, [])[:0] = records
