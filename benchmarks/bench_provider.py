@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_provider.py [--duration 5] [--concurrency 64] [--clients aiohttp,httpx-aiohttp]
+    .venv/bin/python benchmarks/bench_provider.py [--duration 5] [--concurrency 64] \
+        [--clients aiohttp,httpx-aiohttp]
 
 What it measures:
 
@@ -32,11 +33,14 @@ from typing import Any
 import anyio
 
 OG = 10**18
+SCRIPT = str(Path(__file__).resolve())
 
 
 async def _load(url: str, header: str, concurrency: int, duration: float, client: str) -> dict[str, Any]:
     """Send chat requests from ``concurrency`` workers for ``duration`` seconds; return counts and latency."""
-    body = json.dumps({"model": "og-devnet/echo-chat-7b", "messages": [{"role": "user", "content": "hi there"}]})
+    body = json.dumps(
+        {"model": "og-devnet/echo-chat-7b", "messages": [{"role": "user", "content": "hi there"}]}
+    )
     headers = {"Authorization": header, "Content-Type": "application/json"}
     ok = 0
     errors: dict[str, int] = {}
@@ -146,7 +150,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             result = await anyio.run_process(
                 [
                     sys.executable,
-                    str(Path(__file__).resolve()),
+                    SCRIPT,
                     "--load",
                     url,
                     "--header",
@@ -178,7 +182,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     """Run the benchmark (or, with ``--load``, one load-generator process)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--starts", type=int, default=3, help="how many devnet start-ups to time")

@@ -338,6 +338,7 @@ async def ensure_artifacts(cache_dir: str | os.PathLike[str] | None = None) -> D
 
 
 async def _install(folder: Path) -> DevnetArtifacts:
+    _anvil_platform_package()  # fail early on a platform without an anvil package
     npm = shutil.which("npm")
     node = shutil.which("node")
     if npm is None or node is None:

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -182,12 +183,15 @@ class Devnet:
         """Return the chain to a snapshot (``evm_revert``).
 
         anvil consumes the id: a snapshot can be reverted to once. Take a new snapshot after
-        reverting if you need to go back again.
+        reverting if you need to go back again. Account nonces go back too, so the SDK's
+        nonce counters for this chain are told to reseed from the node.
 
         Raises:
             DevnetError: the id is unknown or was already used.
         """
-        if not await self.rpc("evm_revert", [snapshot_id]):
+        reverted = await self.rpc("evm_revert", [snapshot_id])
+        _reset_sdk_nonces(self.chain_id)
+        if not reverted:
             raise DevnetError(f"cannot revert to snapshot {snapshot_id}: unknown or already used")
 
     async def increase_time(self, seconds: int, *, mine: bool = True) -> None:
@@ -267,6 +271,18 @@ class Devnet:
             tx["from"] = sender
         out = str(await self.rpc("eth_call", [tx, "latest"]))
         return bytes.fromhex(out[2:])
+
+
+def _reset_sdk_nonces(chain_id: int) -> None:
+    """Make the SDK's nonce counters for ``chain_id`` reseed from the node (the chain rewound).
+
+    Looked up in ``sys.modules`` rather than imported: the devnet does not depend on the
+    SDK's chain layer, and when it was never imported there are no counters to reset.
+    """
+    module = sys.modules.get("og_inference_async._chain._tx")
+    reset = getattr(module, "reset_nonce_allocators", None)
+    if callable(reset):
+        reset(chain_id)
 
 
 def provider_starter() -> Any:
@@ -373,6 +389,7 @@ async def start_devnet(
             if served[: len(dev_accounts)] != [a.address.lower() for a in dev_accounts]:
                 raise DevnetError("anvil's dev accounts differ from the ones derived from the test mnemonic")
             deployment = await deploy(node.rpc, artifacts.contracts, dev_accounts[0].address, lock_time)
+            _reset_sdk_nonces(CHAIN_ID)  # a fresh chain: counters left by an earlier devnet are stale
             body_error: BaseException | None = None
             try:
                 async with anyio.create_task_group() as tg:

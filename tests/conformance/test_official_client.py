@@ -34,12 +34,26 @@ async def test_official_ts_sdk_against_devnet_provider(devnet: Devnet, tmp_path:
     snapshot = await devnet.snapshot()
     try:
         async with anyio.create_task_group() as tg:
-            provider = await start_provider(devnet, tg, service_type="chatbot", model="conformance/echo",
-                                            input_price=IN_PRICE, output_price=OUT_PRICE, account_index=28,
-                                            settle_interval=None)
-            other = await start_provider(devnet, tg, service_type="chatbot", model="conformance/other",
-                                         input_price=IN_PRICE, output_price=OUT_PRICE, account_index=29,
-                                         settle_interval=None)
+            provider = await start_provider(
+                devnet,
+                tg,
+                service_type="chatbot",
+                model="conformance/echo",
+                input_price=IN_PRICE,
+                output_price=OUT_PRICE,
+                account_index=28,
+                settle_interval=None,
+            )
+            other = await start_provider(
+                devnet,
+                tg,
+                service_type="chatbot",
+                model="conformance/other",
+                input_price=IN_PRICE,
+                output_price=OUT_PRICE,
+                account_index=29,
+                settle_interval=None,
+            )
             output = tmp_path / "report.json"
             config = {
                 "rpc_url": devnet.rpc_url,
@@ -82,12 +96,16 @@ async def test_official_ts_sdk_against_devnet_provider(devnet: Devnet, tmp_path:
             assert neg["revoked"] == {"status": 401, "code": "token_revoked"}
             assert neg["revokeAll"] == {"status": 401, "code": "generation_mismatch"}
             assert neg["unacknowledged"] == {"status": 403, "code": "not_acknowledged"}
-            assert neg["insufficient"]["status"] == 402 and neg["insufficient"]["code"] == "insufficient_balance"
+            assert (
+                neg["insufficient"]["status"] == 402 and neg["insufficient"]["code"] == "insufficient_balance"
+            )
             assert int(neg["insufficient"]["available"]) == 10**18
 
             # exactly the successful requests were billed, nothing for the refused ones
-            fee = sum(u["prompt_tokens"] * IN_PRICE + u["completion_tokens"] * OUT_PRICE
-                      for u in report["successUsages"])
+            fee = sum(
+                u["prompt_tokens"] * IN_PRICE + u["completion_tokens"] * OUT_PRICE
+                for u in report["successUsages"]
+            )
             assert len(report["successUsages"]) == 3
             assert provider.unsettled_fee(report["user"]) == fee
             assert provider.unsettled_fee(report["unackUser"]) == 0

@@ -308,3 +308,13 @@ async def test_with_providers_fills_providers() -> None:
         assert len(info["providers"]) == len(dn.providers)
         pid = dn.anvil_pid
     assert not _pid_alive(pid)
+
+
+async def test_revert_tells_sdk_nonce_counters(devnet: Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """revert() asks the SDK's chain layer (when loaded) to reseed its nonce counters for the chain."""
+    calls: list[int] = []
+    fake = type(sys)("fake_tx")
+    fake.reset_nonce_allocators = calls.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "og_inference_async._chain._tx", fake)
+    await devnet.revert(await devnet.snapshot())
+    assert calls == [31337]

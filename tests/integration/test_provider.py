@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import time
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,14 +61,46 @@ async def providers(devnet: Devnet) -> AsyncIterator[Providers]:
     async with anyio.create_task_group() as tg:
         common: dict[str, Any] = {"settle_interval": None, "async_job_seconds": 0.05, "async_retry_after": 0}
         chat, image, edit, audio = (
-            await start_provider(devnet, tg, service_type="chatbot", model="test/echo", input_price=CHAT_IN,
-                                 output_price=CHAT_OUT, account_index=24, **common),
-            await start_provider(devnet, tg, service_type="text-to-image", model="test/img",
-                                 input_price=IMAGE_PRICE, output_price=0, account_index=25, **common),
-            await start_provider(devnet, tg, service_type="image-editing", model="test/edit",
-                                 input_price=EDIT_PRICE, output_price=0, account_index=26, **common),
-            await start_provider(devnet, tg, service_type="speech-to-text", model="test/stt",
-                                 input_price=AUDIO_PRICE, output_price=0, account_index=27, **common),
+            await start_provider(
+                devnet,
+                tg,
+                service_type="chatbot",
+                model="test/echo",
+                input_price=CHAT_IN,
+                output_price=CHAT_OUT,
+                account_index=24,
+                **common,
+            ),
+            await start_provider(
+                devnet,
+                tg,
+                service_type="text-to-image",
+                model="test/img",
+                input_price=IMAGE_PRICE,
+                output_price=0,
+                account_index=25,
+                **common,
+            ),
+            await start_provider(
+                devnet,
+                tg,
+                service_type="image-editing",
+                model="test/edit",
+                input_price=EDIT_PRICE,
+                output_price=0,
+                account_index=26,
+                **common,
+            ),
+            await start_provider(
+                devnet,
+                tg,
+                service_type="speech-to-text",
+                model="test/stt",
+                input_price=AUDIO_PRICE,
+                output_price=0,
+                account_index=27,
+                **common,
+            ),
         )
         yield Providers(chat, image, edit, audio)
         tg.cancel_scope.cancel()
@@ -88,13 +121,18 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def user(dn: Devnet, index: int) -> LocalAccount:
-    return Account.from_key(dn.accounts[index].private_key)
+    account: LocalAccount = Account.from_key(dn.accounts[index].private_key)
+    return account
 
 
-async def fund(dn: Devnet, who: LocalAccount, provider: str, *, ledger: int = 10 * OG, transfer: int = 3 * OG) -> None:
+async def fund(
+    dn: Devnet, who: LocalAccount, provider: str, *, ledger: int = 10 * OG, transfer: int = 3 * OG
+) -> None:
     """Create the user's ledger and a sub-account with ``provider`` (auto-acknowledged)."""
     await dn.send_as(who.address, dn.ledger, ledger_function("addLedger").encode(""), value=ledger)
-    await dn.send_as(who.address, dn.ledger, ledger_function("transferFund").encode(provider, dn.service_name, transfer))
+    await dn.send_as(
+        who.address, dn.ledger, ledger_function("transferFund").encode(provider, dn.service_name, transfer)
+    )
 
 
 async def account_of(dn: Devnet, who: str, provider: str) -> tuple[Any, ...]:
@@ -109,27 +147,50 @@ async def ledger_total(dn: Devnet, who: str) -> int:
     return int(ledger[2])
 
 
-def session(who: LocalAccount, provider: str, *, generation: int = 0, lifetime_ms: int = 3_600_000) -> dict[str, str]:
-    claims = make_session_claims(who.address, provider, generation=generation, now_ms=int(time.time() * 1000),
-                                 lifetime_ms=lifetime_ms)
+def session(
+    who: LocalAccount, provider: str, *, generation: int = 0, lifetime_ms: int = 3_600_000
+) -> dict[str, str]:
+    claims = make_session_claims(
+        who.address, provider, generation=generation, now_ms=int(time.time() * 1000), lifetime_ms=lifetime_ms
+    )
     return {"Authorization": sign_token(claims, who).authorization}
 
 
-def api_key(who: LocalAccount, provider: str, token_id: int, *, generation: int = 0,
-            expires_in_ms: int | None = None, now_ms: int | None = None) -> dict[str, str]:
-    claims = make_api_key_claims(who.address, provider, token_id=token_id, generation=generation,
-                                 now_ms=now_ms if now_ms is not None else int(time.time() * 1000),
-                                 expires_in_ms=expires_in_ms, nonce="nonce-%d" % token_id)
+def api_key(
+    who: LocalAccount,
+    provider: str,
+    token_id: int,
+    *,
+    generation: int = 0,
+    expires_in_ms: int | None = None,
+    now_ms: int | None = None,
+) -> dict[str, str]:
+    claims = make_api_key_claims(
+        who.address,
+        provider,
+        token_id=token_id,
+        generation=generation,
+        now_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+        expires_in_ms=expires_in_ms,
+        nonce=f"nonce-{token_id}",
+    )
     return {"Authorization": sign_token(claims, who).authorization}
 
 
 def chat_body(text: str = "hello devnet world", **extra: Any) -> bytes:
-    return json.dumps({"model": "test/echo", "messages": [{"role": "user", "content": text}], **extra}).encode()
+    return json.dumps(
+        {"model": "test/echo", "messages": [{"role": "user", "content": text}], **extra}
+    ).encode()
 
 
-async def post_chat(http: httpx.AsyncClient, p: ProviderHandle, headers: dict[str, str], body: bytes) -> httpx.Response:
-    return await http.post(p.url + "/v1/proxy/chat/completions", content=body,
-                           headers={**headers, "Content-Type": "application/json"})
+async def post_chat(
+    http: httpx.AsyncClient, p: ProviderHandle, headers: dict[str, str], body: bytes
+) -> httpx.Response:
+    return await http.post(
+        p.url + "/v1/proxy/chat/completions",
+        content=body,
+        headers={**headers, "Content-Type": "application/json"},
+    )
 
 
 def error_code(response: httpx.Response) -> str:
@@ -191,8 +252,10 @@ async def test_models_and_quote(devnet: Devnet, providers: Providers, http: http
     assert quote["signing_address"] == providers.chat.tee_signer and quote["devnet"] is True
     compose = json.loads(quote["tcb_info"])["app_compose"]
     events = json.loads(quote["event_log"])
-    assert any(e["event"] == "compose-hash" and e["event_payload"] == hashlib.sha256(compose.encode()).hexdigest()
-               for e in events)
+    assert any(
+        e["event"] == "compose-hash" and e["event_payload"] == hashlib.sha256(compose.encode()).hexdigest()
+        for e in events
+    )
 
 
 # --- chat ------------------------------------------------------------------------------------------
@@ -223,13 +286,20 @@ async def test_chat_completion_signed_billed_and_settled(
     # the body id works too
     assert (await http.get(f"{p.url}/v1/proxy/signature/{data['id']}")).status_code == 200
 
-    unsettled = await http.get(f"{p.url}/v1/user/{alice.address}/unsettledfee", headers=session(alice, p.address))
+    unsettled = await http.get(
+        f"{p.url}/v1/user/{alice.address}/unsettledfee", headers=session(alice, p.address)
+    )
     assert unsettled.json() == {"unsettledFee": str(fee)}
 
     before = await account_of(devnet, alice.address, p.address)
     ledger_before = await ledger_total(devnet, alice.address)
     (result,) = await p.settle_now()
-    assert (result.status, result.settled, result.unsettled, result.nonce) == ("SUCCESS", fee, 0, before[2] + 1)
+    assert (result.status, result.settled, result.unsettled, result.nonce) == (
+        "SUCCESS",
+        fee,
+        0,
+        before[2] + 1,
+    )
     after = await account_of(devnet, alice.address, p.address)
     assert before[3] - after[3] == fee and after[2] == before[2] + 1
     assert p.unsettled_fee(alice.address) == 0
@@ -238,7 +308,9 @@ async def test_chat_completion_signed_billed_and_settled(
 
 
 @pytest.mark.integration
-async def test_chat_stream_usage_and_signature(devnet: Devnet, providers: Providers, http: httpx.AsyncClient) -> None:
+async def test_chat_stream_usage_and_signature(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient
+) -> None:
     """A stream ends with usage then [DONE]; the signature covers the whole raw SSE body."""
     p = providers.chat
     bob = user(devnet, 6)
@@ -248,8 +320,12 @@ async def test_chat_stream_usage_and_signature(devnet: Devnet, providers: Provid
         if include_usage:
             extra["stream_options"] = {"include_usage": True}
         body = chat_body("one two three four", **extra)
-        async with http.stream("POST", p.url + "/v1/proxy/chat/completions", content=body,
-                               headers={**session(bob, p.address), "Content-Type": "application/json"}) as r:
+        async with http.stream(
+            "POST",
+            p.url + "/v1/proxy/chat/completions",
+            content=body,
+            headers={**session(bob, p.address), "Content-Type": "application/json"},
+        ) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             raw = b"".join([chunk async for chunk in r.aiter_raw()])
         chat_id = r.headers["ZG-Res-Key"]
@@ -258,8 +334,11 @@ async def test_chat_stream_usage_and_signature(devnet: Devnet, providers: Provid
         last = json.loads(events[-2])
         assert last["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
         assert (last["choices"] == []) is include_usage
-        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]
-                       if json.loads(e)["choices"])
+        text = "".join(
+            json.loads(e)["choices"][0]["delta"].get("content", "")
+            for e in events[:-1]
+            if json.loads(e)["choices"]
+        )
         assert text == "Echo: one two three four"
         assert json.loads(events[0])["id"] == f"chatcmpl-{chat_id}"
         sig = (await http.get(f"{p.url}/v1/proxy/signature/{chat_id}")).json()
@@ -269,7 +348,9 @@ async def test_chat_stream_usage_and_signature(devnet: Devnet, providers: Provid
 
 
 @pytest.mark.integration
-async def test_max_tokens_and_model_check(devnet: Devnet, providers: Providers, http: httpx.AsyncClient) -> None:
+async def test_max_tokens_and_model_check(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient
+) -> None:
     """max_tokens cuts the answer (finish_reason length); an unknown model is refused unbilled."""
     p = providers.chat
     carol = user(devnet, 7)
@@ -277,8 +358,12 @@ async def test_max_tokens_and_model_check(devnet: Devnet, providers: Providers, 
     r = await post_chat(http, p, session(carol, p.address), chat_body("a b c d e f", max_tokens=3))
     assert r.json()["choices"][0]["finish_reason"] == "length"
     assert r.json()["usage"]["completion_tokens"] == 3
-    r = await post_chat(http, p, session(carol, p.address), json.dumps(
-        {"model": "other", "messages": [{"role": "user", "content": "x"}]}).encode())
+    r = await post_chat(
+        http,
+        p,
+        session(carol, p.address),
+        json.dumps({"model": "other", "messages": [{"role": "user", "content": "x"}]}).encode(),
+    )
     assert r.status_code == 404 and error_code(r) == "model_not_found"
     r = await post_chat(http, p, session(carol, p.address), b"{not json")
     assert r.status_code == 400 and error_code(r) == "invalid_request"
@@ -315,9 +400,18 @@ async def test_token_failures_are_refused_and_not_billed(
     # an ephemeral token living longer than 24 h (signed by hand: the codec refuses to build one)
     from og_inference_async._session import TokenClaims
 
-    long_lived = TokenClaims(address=dave.address, provider=p.address, timestamp=now, expires_at=now + 86_400_001,
-                             nonce="n", generation=0, token_id=255)
-    cases.append(({"Authorization": sign_token(long_lived, dave).authorization}, 401, "invalid_token_lifetime"))
+    long_lived = TokenClaims(
+        address=dave.address,
+        provider=p.address,
+        timestamp=now,
+        expires_at=now + 86_400_001,
+        nonce="n",
+        generation=0,
+        token_id=255,
+    )
+    cases.append(
+        ({"Authorization": sign_token(long_lived, dave).authorization}, 401, "invalid_token_lifetime")
+    )
     for headers, status, code in cases:
         r = await post_chat(http, p, headers, body)
         assert (r.status_code, error_code(r)) == (status, code), (code, r.text)
@@ -335,12 +429,16 @@ async def test_revocations_are_seen_by_the_next_request(
     await fund(devnet, erin, p.address)
     key = api_key(erin, p.address, 7)
     assert (await post_chat(http, p, key, chat_body())).status_code == 200
-    await devnet.send_as(erin.address, devnet.inference, inference_function("revokeToken").encode(p.address, 7))
+    await devnet.send_as(
+        erin.address, devnet.inference, inference_function("revokeToken").encode(p.address, 7)
+    )
     r = await post_chat(http, p, key, chat_body())
     assert (r.status_code, error_code(r)) == (401, "token_revoked")
     ephemeral = session(erin, p.address)
     assert (await post_chat(http, p, ephemeral, chat_body())).status_code == 200
-    await devnet.send_as(erin.address, devnet.inference, inference_function("revokeAllTokens").encode(p.address))
+    await devnet.send_as(
+        erin.address, devnet.inference, inference_function("revokeAllTokens").encode(p.address)
+    )
     r = await post_chat(http, p, ephemeral, chat_body())
     assert (r.status_code, error_code(r)) == (401, "generation_mismatch")
     assert (await post_chat(http, p, session(erin, p.address, generation=1), chat_body())).status_code == 200
@@ -348,7 +446,9 @@ async def test_revocations_are_seen_by_the_next_request(
 
 
 @pytest.mark.integration
-async def test_unacknowledged_account_is_refused(devnet: Devnet, providers: Providers, http: httpx.AsyncClient) -> None:
+async def test_unacknowledged_account_is_refused(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient
+) -> None:
     """An account whose user withdrew the acknowledgement gets 403 not_acknowledged."""
     p = providers.chat
     fay = user(devnet, 11)
@@ -357,8 +457,9 @@ async def test_unacknowledged_account_is_refused(devnet: Devnet, providers: Prov
     await devnet.send_as(fay.address, devnet.ledger, retrieve)
     await devnet.increase_time(devnet.lock_time + 1)
     await devnet.send_as(fay.address, devnet.ledger, retrieve)
-    await devnet.send_as(fay.address, devnet.inference,
-                         inference_function("acknowledgeTEESigner").encode(p.address, False))
+    await devnet.send_as(
+        fay.address, devnet.inference, inference_function("acknowledgeTEESigner").encode(p.address, False)
+    )
     r = await post_chat(http, p, session(fay, p.address), chat_body())
     assert (r.status_code, error_code(r)) == (403, "not_acknowledged")
 
@@ -380,7 +481,9 @@ async def test_balance_rule(devnet: Devnet, providers: Providers, http: httpx.As
     assert int(err["required"]) == 2 * IMAGE_PRICE + 2 * IMAGE_PRICE + OG
     assert int(err["available"]) == OG + 3 * IMAGE_PRICE
     assert p.unsettled_fee(gus.address) == 2 * IMAGE_PRICE
-    assert (await http.post(url, json={"model": "test/img", "prompt": "a cat"}, headers=headers)).status_code == 200
+    assert (
+        await http.post(url, json={"model": "test/img", "prompt": "a cat"}, headers=headers)
+    ).status_code == 200
 
 
 @pytest.mark.integration
@@ -391,7 +494,9 @@ async def test_unsettledfee_needs_matching_address(
     p = providers.chat
     hal = user(devnet, 13)
     await fund(devnet, hal, p.address)
-    r = await http.get(f"{p.url}/v1/user/{devnet.accounts[14].address}/unsettledfee", headers=session(hal, p.address))
+    r = await http.get(
+        f"{p.url}/v1/user/{devnet.accounts[14].address}/unsettledfee", headers=session(hal, p.address)
+    )
     assert (r.status_code, error_code(r)) == (403, "address_mismatch")
     r = await http.get(f"{p.url}/v1/user/{hal.address.lower()}/unsettledfee", headers=session(hal, p.address))
     assert r.json() == {"unsettledFee": "0"}
@@ -407,21 +512,28 @@ async def test_images_and_edits(devnet: Devnet, providers: Providers, http: http
     """Generations return n real PNGs; edits take a multipart upload; both bill n * price."""
     ivy = user(devnet, 15)
     await fund(devnet, ivy, providers.image.address)
-    await devnet.send_as(ivy.address, devnet.ledger,
-                         ledger_function("transferFund").encode(providers.edit.address, devnet.service_name, 3 * OG))
-    r = await http.post(providers.image.url + "/v1/proxy/images/generations",
-                        json={"model": "test/img", "prompt": "a red fox", "n": 2, "size": "32x16"},
-                        headers=session(ivy, providers.image.address))
+    await devnet.send_as(
+        ivy.address,
+        devnet.ledger,
+        ledger_function("transferFund").encode(providers.edit.address, devnet.service_name, 3 * OG),
+    )
+    r = await http.post(
+        providers.image.url + "/v1/proxy/images/generations",
+        json={"model": "test/img", "prompt": "a red fox", "n": 2, "size": "32x16"},
+        headers=session(ivy, providers.image.address),
+    )
     assert r.status_code == 200 and r.headers["ZG-Res-Key"]
     images = [Image.open(io.BytesIO(base64.b64decode(d["b64_json"]))) for d in r.json()["data"]]
     assert [im.size for im in images] == [(32, 16), (32, 16)] and images[0].format == "PNG"
     assert providers.image.unsettled_fee(ivy.address) == 2 * IMAGE_PRICE
 
     png = base64.b64decode(r.json()["data"][0]["b64_json"])
-    r = await http.post(providers.edit.url + "/v1/proxy/images/edits",
-                        files={"image": ("in.png", png, "image/png")},
-                        data={"prompt": "make it blue", "n": "3", "model": "test/edit"},
-                        headers=session(ivy, providers.edit.address))
+    r = await http.post(
+        providers.edit.url + "/v1/proxy/images/edits",
+        files={"image": ("in.png", png, "image/png")},
+        data={"prompt": "make it blue", "n": "3", "model": "test/edit"},
+        headers=session(ivy, providers.edit.address),
+    )
     assert r.status_code == 200, r.text
     assert len(r.json()["data"]) == 3
     assert providers.edit.unsettled_fee(ivy.address) == 3 * EDIT_PRICE
@@ -436,12 +548,36 @@ async def test_transcription(devnet: Devnet, providers: Providers, http: httpx.A
     jon = user(devnet, 16)
     await fund(devnet, jon, p.address)
     audio = b"the quick brown fox " * 4000  # 80,000 bytes = 2.5 s at 16 kHz 16-bit
-    r = await http.post(p.url + "/v1/proxy/audio/transcriptions", files={"file": ("a.txt", audio, "audio/wav")},
-                        data={"model": "test/stt"}, headers=session(jon, p.address))
+    r = await http.post(
+        p.url + "/v1/proxy/audio/transcriptions",
+        files={"file": ("a.txt", audio, "audio/wav")},
+        data={"model": "test/stt"},
+        headers=session(jon, p.address),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["text"].startswith("the quick brown fox the quick")
     assert r.json()["usage"] == {"type": "duration", "seconds": 2.5}
     assert p.unsettled_fee(jon.address) == 3 * AUDIO_PRICE
+
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000 * 4)  # 4 s
+    async with http.stream(
+        "POST",
+        p.url + "/v1/proxy/audio/transcriptions",
+        files={"file": ("a.wav", wav.getvalue(), "audio/wav")},
+        data={"model": "test/stt", "stream": "true"},
+        headers=session(jon, p.address),
+    ) as r:
+        raw = b"".join([chunk async for chunk in r.aiter_raw()])
+    events = [line[6:] for line in raw.decode().split("\n") if line.startswith("data: ")]
+    done = json.loads(events[-2])
+    assert events[-1] == "[DONE]" and done["type"] == "transcript.text.done"
+    assert done["usage"] == {"type": "duration", "seconds": 4.0} and "4.00 seconds" in done["text"]
+    assert p.unsettled_fee(jon.address) == 7 * AUDIO_PRICE
 
 
 @pytest.mark.integration
@@ -451,8 +587,11 @@ async def test_async_image_job(devnet: Devnet, providers: Providers, http: httpx
     kim = user(devnet, 17)
     await fund(devnet, kim, p.address)
     headers = session(kim, p.address)
-    r = await http.post(p.url + "/v1/async/images/generations", json={"model": "test/img", "prompt": "owl", "n": 1},
-                        headers=headers)
+    r = await http.post(
+        p.url + "/v1/async/images/generations",
+        json={"model": "test/img", "prompt": "owl", "n": 1},
+        headers=headers,
+    )
     assert r.status_code == 202 and r.json()["status"] == "pending"
     job_id = r.json()["jobId"]
     seen = set()
@@ -517,8 +656,12 @@ async def test_faults(devnet: Devnet, providers: Providers, http: httpx.AsyncCli
 
     p.faults.cut_stream_after = 2
     with pytest.raises(httpx.RemoteProtocolError):
-        async with http.stream("POST", p.url + "/v1/proxy/chat/completions", content=chat_body(stream=True),
-                               headers={**headers, "Content-Type": "application/json"}) as r:
+        async with http.stream(
+            "POST",
+            p.url + "/v1/proxy/chat/completions",
+            content=chat_body(stream=True),
+            headers={**headers, "Content-Type": "application/json"},
+        ) as r:
             chat_id = r.headers["ZG-Res-Key"]
             [chunk async for chunk in r.aiter_raw()]
     assert p.unsettled_fee(max_.address) == billed
@@ -549,15 +692,29 @@ async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx
         extra: list[ProviderHandle] = []
 
         async def one(i: int) -> None:
-            extra.append(await start_provider(devnet, tg, service_type="chatbot", model=f"m{i}", input_price=1,
-                                              output_price=1, private_key=Account.create().key.hex(),
-                                              settle_interval=None))
+            extra.append(
+                await start_provider(
+                    devnet,
+                    tg,
+                    service_type="chatbot",
+                    model=f"m{i}",
+                    input_price=1,
+                    output_price=1,
+                    private_key=Account.create().key.hex(),
+                    settle_interval=None,
+                )
+            )
 
         async with anyio.create_task_group() as inner:
             for i in range(16):
                 inner.start_soon(one, i)
         elapsed = time.perf_counter() - start
-        assert [h.service_type for h in defaults] == ["chatbot", "text-to-image", "image-editing", "speech-to-text"]
+        assert [h.service_type for h in defaults] == [
+            "chatbot",
+            "text-to-image",
+            "image-editing",
+            "speech-to-text",
+        ]
         assert len({h.url for h in defaults + extra}) == 20
         for h in defaults + extra:
             assert (await http.get(h.url + "/v1/models")).status_code == 200

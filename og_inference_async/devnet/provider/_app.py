@@ -121,7 +121,10 @@ class _SSEResponse:
         self.on_cut = on_cut
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+        ]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         digest = hashlib.sha256()
@@ -204,16 +207,22 @@ def build_app(core: ProviderCore) -> Starlette:
     def signed_json(obj: Any, body: bytes, chat_id: str, status: int = 200) -> Response:
         data = _dumps(obj)
         core.store_signature(chat_id, f"{_sha(body)}:{_sha(data)}")
-        return Response(data, status_code=status, media_type="application/json", headers={"ZG-Res-Key": chat_id})
+        return Response(
+            data, status_code=status, media_type="application/json", headers={"ZG-Res-Key": chat_id}
+        )
 
     def sse(events: list[bytes], body: bytes, chat_id: str, user: str) -> _SSEResponse:
         body_hash = _sha(body)
+
+        def unbill() -> None:
+            core.book.cancel(user, chat_id)
+
         return _SSEResponse(
             events,
             {"ZG-Res-Key": chat_id},
             cut_after=core.faults.cut_stream_after,
             on_done=lambda h: core.store_signature(chat_id, f"{body_hash}:{h}"),
-            on_cut=lambda: core.book.cancel(user, chat_id),
+            on_cut=unbill,
         )
 
     # -- chat -------------------------------------------------------------------------------
@@ -262,11 +271,19 @@ def build_app(core: ProviderCore) -> Starlette:
             )
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        base = {"id": body_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "og-devnet"}
+        base = {
+            "id": body_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "og-devnet",
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-            obj = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            obj = {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
             obj.update(extra)
             return b"data: " + _dumps(obj) + b"\n\n"
 
@@ -282,7 +299,9 @@ def build_app(core: ProviderCore) -> Starlette:
         return sse(events, body, chat_id, auth.user)
 
     # -- images -----------------------------------------------------------------------------
-    def image_items(seed: bytes, n: int, size: Any, response_format: Any, prompt: str) -> list[dict[str, Any]]:
+    def image_items(
+        seed: bytes, n: int, size: Any, response_format: Any, prompt: str
+    ) -> list[dict[str, Any]]:
         items = []
         for i in range(n):
             data = b64(png_image(seed + i.to_bytes(2, "big"), size))
@@ -363,11 +382,15 @@ def build_app(core: ProviderCore) -> Starlette:
         if fields.get("stream", "").lower() == "true":
             words = result.text.split()
             events = [
-                b"data: " + _dumps({"type": "transcript.text.delta", "delta": (" " if i else "") + w}) + b"\n\n"
+                b"data: "
+                + _dumps({"type": "transcript.text.delta", "delta": (" " if i else "") + w})
+                + b"\n\n"
                 for i, w in enumerate(words)
             ]
             events.append(
-                b"data: " + _dumps({"type": "transcript.text.done", "text": result.text, "usage": usage}) + b"\n\n"
+                b"data: "
+                + _dumps({"type": "transcript.text.done", "text": result.text, "usage": usage})
+                + b"\n\n"
             )
             events.append(b"data: [DONE]\n\n")
             return sse(events, body, chat_id, auth.user)
@@ -383,12 +406,18 @@ def build_app(core: ProviderCore) -> Starlette:
         job.status = "processing"
         job.updated_at = int(time.time() * 1000)
         await anyio.sleep(core.config.async_job_seconds / 2)
-        job.data = {"created": int(time.time()), "data": make()}
-        core.bill(job.user, job.job_id, fee, body)
-        job.status = "completed"
+        try:
+            job.data = {"created": int(time.time()), "data": make()}
+        except Exception as exc:  # a failed job is reported to the poller, never raised into the server
+            job.status, job.error = "failed", f"image generation failed: {type(exc).__name__}"
+        else:
+            core.bill(job.user, job.job_id, fee, body)
+            job.status = "completed"
         job.updated_at = int(time.time() * 1000)
 
-    def submit(auth: AuthContext, fee: int, body: bytes, make: Callable[[], list[dict[str, Any]]]) -> Response:
+    def submit(
+        auth: AuthContext, fee: int, body: bytes, make: Callable[[], list[dict[str, Any]]]
+    ) -> Response:
         if core.task_group is None:
             raise AuthFailure(503, "service_unavailable", "async jobs are not running")
         core.check_balance(auth, fee)
@@ -403,7 +432,10 @@ def build_app(core: ProviderCore) -> Starlette:
         body = await request.body()
         prompt, n, size, fmt = generation_request(body)
         return submit(
-            auth, image_fee(n, core.input_price), body, lambda: image_items(prompt.encode(), n, size, fmt, prompt)
+            auth,
+            image_fee(n, core.input_price),
+            body,
+            lambda: image_items(prompt.encode(), n, size, fmt, prompt),
         )
 
     async def async_edits(request: Request) -> Response:
@@ -411,7 +443,9 @@ def build_app(core: ProviderCore) -> Starlette:
         body = await request.body()
         prompt, n, size, fmt, image = edit_request(request, body)
         seed = hashlib.sha256(image).digest() + prompt.encode()
-        return submit(auth, image_fee(n, core.input_price), body, lambda: image_items(seed, n, size, fmt, prompt))
+        return submit(
+            auth, image_fee(n, core.input_price), body, lambda: image_items(seed, n, size, fmt, prompt)
+        )
 
     async def async_job(request: Request) -> Response:
         auth = await core.authenticate(request.headers.get("authorization"))
@@ -446,10 +480,20 @@ def build_app(core: ProviderCore) -> Starlette:
             separators=(",", ":"),
         )
         event_log = [
-            {"imr": 3, "event_type": 134217729, "digest": _sha(b"devnet"), "event": "system-ready",
-             "event_payload": ""},
-            {"imr": 3, "event_type": 134217729, "digest": _sha(app_compose.encode()), "event": "compose-hash",
-             "event_payload": _sha(app_compose.encode())},
+            {
+                "imr": 3,
+                "event_type": 134217729,
+                "digest": _sha(b"devnet"),
+                "event": "system-ready",
+                "event_payload": "",
+            },
+            {
+                "imr": 3,
+                "event_type": 134217729,
+                "digest": _sha(app_compose.encode()),
+                "event": "compose-hash",
+                "event_payload": _sha(app_compose.encode()),
+            },
         ]
         return {
             "devnet": True,
@@ -468,8 +512,14 @@ def build_app(core: ProviderCore) -> Starlette:
 
     async def attestation_report(request: Request) -> Response:
         doc = quote_document()
-        doc.update({"request_nonce": request.query_params.get("nonce", ""), "intel_quote": doc["quote"],
-                    "nvidia_payload": "", "info": {"tcb_info": json.loads(doc["tcb_info"])}})
+        doc.update(
+            {
+                "request_nonce": request.query_params.get("nonce", ""),
+                "intel_quote": doc["quote"],
+                "nvidia_payload": "",
+                "info": {"tcb_info": json.loads(doc["tcb_info"])},
+            }
+        )
         return _json(doc)
 
     async def models(request: Request) -> Response:
@@ -504,7 +554,9 @@ def build_app(core: ProviderCore) -> Starlette:
         Route("/v1/proxy/chat/completions", handler(chat_completions, inference=True), methods=["POST"]),
         Route("/v1/proxy/images/generations", handler(images_generations, inference=True), methods=["POST"]),
         Route("/v1/proxy/images/edits", handler(images_edits, inference=True), methods=["POST"]),
-        Route("/v1/proxy/audio/transcriptions", handler(audio_transcriptions, inference=True), methods=["POST"]),
+        Route(
+            "/v1/proxy/audio/transcriptions", handler(audio_transcriptions, inference=True), methods=["POST"]
+        ),
         Route("/v1/async/images/generations", handler(async_generations, inference=True), methods=["POST"]),
         Route("/v1/async/images/edits", handler(async_edits, inference=True), methods=["POST"]),
         Route("/v1/async/jobs/{job_id}", handler(async_job), methods=["GET"]),
@@ -514,6 +566,7 @@ def build_app(core: ProviderCore) -> Starlette:
         Route("/v1/models", handler(models), methods=["GET"]),
         Route("/v1/user/{address}/unsettledfee", handler(unsettled_fee), methods=["GET"]),
     ]
+
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")

@@ -20,7 +20,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from ..._exceptions import OGError, TokenDecodeError, TokenVerificationError
+from ..._exceptions import OGError, RPCError, TokenDecodeError, TokenVerificationError
 from ..._session import (
     EPHEMERAL_TOKEN_ID,
     MAX_EPHEMERAL_LIFETIME_MS,
@@ -141,6 +141,63 @@ class AuthContext:
     account: AccountState
 
 
+class _HeadWatcher:
+    """The latest block hash, read on demand by one background loop.
+
+    A caller gets a hash whose read *started* no earlier than ``window`` seconds before the caller
+    asked, so a block mined before a request arrived is always seen. At most one read is in flight
+    at a time, and reads happen only while requests are waiting: under load one ``eth_getBlockByNumber``
+    serves every request that arrived while it was running.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[str]], window: float) -> None:
+        self._fetch = fetch
+        self.window = window
+        self._value = ""
+        self._error: BaseException | None = None
+        self._started = float("-inf")
+        self._wanted = anyio.Event()
+        self._published = anyio.Event()
+        self.running = False
+
+    async def get(self) -> str:
+        """Return a fresh enough head hash.
+
+        Raises:
+            OGError: the read failed.
+        """
+        arrived = time.monotonic()
+        while self._started < arrived - self.window:
+            if not self.running:
+                return await self._fetch()
+            self._wanted.set()
+            await self._published.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    async def run(self) -> None:
+        """The background loop (runs until cancelled)."""
+        self.running = True
+        try:
+            while True:
+                await self._wanted.wait()
+                self._wanted = anyio.Event()
+                started = time.monotonic()
+                try:
+                    self._value, self._error = await self._fetch(), None
+                except OGError as exc:
+                    self._error = exc
+                except Exception as exc:  # a malformed node answer must not kill the loop
+                    self._error = RPCError(f"cannot read the chain head: {type(exc).__name__}")
+                self._started = started
+                published, self._published = self._published, anyio.Event()
+                published.set()
+        finally:
+            self.running = False
+            self._published.set()
+
+
 class _Flight(Generic[T]):
     """One in-flight read that concurrent callers may share."""
 
@@ -171,7 +228,7 @@ class _Coalescer(Generic[T]):
                 raise
             finally:
                 flight.done.set()
-                if flight.error is not None and self._flights.get(key) is flight:
+                if self._flights.get(key) is flight:
                     del self._flights[key]
             return flight.value
         await flight.done.wait()
@@ -234,7 +291,7 @@ class ProviderCore:
         self.url = ""
         self.service: ServiceState | None = None
         self._accounts: dict[str, _CachedAccount] = {}
-        self._head: _Coalescer[str] = _Coalescer(config.head_join_window)
+        self.head_watcher = _HeadWatcher(chain.head, config.head_join_window)
         self._account_reads: _Coalescer[tuple[str, AccountState | None]] = _Coalescer(config.head_join_window)
         self._verified: OrderedDict[str, DecodedToken] = OrderedDict()
         self._signatures: OrderedDict[str, str] = OrderedDict()
@@ -268,7 +325,7 @@ class ProviderCore:
         key = user.lower()
         cached = self._accounts.get(key)
         if cached is not None:
-            head = await self._head.get("head", self.chain.head)
+            head = await self.head_watcher.get()
             if head == cached.head:
                 return cached.account
         head, account = await self._account_reads.get(
@@ -467,9 +524,7 @@ class ProviderCore:
         taken = {u: recs for u, recs in taken.items() if recs}
         results: list[SettlementResult] = []
         try:
-            accounts = {
-                u: await self.chain.get_account(to_checksum_address(u), self.address) for u in taken
-            }
+            accounts = {u: await self.chain.get_account(to_checksum_address(u), self.address) for u in taken}
             items: dict[str, tuple[Any, ...]] = {}
             meta: dict[str, tuple[int, int]] = {}
             for user, records in taken.items():
@@ -478,7 +533,9 @@ class ProviderCore:
                 if account is None:
                     self.book.drop(user, records)
                     results.append(
-                        SettlementResult(to_checksum_address(user), "ACCOUNT_NOT_FOUND", total, 0, 0, 0, len(records))
+                        SettlementResult(
+                            to_checksum_address(user), "ACCOUNT_NOT_FOUND", total, 0, 0, 0, len(records)
+                        )
                     )
                     continue
                 nonce = account.nonce + 1
@@ -527,7 +584,10 @@ class ProviderCore:
                     if topics and topics[0] == SETTLEMENT_RESULT_TOPIC:
                         user = "0x" + topics[1][-40:]
                         data = bytes.fromhex(log["data"][2:])
-                        outcome[user.lower()] = (int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big"))
+                        outcome[user.lower()] = (
+                            int.from_bytes(data[:32], "big"),
+                            int.from_bytes(data[32:64], "big"),
+                        )
                 for user in list(items):
                     total, nonce = meta[user]
                     status, unsettled = outcome.get(user, (5, total))
@@ -541,7 +601,14 @@ class ProviderCore:
                     self.invalidate(user)
                     results.append(
                         SettlementResult(
-                            to_checksum_address(user), name, total, settled, unsettled, nonce, len(taken[user]), tx_hash
+                            to_checksum_address(user),
+                            name,
+                            total,
+                            settled,
+                            unsettled,
+                            nonce,
+                            len(taken[user]),
+                            tx_hash,
                         )
                     )
                     del items[user]
@@ -561,8 +628,8 @@ class ProviderCore:
                 continue
             try:
                 results = await self.settle_now()
-            except OGError as exc:
-                logger.warning("devnet provider %s: settlement failed: %s", self.address, exc.message)
+            except Exception as exc:  # a background loop must survive anything (e.g. a snapshot revert)
+                logger.warning("devnet provider %s: settlement failed: %s", self.address, type(exc).__name__)
                 continue
             for r in results:
                 if r.status != "SUCCESS":

@@ -104,7 +104,9 @@ def chat_reply(messages: list[Any], max_tokens: int | None = None) -> ChatResult
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def _parse_size(size: Any) -> tuple[int, int]:
@@ -230,4 +232,6 @@ def transcribe(audio: bytes) -> Transcription:
             return Transcription(" ".join(text.split()), seconds)
     except UnicodeDecodeError:
         pass
-    return Transcription(f"devnet transcript of {len(audio)} bytes {hashlib.sha256(audio).hexdigest()[:8]}", seconds)
+    return Transcription(
+        f"devnet transcript of {len(audio)} bytes {hashlib.sha256(audio).hexdigest()[:8]}", seconds
+    )

@@ -21,7 +21,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
-from ..._exceptions import ContractRevertError, RPCError
+from ..._exceptions import ContractRevertError, RPCError, TransactionOutcomeUnknownError
 
 __all__ = [
     "AbiFunction",
@@ -379,16 +379,22 @@ class ProviderChain:
             raise ContractRevertError("provider transaction reverted", tx_hash=str(tx_hash))
         return receipt
 
-    async def wait_receipt(self, tx_hash: str, *, timeout: float = 30.0) -> dict[str, Any]:
-        """Poll for a transaction receipt (anvil automines, so this is usually immediate)."""
+    async def wait_receipt(self, tx_hash: str) -> dict[str, Any]:
+        """Poll for a transaction receipt, for at most 30 s (anvil automines: usually immediate).
+
+        Raises:
+            TransactionOutcomeUnknownError: no receipt came.
+        """
         delay = 0.002
-        with anyio.fail_after(timeout):
+        with anyio.move_on_after(30.0):
             while True:
                 receipt = await self.rpc("eth_getTransactionReceipt", [tx_hash])
                 if receipt:
                     return dict(receipt)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 0.1)
+        # e.g. the chain was reverted to a snapshot between sending and mining
+        raise TransactionOutcomeUnknownError("no receipt after 30 s", tx_hash=tx_hash)
 
 
 def _account_state(acc: tuple[Any, ...]) -> AccountState:

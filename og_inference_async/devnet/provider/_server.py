@@ -41,7 +41,13 @@ DEFAULT_PROVIDERS: tuple[tuple[str, str, int, int, int], ...] = (
     ("speech-to-text", "og-devnet/whisper-echo", 100_000_000_000_000, 0, 23),
 )
 
-_SERVICE_TYPES = ("chatbot", "text-to-image", "image-editing", "speech-to-text")
+_PRICE_UNITS = {
+    "chatbot": "token",
+    "text-to-image": "image",
+    "image-editing": "image",
+    "speech-to-text": "second",
+}
+_SERVICE_TYPES = tuple(_PRICE_UNITS)
 
 
 class DevnetLike(Protocol):
@@ -57,7 +63,9 @@ class DevnetLike(Protocol):
     @property
     def owner(self) -> Any: ...
 
-    async def send_as(self, address: str, to: str | None, data: bytes = b"", value: int = 0) -> dict[str, Any]: ...
+    async def send_as(
+        self, address: str, to: str | None, data: bytes = b"", value: int = 0
+    ) -> dict[str, Any]: ...
 
     async def set_balance(self, address: str, wei: int) -> None: ...
 
@@ -93,7 +101,6 @@ class ProviderHandle:
     output_price: int
     faults: ProviderFaults
     core: ProviderCore = field(repr=False)
-    _server: uvicorn.Server | None = field(default=None, repr=False)
     _scope: anyio.CancelScope | None = field(default=None, repr=False)
 
     def info(self) -> dict[str, Any]:
@@ -101,7 +108,8 @@ class ProviderHandle:
 
         Keys: ``address``, ``url``, ``endpoint`` (``url + "/v1/proxy"``), ``service_type``,
         ``model``, ``tee_signer``, ``input_price`` and ``output_price`` (wei, as decimal strings),
-        ``settle_interval`` (seconds or ``None``).
+        ``price_unit`` (what ``input_price`` is per: ``"token"``, ``"image"`` or ``"second"``;
+        ``output_price`` is always per output token), ``settle_interval`` (seconds or ``None``).
         """
         return {
             "address": self.address,
@@ -112,6 +120,7 @@ class ProviderHandle:
             "tee_signer": self.tee_signer,
             "input_price": str(self.input_price),
             "output_price": str(self.output_price),
+            "price_unit": _PRICE_UNITS.get(self.service_type, "unit"),
             "settle_interval": self.core.config.settle_interval,
         }
 
@@ -156,22 +165,23 @@ class ProviderHandle:
 async def _serve(
     server: uvicorn.Server,
     sock: socket.socket,
-    scope_box: list[anyio.CancelScope],
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a uvicorn server on a bound socket until cancelled, then shut it down cleanly."""
-    with anyio.CancelScope() as scope:
-        scope_box.append(scope)
-        server.config.load()
-        server.lifespan = server.config.lifespan_class(server.config)
+    """Run a uvicorn server on a bound socket until cancelled, then shut it down cleanly.
+
+    uvicorn's own ``serve()`` is not used: it installs process-wide signal handlers and polls
+    every 100 ms; ``startup``/``shutdown`` around a plain sleep is all a devnet server needs.
+    """
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    try:
         await server.startup(sockets=[sock])
         task_status.started()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await _shutdown(server, sock)
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _shutdown(server, sock)
 
 
 async def _shutdown(server: uvicorn.Server, sock: socket.socket) -> None:
@@ -182,7 +192,7 @@ async def _shutdown(server: uvicorn.Server, sock: socket.socket) -> None:
     for connection in list(server.server_state.connections):
         connection.shutdown()
     with anyio.move_on_after(1.0):
-        while server.server_state.connections or server.server_state.tasks:
+        while server.server_state.connections or server.server_state.tasks:  # noqa: ASYNC110 - uvicorn state
             await anyio.sleep(0.01)
     for task in list(server.server_state.tasks):
         task.cancel()
@@ -192,16 +202,16 @@ async def _shutdown(server: uvicorn.Server, sock: socket.socket) -> None:
 
 
 def _bind() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
+    # TCP, and without it Nagle + delayed ACKs add ~40 ms to every keep-alive request
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
     return sock
 
 
-async def _register(
-    dn: DevnetLike, core: ProviderCore, private_key: str, *, acknowledge: bool
-) -> None:
+async def _register(dn: DevnetLike, core: ProviderCore, private_key: str, *, acknowledge: bool) -> None:
     chain = core.chain
     cfg = core.config
     info = {"ProviderType": "decentralized", "TEEVerifier": "dstack", "devnet": True, **cfg.additional_info}
@@ -222,7 +232,9 @@ async def _register(
     await chain.send(private_key, inference_function("addOrUpdateService").encode(params), value=int(value))
     if acknowledge:
         await dn.send_as(
-            dn.owner.address, chain.inference, inference_function("acknowledgeTEESignerByOwner").encode(core.address)
+            dn.owner.address,
+            chain.inference,
+            inference_function("acknowledgeTEESignerByOwner").encode(core.address),
         )
     core.service = await chain.get_service(core.address)
 
@@ -329,13 +341,13 @@ async def start_provider(
             timeout_keep_alive=30,
         )
     )
-    scopes: list[anyio.CancelScope] = []
 
     async def run(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             async with anyio.create_task_group() as inner:
                 core.task_group = inner
-                await inner.start(_serve, server, sock, scopes)
+                await inner.start(_serve, server, sock)
+                inner.start_soon(core.head_watcher.run)
                 task_status.started()
                 if cfg.settle_interval:
                     inner.start_soon(core.settle_forever, cfg.settle_interval)
@@ -370,7 +382,6 @@ async def start_provider(
         output_price=svc.output_price,
         faults=core.faults,
         core=core,
-        _server=server,
         _scope=outer_scope,
     )
 
