@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,13 +23,11 @@ from og_inference_async.devnet import start_devnet
 N_READS = 300
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.chain_helpers import register_provider  # noqa: E402
+
+
 async def _register(dn: Any, n: int) -> list[str]:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.integration.chain_helpers import register_provider
-
     return [await register_provider(dn) for _ in range(n)]
 
 
@@ -35,7 +35,8 @@ async def bench_reads(dn: Any, provider: str) -> dict[str, float]:
     user = dn.accounts[1]
     fn = inference_abi().fn("getAccount")
     calldata = "0x" + fn.encode(user.address, provider).hex()
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": dn.inference, "data": calldata}, "latest"]}
+    call = {"to": dn.inference, "data": calldata}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
     out: dict[str, float] = {}
     async with httpx.AsyncClient() as client:
         for _ in range(30):
@@ -95,7 +96,7 @@ async def main() -> None:
         await dn.revert(snap)
         reset_nonce_allocators()
         transfers = await bench_transfers(dn, providers)
-    print("\n## Account read latency (median of %d, ms)" % N_READS)
+    print(f"\n## Account read latency (median of {N_READS}, ms)")
     for k, v in reads.items():
         print(f"  {k:28s} {v:7.3f} ms")
     print(f"  SDK / raw ratio              {reads['SDK get_account'] / reads['raw eth_call (httpx)']:7.2f}x")

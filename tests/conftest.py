@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from og_inference_async.devnet import Devnet, start_devnet
+from og_inference_async.devnet.provider import ProviderHandle, start_default_providers
 
 os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
@@ -59,3 +60,23 @@ def _integration_devnet_snapshot(request: pytest.FixtureRequest) -> None:
         and "anyio_backend" in names
     ):
         request.getfixturevalue("devnet_snapshot")
+
+
+@pytest.fixture
+async def providers(devnet_snapshot: Devnet) -> AsyncIterator[list[ProviderHandle]]:
+    """The four default providers (chatbot, text-to-image, image-editing, speech-to-text) for one test.
+
+    They register inside the test's snapshot, settle only on ``settle_now()`` and stop after the test.
+    """
+    handles = await start_default_providers(devnet_snapshot, devnet_snapshot.task_group, settle_interval=None)
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            await handle.aclose()
+
+
+@pytest.fixture
+def chatbot(providers: list[ProviderHandle]) -> ProviderHandle:
+    """The default chatbot provider of :func:`providers`."""
+    return providers[0]

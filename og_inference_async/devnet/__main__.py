@@ -16,6 +16,8 @@ from typing import Any
 
 import anyio
 
+from og_inference_async._units import format_og
+
 from .._exceptions import OGError
 from ._artifacts import ensure_artifacts
 from ._deploy import MAX_LOCK_TIME, MIN_LOCK_TIME
@@ -25,6 +27,19 @@ from ._errors import DevnetError
 __all__ = ["main"]
 
 _SHOWN_KEYS = 5
+
+
+def _provider_lines(p: dict[str, Any]) -> str:
+    """One provider in human form: type, model, address, URL, TEE signer and prices in OG."""
+    unit = p.get("price_unit", "unit")
+    price = f"{format_og(int(p['input_price']))} OG/{unit}"
+    if int(p.get("output_price", 0)):
+        price += f" in, {format_og(int(p['output_price']))} OG/token out"
+    return (
+        f"    {p['service_type']:<15} {p['model']}\n"
+        f"      address {p['address']}  url {p['url']}\n"
+        f"      tee signer {p['tee_signer']}  price {price}"
+    )
 
 
 def _providers_available() -> bool:
@@ -55,7 +70,7 @@ def _human(dn: Devnet) -> str:
     info = dn.info()
     if info["providers"]:
         lines.append("  providers")
-        lines.extend(f"    {json.dumps(p, default=str)}" for p in info["providers"])
+        lines.extend(_provider_lines(p) for p in info["providers"])
     else:
         lines.append("  providers  none")
     lines.append("Press Ctrl+C to stop.")

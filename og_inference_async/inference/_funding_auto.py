@@ -28,7 +28,9 @@ ErrorCallback = Callable[[Exception], Any]
 TopUpCallback = Callable[[TopUpEvent], Any]
 
 
-def plan_top_up(*, unsettled: int, spendable: int, buffer: int, min_transfer: int, floor: int = 0) -> tuple[int, int]:
+def plan_top_up(
+    *, unsettled: int, spendable: int, buffer: int, min_transfer: int, floor: int = 0
+) -> tuple[int, int]:
     """Decide a top-up: ``(deficit, amount)`` in wei; ``amount`` is 0 when nothing is needed.
 
     ``deficit = unsettled + buffer - spendable``. When it is positive the amount is

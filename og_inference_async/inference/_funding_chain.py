@@ -23,12 +23,16 @@ async def block_number(chain: ChainReader) -> int:
     return int(await chain.rpc.request("eth_blockNumber", []), 16)
 
 
-async def account_at(chain: ChainReader, user: str, provider: str, block: int | None = None) -> Account | None:
+async def account_at(
+    chain: ChainReader, user: str, provider: str, block: int | None = None
+) -> Account | None:
     """``getAccount(user, provider)`` at ``block`` (default latest); ``None`` when there is none."""
     fn = chain.I.fn("getAccount")
     try:
         data = await chain.rpc.eth_call(
-            chain.inference_address, fn.encode(user, provider), block=hex(block) if block is not None else "latest"
+            chain.inference_address,
+            fn.encode(user, provider),
+            block=hex(block) if block is not None else "latest",
         )
     except AccountNotExistsError:
         return None
@@ -40,7 +44,9 @@ def _topic(address: str) -> str:
     return "0x" + "0" * 24 + address.lower().removeprefix("0x")
 
 
-async def settled_fees(chain: ChainReader, user: str, provider: str, from_block: int) -> tuple[int, tuple[str, ...]]:
+async def settled_fees(
+    chain: ChainReader, user: str, provider: str, from_block: int
+) -> tuple[int, tuple[str, ...]]:
     """Fees ``provider`` settled for ``user`` since ``from_block``: ``(total wei, tx hashes)``.
 
     Settlement makes the ledger emit ``FundSpent(user, inferenceContract, fee)`` inside the

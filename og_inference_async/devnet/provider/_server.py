@@ -386,11 +386,13 @@ async def start_provider(
     )
 
 
-async def start_default_providers(dn: DevnetLike, task_group: anyio.abc.TaskGroup) -> list[ProviderHandle]:
+async def start_default_providers(
+    dn: DevnetLike, task_group: anyio.abc.TaskGroup, *, settle_interval: float | None = 2.0
+) -> list[ProviderHandle]:
     """Start the four default providers concurrently (see :data:`DEFAULT_PROVIDERS`).
 
     chatbot (account 20), text-to-image (21), image-editing (22) and speech-to-text (23), each
-    settling every 2 s.
+    settling every ``settle_interval`` seconds (``None``: only on ``settle_now()``).
 
     Returns:
         Their handles, in that order.
@@ -407,6 +409,7 @@ async def start_default_providers(dn: DevnetLike, task_group: anyio.abc.TaskGrou
             input_price=input_price,
             output_price=output_price,
             account_index=index,
+            settle_interval=settle_interval,
         )
 
     async with anyio.create_task_group() as tg:
