@@ -8,6 +8,7 @@ devnet does exactly that.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from eth_utils import is_address, to_checksum_address
 
@@ -29,15 +30,24 @@ __all__ = [
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
+@lru_cache(maxsize=65536)
+def _checksummed(address: str) -> str | None:
+    """EIP-55 form of a valid address, ``None`` for anything else (cached: keccak is not free)."""
+    if not is_address(address):
+        return None
+    out: str = to_checksum_address(address)
+    return out
+
+
 def checksum(address: str, *, what: str = "address", allow_zero: bool = False) -> str:
     """Validate an address and return its EIP-55 checksummed form.
 
     Raises:
         InvalidAddressError: if it is not a 20-byte hex address (or is zero when not allowed).
     """
-    if not isinstance(address, str) or not is_address(address):
+    out = _checksummed(address) if isinstance(address, str) else None
+    if out is None:
         raise InvalidAddressError(f"{what} is not a valid address: {address!r}")
-    out: str = to_checksum_address(address)
     if not allow_zero and out == ZERO_ADDRESS:
         raise InvalidAddressError(f"{what} must not be the zero address")
     return out
