@@ -94,9 +94,8 @@ async def main() -> None:
             mem = sum(s.size_diff for s in snap.compare_to(base, "filename"))
 
     print("## get_request_headers through AsyncBroker on the devnet")
-    print(
-        f"  cold burst 1,000 callers      {cold * 1000:8.1f} ms  signatures={signatures}  rpc requests={requests}"
-    )
+    print(f"  cold burst 1,000 callers      {cold * 1000:8.1f} ms")
+    print(f"    signatures={signatures}  rpc requests={requests}")
     print(f"  warm, sequential              {seq:10,.0f} calls/s")
     print(f"  warm, 64 concurrent tasks     {conc:10,.0f} calls/s")
     print(f"  10,000 providers cached       {mem / 1e6:8.1f} MB  ({mem / 10_000 / 1000:.2f} KB each)")

@@ -1,11 +1,11 @@
-"""Onboarding and money over time on the devnet: acknowledge, ensure_ready, auto-funding, settlement, refunds."""
+"""Funding on the devnet: acknowledge, ensure_ready, auto-funding, settlement waits and refunds."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -33,6 +33,29 @@ OG = 10**18
 #: 0.1 OG per token in and out: a short chat costs about 0.7 OG, so fees grow fast.
 PRICE = 10**17
 PROVIDER_KEY = "0x" + keccak(b"og-inference-async:test-funding-provider").hex()
+
+T = TypeVar("T")
+
+
+class Seen(Generic[T]):
+    """A callback that records its argument and lets a test wait for the n-th call."""
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self._waiters: list[tuple[int, anyio.Event]] = []
+
+    def __call__(self, item: T) -> None:
+        self.items.append(item)
+        for n, event in self._waiters:
+            if len(self.items) >= n:
+                event.set()
+
+    async def wait_for(self, n: int) -> None:
+        with anyio.fail_after(10):
+            if len(self.items) < n:
+                event = anyio.Event()
+                self._waiters.append((n, event))
+                await event.wait()
 
 
 def _broker(dn: Devnet, index: int) -> AsyncBroker:
@@ -197,7 +220,7 @@ async def test_ensure_ready_from_zero_is_single_flight(devnet: Devnet) -> None:
 
 
 async def test_ensure_ready_without_a_ledger_raises_with_a_hint(devnet: Devnet) -> None:
-    """No ledger and create_ledger=False is LedgerNotExistsError pointing at create_ledger; nothing is sent."""
+    """No ledger and create_ledger=False raise LedgerNotExistsError with a hint; nothing is sent."""
     provider = await register_provider(devnet)
     async with _broker(devnet, 17) as broker:
         me = broker.address
@@ -214,7 +237,7 @@ async def test_ensure_ready_without_a_ledger_raises_with_a_hint(devnet: Devnet) 
 
 
 async def test_ensure_ready_tops_up_only_the_shortfall(devnet: Devnet) -> None:
-    """An existing account gets just the missing amount; pending refunds are cancelled before the ledger pays."""
+    """An existing account gets just the shortfall; pending refunds are cancelled before the ledger pays."""
     provider = await register_provider(devnet)
     async with _broker(devnet, 18) as broker:
         await broker.ledger.add_ledger(og("10"))
@@ -246,7 +269,8 @@ async def test_ensure_ready_only_acknowledges_when_funds_suffice(devnet: Devnet)
 
 async def test_auto_funding_tops_up_as_unsettled_fees_grow(devnet: Devnet, chat: ProviderHandle) -> None:
     """Each check transfers exactly unsettled + buffer - spendable, read from the provider's endpoint."""
-    events: list[TopUpEvent] = []
+    seen: Seen[TopUpEvent] = Seen()
+    events = seen.items
     async with _broker(devnet, 16) as broker:
         me = broker.address
         assert me is not None
@@ -258,7 +282,7 @@ async def test_auto_funding_tops_up_as_unsettled_fees_grow(devnet: Devnet, chat:
         unsettled = chat.unsettled_fee(me)
         assert unsettled > og("1")
         stats = await broker.inference.start_auto_funding(
-            chat.address, interval=0.1, buffer=og("3"), min_transfer=og("0.1"), on_top_up=events.append
+            chat.address, interval=0.1, buffer=og("3"), min_transfer=og("0.1"), on_top_up=seen
         )
         assert stats.checks == 1 and stats.top_ups == 1 and stats.errors == 0
         assert stats.last_fee_source == "provider" and stats.last_unsettled_fee == unsettled
@@ -268,13 +292,11 @@ async def test_auto_funding_tops_up_as_unsettled_fees_grow(devnet: Devnet, chat:
 
         await _chat_once(broker, chat)
         grown = chat.unsettled_fee(me)
-        with anyio.fail_after(10):
-            while len(events) < 2:
-                await anyio.sleep(0.05)
+        await seen.wait_for(2)
         assert events[1].amount == grown - unsettled and events[1].unsettled_fee == grown
         assert (await broker.ledger.get_account(chat.address)).spendable == grown + og("3")
-        stats = broker.inference.auto_funding_stats(chat.address)
-        assert stats is not None and stats.top_ups == 2 and stats.topped_up_total == grown + og("3") - og("4")
+        final = broker.inference.auto_funding_stats(chat.address)
+        assert final is not None and final.top_ups == 2 and final.topped_up_total == grown + og("3") - og("4")
         await broker.inference.stop_auto_funding(chat.address)
         assert not broker.inference.has_auto_funding(chat.address)
 
@@ -282,28 +304,26 @@ async def test_auto_funding_tops_up_as_unsettled_fees_grow(devnet: Devnet, chat:
 async def test_auto_funding_reports_failures_and_keeps_going(devnet: Devnet) -> None:
     """An empty ledger makes every check fail: on_error sees it, stats count it, the loop continues."""
     provider = await register_provider(devnet)  # no HTTP server: the fee endpoint fails -> local counter
-    errors: list[Exception] = []
+    failed: Seen[Exception] = Seen()
+    topped: Seen[TopUpEvent] = Seen()
+    errors = failed.items
     async with _broker(devnet, 17) as broker:
         await broker.inference.ensure_ready(provider, min_balance=og("3"), create_ledger=True)
         assert (await broker.ledger.get_ledger()).available == 0
         stats = await broker.inference.start_auto_funding(
-            provider, interval=0.05, buffer=og("5"), on_error=errors.append
+            provider, interval=0.05, buffer=og("5"), on_error=failed, on_top_up=topped
         )
         assert stats.errors == 1 and stats.top_ups == 0 and stats.running
         assert stats.last_error is not None and stats.last_error.startswith("InsufficientBalanceError")
         assert isinstance(errors[0], InsufficientBalanceError)
-        with anyio.fail_after(10):
-            while len(errors) < 3:
-                await anyio.sleep(0.02)
-        stats = broker.inference.auto_funding_stats(provider)
-        assert stats is not None and stats.errors >= 3 and stats.consecutive_errors >= 3
-        assert stats.running and stats.last_fee_source is None
+        await failed.wait_for(3)
+        later = broker.inference.auto_funding_stats(provider)
+        assert later is not None and later.errors >= 3 and later.consecutive_errors >= 3
+        assert later.running and later.last_fee_source is None
         await broker.ledger.deposit_fund(og("10"))
-        with anyio.fail_after(10):
-            while (s := broker.inference.auto_funding_stats(provider)) is not None and s.top_ups == 0:
-                await anyio.sleep(0.02)
-        stats = broker.inference.auto_funding_stats(provider)
-        assert stats is not None and stats.consecutive_errors == 0 and stats.last_fee_source == "local"
+        await topped.wait_for(1)
+        last = broker.inference.auto_funding_stats(provider)
+        assert last is not None and last.consecutive_errors == 0 and last.last_fee_source == "local"
 
 
 async def test_auto_funding_stops_when_the_broker_closes(devnet: Devnet) -> None:
@@ -343,7 +363,9 @@ async def test_wait_settled_reports_the_billed_fee(devnet: Devnet, chat: Provide
         report_box: list[Any] = []
 
         async def wait() -> None:
-            report_box.append(await broker.inference.wait_settled(chat.address, timeout=10, poll_interval=0.05))
+            report_box.append(
+                await broker.inference.wait_settled(chat.address, timeout=10, poll_interval=0.05)
+            )
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait)
@@ -388,6 +410,8 @@ async def test_refund_lifecycle_by_chain_time(devnet: Devnet) -> None:
         assert refund.is_unlocked and refund.remaining == 0
         done = await broker.inference.complete_refunds()
         assert done.returned == 2 * OG and len(done.tx_hashes) == 1
-        assert [(p.provider, p.returned, p.newly_requested) for p in done.providers] == [(provider, 2 * OG, 0)]
+        assert [(p.provider, p.returned, p.newly_requested) for p in done.providers] == [
+            (provider, 2 * OG, 0)
+        ]
         assert done.ledger_available_after == (await broker.ledger.get_ledger()).available == og("5")
         assert await broker.inference.get_refunds() == []

@@ -1,4 +1,4 @@
-"""Funding logic with fakes: top-up arithmetic, the loop's reporting, single-flight, locking, fallbacks, close."""
+"""Funding with fakes: top-up arithmetic, loop reporting, single-flight, locking, fallbacks, close."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ PROVIDER = to_checksum_address("0x" + "11" * 20)
 def test_plan_top_up(
     unsettled: int, spendable: int, buffer: int, min_transfer: int, floor: int, expected: tuple[int, int]
 ) -> None:
-    """deficit = unsettled + buffer - spendable; the amount is max(deficit, min_transfer, floor) when positive."""
+    """deficit = unsettled + buffer - spendable; a positive one moves max(deficit, min_transfer, floor)."""
     assert (
         plan_top_up(
             unsettled=unsettled, spendable=spendable, buffer=buffer, min_transfer=min_transfer, floor=floor
@@ -79,7 +79,7 @@ def test_parse_fee_accepts_the_protocol_shapes(body: Any, expected: int) -> None
 
 @pytest.mark.parametrize("body", [[], {"unsettledFee": "1.5"}, {"unsettledFee": -1}, {"unsettledFee": True}])
 def test_parse_fee_refuses_anything_else(body: Any) -> None:
-    """Non-objects, fractions, negatives and booleans are a ProviderResponseError (so the caller falls back)."""
+    """Non-objects, fractions, negatives and booleans raise ProviderResponseError (the caller falls back)."""
     with pytest.raises(ProviderResponseError):
         _parse_fee(body)
 
@@ -119,6 +119,7 @@ async def test_loop_reports_failures_and_continues() -> None:
         item = outcomes.pop(0)
         if isinstance(item, Exception):
             raise item
+        assert isinstance(item, CheckOutcome)
         return item
 
     async def on_error(exc: Exception) -> None:
@@ -146,15 +147,21 @@ async def test_loop_survives_callback_errors() -> None:
     async def check() -> CheckOutcome:
         raise RuntimeError("boom")
 
+    calls = 0
+    third = anyio.Event()
+
     def bad_callback(exc: Exception) -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= 3:
+            third.set()
         raise ValueError("callback bug")
 
     funder = AutoFunder(PROVIDER, AutoFundingConfig(0.01, 0, 0), check, on_error=bad_callback)
     async with anyio.create_task_group() as tg:
         await tg.start(funder.run)
         with anyio.fail_after(5):
-            while funder.errors < 3:
-                await anyio.sleep(0.01)
+            await third.wait()
         funder.scope.cancel()
     assert funder.callback_errors >= 3 and funder.done.is_set() and not funder.running
 
@@ -197,7 +204,9 @@ class World:
     """The chain as the funding code sees it, with slow transfers so that overlaps would show."""
 
     def __init__(self, *, ledger: int | None = 10 * OG, account: Account | None = None) -> None:
-        self.ledger = Ledger(user="0x" + "00" * 20, total=ledger, available=ledger) if ledger is not None else None
+        self.ledger = (
+            Ledger(user="0x" + "00" * 20, total=ledger, available=ledger) if ledger is not None else None
+        )
         self.account = account
         self.transfers: list[int] = []
         self.ledgers: list[int] = []
@@ -206,6 +215,7 @@ class World:
         self.fee_status = 200
         self.fee = 0
         self.fee_requests = 0
+        self.fee_growth = 0
         self.service = Service(
             provider=PROVIDER,
             service_type="chatbot",
@@ -234,7 +244,9 @@ class World:
             raise LedgerNotExistsError("no ledger")
         return self.ledger
 
-    async def account_at(self, chain: Any, user: str, provider: str, block: int | None = None) -> Account | None:
+    async def account_at(
+        self, chain: Any, user: str, provider: str, block: int | None = None
+    ) -> Account | None:
         return self.account
 
     async def constant(self) -> int:
@@ -266,6 +278,7 @@ class World:
         self.fee_requests += 1
         assert request.url.path.endswith("/unsettledfee")
         assert request.headers["authorization"] == "Bearer fake"
+        self.fee += self.fee_growth
         return httpx.Response(self.fee_status, json={"unsettledFee": str(self.fee)})
 
     async def headers(self, provider: str) -> dict[str, str]:
@@ -310,17 +323,18 @@ async def test_ensure_ready_and_auto_funding_never_overlap(world_broker: tuple[W
     """Top-ups by the loop and by ensure_ready for one provider run one at a time."""
     world, broker = world_broker
     world.account = _account(0)
-    world.fee = 3 * OG
+    world.ledger = Ledger(user="0x" + "00" * 20, total=1000 * OG, available=1000 * OG)
+    world.fee_growth = OG  # every fee read sees 1 OG more: every tick wants a top-up
 
     async def ready(i: int) -> None:
-        await broker.inference.ensure_ready(PROVIDER, min_balance=2 * OG + i)
+        await broker.inference.ensure_ready(PROVIDER, min_balance=50 * OG + i)
 
     await broker.inference.start_auto_funding(PROVIDER, interval=0.005, buffer=OG)
     async with anyio.create_task_group() as tg:
         for i in range(20):
             tg.start_soon(ready, i)
     await broker.inference.stop_auto_funding()
-    assert world.max_in_flight == 1 and len(world.transfers) >= 2
+    assert world.max_in_flight == 1 and len(world.transfers) >= 20
 
 
 async def test_auto_funding_falls_back_to_the_local_counter(world_broker: tuple[World, AsyncBroker]) -> None:
@@ -331,7 +345,9 @@ async def test_auto_funding_falls_back_to_the_local_counter(world_broker: tuple[
     broker.inference.local_fees = lambda provider: 5 * OG  # type: ignore[attr-defined]
     stats = await broker.inference.start_auto_funding(PROVIDER, interval=60, buffer=2 * OG)
     assert world.fee_requests == 1
-    assert stats.last_fee_source == "local" and stats.fee_fallbacks == 1 and stats.last_unsettled_fee == 5 * OG
+    assert (
+        stats.last_fee_source == "local" and stats.fee_fallbacks == 1 and stats.last_unsettled_fee == 5 * OG
+    )
     assert world.transfers == [5 * OG]  # 5 + 2 - 2
 
     world.fee_status = 200
