@@ -23,6 +23,17 @@ from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .types import Account, ChainEvent, Ledger, ProviderBalance, Refund, Service, ServiceInfo, TxReceipt
+from .types.funding import (
+    AckResult,
+    AutoFundingStats,
+    ProviderRefundResult,
+    ReadyAction,
+    ReadyReport,
+    RefundCompletion,
+    RefundStatus,
+    SettlementReport,
+    TopUpEvent,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -30,6 +41,7 @@ __all__ = [
     "Account",
     "AccountExistsError",
     "AccountNotExistsError",
+    "AckResult",
     "AdditionalInfoTooLongError",
     "AlreadyInitializedError",
     "Amount",
@@ -37,6 +49,7 @@ __all__ = [
     "ApiKeyError",
     "ApiKeyRegistry",
     "AsyncBroker",
+    "AutoFundingStats",
     "BatchSizeTooLargeError",
     "BelowMinimumError",
     "BrokerStateError",
@@ -87,11 +100,16 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderRateLimitError",
+    "ProviderRefundResult",
     "ProviderResponseError",
     "ProviderServerError",
     "REVERT_ERRORS",
     "RPCError",
+    "ReadyAction",
+    "ReadyReport",
     "Refund",
+    "RefundCompletion",
+    "RefundStatus",
     "RetryPolicy",
     "RevertedError",
     "Service",
@@ -104,6 +122,8 @@ __all__ = [
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
     "ServiceTypeRequiredError",
+    "SettlementReport",
+    "SettlementTimeoutError",
     "TESTNET",
     "TokenDecodeError",
     "TokenError",
@@ -112,6 +132,7 @@ __all__ = [
     "TooManyProvidersForServiceError",
     "TooManyRefundsError",
     "TooManySettlementsError",
+    "TopUpEvent",
     "TransactionOutcomeUnknownError",
     "TransferFailedError",
     "TxPolicy",

@@ -22,7 +22,8 @@ keys, session tokens or signatures.
     │   ├── RPCError                           transport or JSON-RPC failure
     │   ├── ContractRevertError                decoded custom error (name, args, tx hash)
     │   │   └── one subclass per custom error of both ABIs (LedgerNotExistsError, ...)
-    │   └── TransactionOutcomeUnknownError     sent, but no receipt came: carries the hash
+    │   ├── TransactionOutcomeUnknownError     sent, but no receipt came: carries the hash
+    │   └── SettlementTimeoutError             wait_settled ran out of time (also TimeoutError)
     ├── TokenError
     │   ├── TokenDecodeError                   malformed app-sk token
     │   └── TokenVerificationError             signature / fields do not check out
@@ -99,6 +100,7 @@ __all__ = [
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
     "ServiceTypeRequiredError",
+    "SettlementTimeoutError",
     "TokenDecodeError",
     "TokenError",
     "TokenVerificationError",
@@ -289,6 +291,24 @@ class TransactionOutcomeUnknownError(ChainError):
         super().__init__(message)
         self.tx_hash = tx_hash
         self.nonce = nonce
+
+
+class SettlementTimeoutError(ChainError, TimeoutError):
+    """No settlement by the provider landed on chain within the time given to ``wait_settled``.
+
+    Attributes:
+        provider: the provider address.
+        nonce: the settlement nonce that was waited past.
+        waited: seconds spent waiting.
+    """
+
+    hint = "the provider settles on its own schedule; wait longer or check that it is running"
+
+    def __init__(self, message: str, *, provider: str, nonce: int, waited: float) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.nonce = nonce
+        self.waited = waited
 
 
 class TokenError(OGError):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import anyio
 import httpx
 
 from ._exceptions import (
@@ -54,6 +55,7 @@ __all__ = [
     "make_http_client",
     "open_stream",
     "parse_retry_after",
+    "retry_after_from",
     "send",
     "transport_name",
     "translate_transport_error",
@@ -98,7 +100,9 @@ def make_http_client(*, transport: str = "auto") -> httpx.AsyncClient:
     if transport in ("auto", "aiohttp"):
         chosen = _aiohttp_transport()
         if chosen is None and transport == "aiohttp":
-            raise ConfigError("the aiohttp transport needs the httpx-aiohttp package and an asyncio event loop")
+            raise ConfigError(
+                "the aiohttp transport needs the httpx-aiohttp package and an asyncio event loop"
+            )
     elif transport != "httpx":
         raise ConfigError(f"transport must be 'auto', 'aiohttp' or 'httpx', got {transport!r}")
     return httpx.AsyncClient(
@@ -148,7 +152,9 @@ def translate_transport_error(exc: httpx.HTTPError, *, provider: str | None, wha
     kind = type(exc).__name__
     not_sent = _not_sent(exc)
     where = "before the request was sent" if not_sent else "after the request may have been received"
-    return TransportFailure(f"{what}: {kind} talking to the provider ({where})", provider=provider, not_sent=not_sent)
+    return TransportFailure(
+        f"{what}: {kind} talking to the provider ({where})", provider=provider, not_sent=not_sent
+    )
 
 
 # -- exchanges ----------------------------------------------------------------------------------
@@ -252,10 +258,11 @@ class HttpStream:
 
     async def aclose(self) -> None:
         """Close the response (returns the connection to the pool or drops it). Never raises."""
-        try:
-            await self._response.aclose()
-        except Exception:  # closing a broken connection may fail; nothing to recover
-            pass
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._response.aclose()
+            except Exception:  # closing a broken connection may fail; nothing to recover
+                pass
 
 
 @asynccontextmanager
@@ -332,7 +339,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(seconds, 0.0)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
+def retry_after_from(headers: Mapping[str, str]) -> float | None:
+    """Seconds asked for by ``retry-after-ms`` or ``Retry-After``, or ``None`` when absent."""
     ms = headers.get("retry-after-ms")
     if ms is not None:
         parsed = parse_retry_after(ms)
@@ -442,7 +450,7 @@ def error_for_status(
             )
         return ProviderAuthError(msg, hint=hint, **common)
     if status == 429:
-        return ProviderRateLimitError(msg, retry_after=_retry_after(headers), **common)
+        return ProviderRateLimitError(msg, retry_after=retry_after_from(headers), **common)
     if status >= 500:
         return ProviderServerError(msg, **common)
     if status == 404 and code is None:
@@ -450,11 +458,6 @@ def error_for_status(
             msg, hint="the route does not exist: requests go to <service url>/v1/proxy/...", **common
         )
     return ProviderError(msg, **common)
-
-
-def retry_after_of(exc: BaseException) -> float | None:
-    """The ``Retry-After`` carried by a 429 or 5xx answer, when the provider sent one."""
-    return getattr(exc, "retry_after", None)
 
 
 # -- session auth for foreign clients (the OpenAI SDK) -------------------------------------------

@@ -148,8 +148,9 @@ class ChainReader:
         return await self._constant("min_transfer", self.ledger_address, "MIN_TRANSFER_AMOUNT", self.L)
 
     async def lock_time(self) -> int:
-        """``lockTime()`` of InferenceServing, in seconds."""
-        return await self._constant("lock_time", self.inference_address, "lockTime", self.I)
+        """``lockTime()`` of InferenceServing, in seconds (read each time: the owner may change it)."""
+        (value,) = await self.call(self.inference_address, self.I.fn("lockTime"))
+        return int(value)
 
     async def service_name(self) -> str:
         """The inference service's full name in the ledger (``getServiceInfo(inference).fullName``)."""

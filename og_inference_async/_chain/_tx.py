@@ -250,45 +250,56 @@ class TxSender:
         }
         fee_fields = await self._fees_and_gas(base, gas, context)
         for _ in range(3):
-            nonce = await self.nonces.allocate(self._rpc)
-            tx = {
-                "to": to,
-                "data": data,
-                "value": value,
-                "nonce": nonce,
-                "chainId": self.chain_id,
-                **fee_fields,
-            }
-            signed = self._account.sign_transaction(tx)
-            raw: bytes = bytes(signed.raw_transaction)
-            tx_hash = "0x" + keccak(raw).hex()
-            try:
-                await self._rpc.request("eth_sendRawTransaction", ["0x" + raw.hex()], retry=False)
-            except RPCError as exc:
-                if exc.code is None and exc.retryable:
-                    # Transport failure: the node may or may not have the transaction. Never resend.
-                    log.warning(
-                        "send of %s (%s) hit a transport error; waiting for it by hash", context, tx_hash
-                    )
-                    return await self._wait_receipt(tx_hash, nonce, context, base)
-                text = exc.message.lower()
-                if "already known" in text or "known transaction" in text:
-                    return await self._wait_receipt(tx_hash, nonce, context, base)
-                if _is_nonce_too_low(exc):
-                    log.info("nonce %d too low for %s; resyncing from the node", nonce, self.address)
-                    self.nonces.resync()
-                    continue
-                self.nonces.release(nonce)
-                if "insufficient funds" in text:
-                    raise InsufficientBalanceError(
-                        f"{context}: the wallet cannot pay for value plus gas", hint="fund the wallet"
-                    ) from None
-                raise
-            except ContractRevertError:
-                self.nonces.release(nonce)
-                raise
-            return await self._wait_receipt(tx_hash, nonce, context, base)
+            # Shielded: a cancellation between taking a nonce and handing the transaction to the
+            # node would leak the nonce (a gap that stalls every later transaction).
+            with anyio.CancelScope(shield=True):
+                submitted = await self._submit(to, data, value, fee_fields, context)
+            if submitted is not None:
+                tx_hash, nonce = submitted
+                return await self._wait_receipt(tx_hash, nonce, context, base)
         raise RPCError(f"{context}: the node kept reporting 'nonce too low'")
+
+    async def _submit(
+        self, to: str, data: bytes, value: int, fee_fields: dict[str, Any], context: str
+    ) -> tuple[str, int] | None:
+        """Take a nonce, sign and hand the transaction to the node.
+
+        Returns:
+            ``(tx_hash, nonce)`` once the node may hold it, or ``None`` after "nonce too low"
+            (resynced; the caller tries again with a fresh nonce).
+        """
+        nonce = await self.nonces.allocate(self._rpc)
+        tx = {"to": to, "data": data, "value": value, "nonce": nonce, "chainId": self.chain_id, **fee_fields}
+        signed = self._account.sign_transaction(tx)
+        raw: bytes = bytes(signed.raw_transaction)
+        tx_hash = "0x" + keccak(raw).hex()
+        try:
+            await self._rpc.request("eth_sendRawTransaction", ["0x" + raw.hex()], retry=False)
+        except RPCError as exc:
+            if exc.code is None and exc.retryable:
+                # Transport failure: the node may or may not have the transaction. Never resend.
+                log.warning("send of %s (%s) hit a transport error; waiting for it by hash", context, tx_hash)
+                return tx_hash, nonce
+            text = exc.message.lower()
+            if "already known" in text or "known transaction" in text:
+                return tx_hash, nonce
+            if _is_nonce_too_low(exc):
+                log.info("nonce %d too low for %s; resyncing from the node", nonce, self.address)
+                self.nonces.resync()
+                return None
+            self.nonces.release(nonce)
+            if "insufficient funds" in text:
+                raise InsufficientBalanceError(
+                    f"{context}: the wallet cannot pay for value plus gas", hint="fund the wallet"
+                ) from None
+            raise
+        except ContractRevertError:
+            self.nonces.release(nonce)
+            raise
+        except BaseException:
+            self.nonces.release(nonce)
+            raise
+        return tx_hash, nonce
 
     async def _wait_receipt(self, tx_hash: str, nonce: int, context: str, call: dict[str, Any]) -> TxReceipt:
         policy = self.policy

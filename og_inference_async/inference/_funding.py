@@ -32,14 +32,16 @@ from tenacity import (
 
 from .._config import checksum
 from .._exceptions import (
+    AccountNotExistsError,
     BelowMinimumError,
-    ChainError,
     ConfigError,
     ContractRevertError,
     InsufficientBalanceError,
     LedgerNotExistsError,
     ProviderResponseError,
+    RPCError,
     ServiceNotFoundError,
+    SettlementTimeoutError,
 )
 from .._singleflight import SingleFlight
 from .._units import WEI_PER_OG, Amount, format_og, to_wei
@@ -83,24 +85,6 @@ DEFAULT_BUFFER = 2 * WEI_PER_OG
 DEFAULT_MIN_TRANSFER = WEI_PER_OG
 #: Seconds allowed for the provider's ``unsettledfee`` endpoint before falling back.
 FEE_ENDPOINT_TIMEOUT = 10.0
-
-
-class SettlementTimeoutError(ChainError, TimeoutError):
-    """No settlement by the provider landed on chain within the time given to ``wait_settled``.
-
-    Attributes:
-        provider: the provider address.
-        nonce: the settlement nonce that was waited past.
-        waited: seconds spent waiting.
-    """
-
-    hint = "the provider settles on its own schedule; wait longer or check that it is running"
-
-    def __init__(self, message: str, *, provider: str, nonce: int, waited: float) -> None:
-        super().__init__(message)
-        self.provider = provider
-        self.nonce = nonce
-        self.waited = waited
 
 
 def _positive_seconds(value: float, what: str) -> float:
@@ -616,15 +600,16 @@ class FundingMixin:
             AccountNotExistsError: there is no sub-account with the provider.
             ConfigError: bad ``timeout`` or ``poll_interval``, or a read-only broker.
         """
-        from .._exceptions import AccountNotExistsError, RPCError
-
         prov = checksum(provider, what="provider")
         limit = _positive_seconds(timeout, "timeout")
         every = _positive_seconds(poll_interval, "poll_interval")
         user = self._b._user
         chain = self._b._chain_reader
         start_block = await block_number(chain)
-        before = await account_at(chain, user, prov, start_block)
+        try:
+            before = await account_at(chain, user, prov, start_block)
+        except RPCError:  # a load-balanced node may lag behind the block number just read
+            before = await account_at(chain, user, prov)
         if before is None:
             raise AccountNotExistsError(
                 f"no sub-account with provider {prov}; nothing to settle",

@@ -198,3 +198,13 @@ def test_release_handles_out_of_order_returns() -> None:
     alloc.release(9)
     assert alloc._next == 8
     assert alloc._returned == set()
+
+
+async def test_cancelling_a_send_never_leaks_a_nonce() -> None:
+    """A cancellation while the nonce is taken lets the send reach the node first; nonces stay gapless."""
+    node = _node(eth_getTransactionReceipt=lambda p: None)
+    tx = _sender(node, TxPolicy(receipt_timeout=5, receipt_poll_interval=0.01, receipt_attempts=100))
+    with anyio.move_on_after(0.001):
+        await tx.send(TO, b"\x01")
+    assert node.count("eth_sendRawTransaction") == 1
+    assert tx.nonces._next == 8  # nonce 7 went out with the transaction

@@ -1,0 +1,260 @@
+"""Streaming chat completions: :class:`ChatStream`, an async context manager and async iterator.
+
+The raw SSE bytes are hashed as they arrive (a TEE signature covers the whole raw body), parsed
+incrementally, and the usage of the final chunk is kept for the fee. When the stream has ended
+(``[DONE]`` and end of body) the fee is recorded and the verification policy applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._exceptions import ConfigError, ProviderResponseError
+from .._http import HttpStream, error_for_status
+from ..types import Service
+from ..types.inference import ChatChunk, ChatResult
+from ._sse import DONE, SSEEvent, SSEParser
+from ._verify import VerificationPolicy
+
+if TYPE_CHECKING:
+    from ._requests import RequestsMixin
+
+__all__ = ["ChatStream"]
+
+log = logging.getLogger("og_inference_async")
+
+
+def stream_error(obj: dict[str, Any], *, provider: str) -> Exception:
+    """The typed error for an ``{"error": ...}`` object sent inside a stream."""
+    err = obj.get("error")
+    status = err.get("status") if isinstance(err, dict) else None
+    if not isinstance(status, int) or isinstance(status, bool) or status < 400:
+        status = 502
+    raw = json.dumps(obj).encode()
+    return error_for_status(status, {}, raw, provider=provider, what="chat stream (error event)")
+
+
+class ChatStream:
+    """A streamed chat completion. Use it with ``async with`` and ``async for``::
+
+        async with broker.inference.chat_stream(provider, messages) as stream:
+            async for chunk in stream:
+                print(chunk.content, end="")
+        print(stream.result.usage, stream.result.fee)
+
+    Entering sends the request (retried like any billed call while no byte of the body has been
+    read); a failure after that raises and is never retried. Leaving early closes the
+    connection: the result then stays ``None`` (no usage, no fee recorded, nothing verified);
+    call :meth:`final` first to read the rest instead.
+
+    Attributes:
+        provider: the provider address.
+        model: the model asked for.
+        chat_id: the ``ZG-Res-Key`` header, else the first chunk's ``id`` (known after the first chunk).
+        result: the :class:`ChatResult`, once the stream ended; ``None`` before.
+    """
+
+    def __init__(
+        self,
+        api: RequestsMixin,
+        provider: str,
+        payload: dict[str, Any],
+        policy: VerificationPolicy | None,
+    ) -> None:
+        self._api = api
+        self.provider = provider
+        self._payload = payload
+        self._policy = policy
+        self.model: str = str(payload.get("model") or "")
+        self.chat_id: str | None = None
+        self.result: ChatResult | None = None
+        self._svc: Service | None = None
+        self._stack: AsyncExitStack | None = None
+        self._http: HttpStream | None = None
+        self._raw: AsyncIterator[bytes] | None = None
+        self._body = b""
+        self._digest = hashlib.sha256()
+        self._parser = SSEParser()
+        self._pending: deque[SSEEvent] = deque()
+        self._parts: list[str] = []
+        self._chunks: list[dict[str, Any]] = []
+        self._usage: dict[str, Any] | None = None
+        self._finish_reason: str | None = None
+        self._header_id: str | None = None
+        self._first_id: str | None = None
+        self._saw_done = False
+        self._eof = False
+        self._entered = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = (
+            "done" if self.result is not None else ("open" if self._entered and not self._closed else "idle")
+        )
+        return f"<ChatStream provider={self.provider} model={self.model!r} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChatStream:
+        if self._entered:
+            raise ConfigError("a ChatStream can be entered once")
+        self._entered = True
+        self._svc, self._body, self._http, self._stack = await self._api._open_chat_stream(
+            self.provider, self._payload
+        )
+        self.model = str(self._payload.get("model") or self._svc.model)
+        self._header_id = self._http.headers.get("zg-res-key") or None
+        self.chat_id = self._header_id
+        self._raw = self._http.iter_raw().__aiter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection (idempotent); an unfinished stream stays unfinished."""
+        if self._closed:
+            return
+        self._closed = True
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+
+    # -- iteration ---------------------------------------------------------------------------------
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        if not self._entered:
+            raise ConfigError(
+                "use 'async with broker.inference.chat_stream(...) as stream:' before iterating"
+            )
+        while True:
+            if self._pending:
+                chunk = self._on_event(self._pending.popleft())
+                if chunk is not None:
+                    return chunk
+                continue
+            if self._eof or self._closed:
+                if self.result is None and self._eof and not self._closed:
+                    await self._finish()
+                raise StopAsyncIteration
+            assert self._raw is not None
+            try:
+                data = await self._raw.__anext__()
+            except StopAsyncIteration:
+                self._eof = True
+                self._pending.extend(self._parser.close())
+                continue
+            self._digest.update(data)
+            self._pending.extend(self._parser.feed(data))
+
+    def _on_event(self, event: SSEEvent) -> ChatChunk | None:
+        data = event.data
+        if data == DONE:
+            self._saw_done = True
+            return None
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise ProviderResponseError(
+                "the stream carried an event that is not JSON", provider=self.provider
+            ) from None
+        if not isinstance(obj, dict):
+            return None
+        if event.event == "error" or ("error" in obj and "choices" not in obj):
+            raise stream_error(obj if "error" in obj else {"error": obj}, provider=self.provider)
+        chunk_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        if self._first_id is None and chunk_id:
+            self._first_id = chunk_id
+            if self.chat_id is None:
+                self.chat_id = chunk_id
+        usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else None
+        if usage is not None:
+            self._usage = usage
+        content = ""
+        reasoning: str | None = None
+        finish: str | None = None
+        choices = obj.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            choice = choices[0]
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                text = delta.get("content")
+                if isinstance(text, str):
+                    content = text
+                thought = delta.get("reasoning_content")
+                if isinstance(thought, str):
+                    reasoning = thought
+            if isinstance(choice.get("finish_reason"), str):
+                finish = choice["finish_reason"]
+                self._finish_reason = finish
+        if content:
+            self._parts.append(content)
+        self._chunks.append(obj)
+        return ChatChunk(
+            id=chunk_id,
+            content=content,
+            reasoning_content=reasoning,
+            finish_reason=finish,
+            usage=usage,
+            data=obj,
+        )
+
+    async def _finish(self) -> None:
+        if not self._saw_done and (self._usage is None or self._finish_reason is None):
+            raise ProviderResponseError(
+                "the stream ended before 'data: [DONE]' (cut short by the provider or a proxy)",
+                provider=self.provider,
+            )
+        assert self._svc is not None
+        self.result = await self._api._finish_chat_stream(self, self._svc)
+
+    # -- convenience -------------------------------------------------------------------------------
+
+    @property
+    def content(self) -> str:
+        """The text received so far."""
+        return "".join(self._parts)
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The usage object, once the provider sent it."""
+        return self._usage
+
+    async def final(self) -> ChatResult:
+        """Read whatever is left of the stream and return the finished :class:`ChatResult`."""
+        async for _ in self:
+            pass
+        if self.result is None:
+            raise ProviderResponseError("the stream was closed before it finished", provider=self.provider)
+        return self.result
+
+    # -- for the mixin -----------------------------------------------------------------------------
+
+    def _summary(self) -> tuple[str, str, str, dict[str, Any] | None, str | None, list[dict[str, Any]]]:
+        """(request sha256, response sha256, content, usage, finish reason, chunks)."""
+        return (
+            hashlib.sha256(self._body).hexdigest(),
+            self._digest.hexdigest(),
+            "".join(self._parts),
+            self._usage,
+            self._finish_reason,
+            self._chunks,
+        )
