@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio
 import pytest
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -31,3 +32,45 @@ async def test_quickstart_runs_the_seed_flow(devnet: Any, providers: list[Any]) 
     assert result["services"] == 4
     assert result["ledger"].locked == 2 * 10**18
     assert result["pending_refund"] == 2 * 10**18
+
+
+async def test_fastapi_app_proxies_chat_under_uvicorn(devnet: Any, chatbot: Any) -> None:
+    """The FastAPI example serves /chat under a real uvicorn with the broker in its lifespan."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    from og_inference_async import AsyncBroker, og
+
+    module = load_example("fastapi_app")
+    user = devnet.accounts[12]
+    async with AsyncBroker(user.private_key, network=devnet.network) as setup:
+        await setup.ledger.add_ledger(og("10"))
+    app = module.create_app(user.private_key, network=devnet.network, provider=chatbot.address)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: server.serve(sockets=[sock]))
+        with anyio.fail_after(10):
+            while not server.started:
+                await anyio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            replies = []
+
+            async def ask(i: int) -> None:
+                r = await client.post("/chat", json={"message": f"hello {i}"})
+                replies.append(r)
+
+            async with anyio.create_task_group() as inner:
+                for i in range(20):
+                    inner.start_soon(ask, i)
+            assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+            body = replies[0].json()
+            assert body["answer"].startswith("Echo: hello")
+            assert int(body["fee_wei"]) > 0 and body["chat_id"]
+            balance = (await client.get("/balance")).json()
+            assert int(balance["provider_spendable"]) >= 2 * 10**18
+        server.should_exit = True
