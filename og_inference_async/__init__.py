@@ -99,6 +99,7 @@ __all__ = [
     "ProviderCannotBeUserError",
     "ProviderConnectionError",
     "ProviderError",
+    "ProviderNotAcknowledgedError",
     "ProviderRateLimitError",
     "ProviderRefundResult",
     "ProviderResponseError",

@@ -85,6 +85,7 @@ __all__ = [
     "ProviderCannotBeUserError",
     "ProviderConnectionError",
     "ProviderError",
+    "ProviderNotAcknowledgedError",
     "ProviderRateLimitError",
     "ProviderResponseError",
     "ProviderServerError",
@@ -206,6 +207,10 @@ class NotAcknowledgedError(OGError):
     def __init__(self, message: str, *, provider: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.provider = provider
+
+
+#: The name the 0G docs' troubleshooting section uses for :class:`NotAcknowledgedError`.
+ProviderNotAcknowledgedError = NotAcknowledgedError
 
 
 class ServiceNotFoundError(OGError):

@@ -158,7 +158,9 @@ def _images(data: dict[str, Any]) -> list[GeneratedImage]:
                 GeneratedImage(
                     b64_json=item.get("b64_json") if isinstance(item.get("b64_json"), str) else None,
                     url=item.get("url") if isinstance(item.get("url"), str) else None,
-                    revised_prompt=item.get("revised_prompt") if isinstance(item.get("revised_prompt"), str) else None,
+                    revised_prompt=item.get("revised_prompt")
+                    if isinstance(item.get("revised_prompt"), str)
+                    else None,
                 )
             )
     return out
@@ -515,7 +517,9 @@ class RequestsMixin:
         """Settle ``handle`` as the policy says; under ``required`` raise on failure."""
         prov = result.provider
         if policy.mode == "off":
-            handle.set(VerificationResult(status=VerificationStatus.SKIPPED, provider=prov, chat_id=result.chat_id))
+            handle.set(
+                VerificationResult(status=VerificationStatus.SKIPPED, provider=prov, chat_id=result.chat_id)
+            )
             return
         if unavailable is not None and svc.is_verifiable:
             outcome: VerificationResult | None = VerificationResult(
@@ -596,7 +600,9 @@ class RequestsMixin:
                 as_dict = dict(parsed)
                 self._record_fee(
                     prov,
-                    fee_breakdown(svc.service_type, svc.input_price, svc.output_price, as_dict, n=as_dict.get("n")),
+                    fee_breakdown(
+                        svc.service_type, svc.input_price, svc.output_price, as_dict, n=as_dict.get("n")
+                    ),
                 )
         return await self._verify(
             prov,
@@ -647,7 +653,13 @@ class RequestsMixin:
         payload: dict[str, Any] = {"model": model or svc.model, "messages": list(messages), **params}
         body = _dumps(payload)
         reply = await self._request(
-            prov, "POST", svc.endpoint + "/chat/completions", what="chat", idempotent=False, body=body, content_type=_JSON
+            prov,
+            "POST",
+            svc.endpoint + "/chat/completions",
+            what="chat",
+            idempotent=False,
+            body=body,
+            content_type=_JSON,
         )
         data = _object(reply, prov, "chat")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
@@ -655,8 +667,8 @@ class RequestsMixin:
         fee = self._record_fee(prov, cost)
         choices = data.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        content = message.get("content") if isinstance(message.get("content"), str) else ""
+        message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+        content = message["content"] if isinstance(message.get("content"), str) else ""
         handle = VerificationHandle()
         result = ChatResult(
             provider=prov,
@@ -671,7 +683,9 @@ class RequestsMixin:
             verification=handle,
             content=content,
             message=message,
-            finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+            finish_reason=choice.get("finish_reason")
+            if isinstance(choice.get("finish_reason"), str)
+            else None,
         )
         await self._apply_policy(policy, handle, svc, result)
         return result
@@ -722,7 +736,9 @@ class RequestsMixin:
             stack = AsyncExitStack()
             try:
                 stream = await stack.enter_async_context(
-                    open_stream(http, "POST", url, headers=headers, content=body, provider=prov, what="chat stream")
+                    open_stream(
+                        http, "POST", url, headers=headers, content=body, provider=prov, what="chat stream"
+                    )
                 )
             except TransportFailure as exc:
                 await stack.aclose()
@@ -881,10 +897,25 @@ class RequestsMixin:
         prov = _norm(provider)
         svc = await self._get_service_cached(prov)
         used = model or svc.model
-        fields = _form({"model": used, "prompt": prompt, "n": n, "size": size, "response_format": response_format, **params})
+        fields = _form(
+            {
+                "model": used,
+                "prompt": prompt,
+                "n": n,
+                "size": size,
+                "response_format": response_format,
+                **params,
+            }
+        )
         body, ctype = encode_multipart(fields, {"image": (filename, bytes(image), content_type)})
         reply = await self._request(
-            prov, "POST", svc.endpoint + "/images/edits", what="image edit", idempotent=False, body=body, content_type=ctype
+            prov,
+            "POST",
+            svc.endpoint + "/images/edits",
+            what="image edit",
+            idempotent=False,
+            body=body,
+            content_type=ctype,
         )
         return await self._image_result(
             prov, svc, reply, body, model=used, n=n, policy=self._policy(verify), what="image edit"
@@ -925,9 +956,7 @@ class RequestsMixin:
         svc = await self._get_service_cached(prov)
         used = model or svc.model
         mime = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        fields = _form(
-            {"model": used, "language": language, "response_format": response_format, **params}
-        )
+        fields = _form({"model": used, "language": language, "response_format": response_format, **params})
         body, ctype = encode_multipart(fields, {"file": (filename, bytes(audio), mime)})
         reply = await self._request(
             prov,
@@ -968,7 +997,7 @@ class RequestsMixin:
         elif media == _JSON or media.endswith("+json"):
             data = _object(reply, prov, "transcription")
             raw = data
-            text = data.get("text") if isinstance(data.get("text"), str) else ""
+            text = data["text"] if isinstance(data.get("text"), str) else ""
             usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
             chat_id = chat_id or (data.get("id") if isinstance(data.get("id"), str) else None)
         else:
@@ -1003,7 +1032,7 @@ class RequestsMixin:
         size: str | None = None,
         model: str | None = None,
         response_format: str | None = None,
-        timeout: float = 300.0,
+        max_wait: float = 300.0,
         max_polls: int = 600,
         verify: str | VerificationPolicy | None = None,
         **params: Any,
@@ -1012,7 +1041,7 @@ class RequestsMixin:
 
         Submits ``POST <service url>/v1/async/images/generations`` (answered ``202`` with a
         ``jobId``), then polls ``GET /v1/async/jobs/<jobId>`` honouring ``Retry-After`` (capped by
-        the retry policy's ``max_retry_after``), bounded by ``timeout`` seconds and ``max_polls``.
+        the retry policy's ``max_retry_after``), bounded by ``max_wait`` seconds and ``max_polls``.
         Job results carry no chat id, so their verification settles as ``UNAVAILABLE``.
 
         Raises:
@@ -1041,9 +1070,11 @@ class RequestsMixin:
         data = _object(reply, prov, "async image job")
         job_id = data.get("jobId") or data.get("job_id") or data.get("id")
         if not isinstance(job_id, str) or not job_id:
-            raise ProviderResponseError("the async job answer has no jobId", provider=prov, status_code=reply.status)
+            raise ProviderResponseError(
+                "the async job answer has no jobId", provider=prov, status_code=reply.status
+            )
         return await self.wait_image_job(
-            prov, job_id, timeout=timeout, max_polls=max_polls, verify=verify, n=n, model=used, _body=body
+            prov, job_id, max_wait=max_wait, max_polls=max_polls, verify=verify, n=n, model=used, _body=body
         )
 
     async def wait_image_job(
@@ -1051,7 +1082,7 @@ class RequestsMixin:
         provider: str,
         job_id: str,
         *,
-        timeout: float = 300.0,
+        max_wait: float = 300.0,
         max_polls: int = 600,
         verify: str | VerificationPolicy | None = None,
         n: int | None = None,
@@ -1063,20 +1094,20 @@ class RequestsMixin:
         Args:
             provider: the provider address.
             job_id: the job's id.
-            timeout: most seconds to wait.
+            max_wait: most seconds to wait.
             max_polls: most status requests.
             verify: the verification policy (job results are ``UNAVAILABLE``: no chat id).
             n: the number of images asked for (for the fee; default: the number returned).
             model: the model asked for (for the result).
 
         Raises:
-            ImageJobTimeoutError: not finished within ``timeout`` / ``max_polls``.
+            ImageJobTimeoutError: not finished within ``max_wait`` / ``max_polls``.
             ProviderServerError: the job failed.
         """
         prov = _norm(provider)
         svc = await self._get_service_cached(prov)
         url = svc.url.rstrip("/") + "/v1/async/jobs/" + quote(job_id, safe="")
-        deadline = self._clock() + timeout
+        deadline = self._clock() + max_wait
         status: str | None = None
         minimum = 0.05 * self.retry_policy.wait_scale
         for _ in range(max_polls):
@@ -1084,8 +1115,17 @@ class RequestsMixin:
             data = _object(reply, prov, "async job status")
             status = data.get("status") if isinstance(data.get("status"), str) else None
             if status == "completed":
-                return await self._job_result(prov, svc, reply, data, job_id, n=n, model=model or svc.model,
-                                              body=_body, policy=self._policy(verify))
+                return await self._job_result(
+                    prov,
+                    svc,
+                    reply,
+                    data,
+                    job_id,
+                    n=n,
+                    model=model or svc.model,
+                    body=_body,
+                    policy=self._policy(verify),
+                )
             if status == "failed":
                 why = data.get("errorMessage") or data.get("error") or "no reason given"
                 raise ProviderServerError(f"async image job {job_id} failed: {why}", provider=prov)
@@ -1138,7 +1178,11 @@ class RequestsMixin:
             job_id=job_id,
         )
         await self._apply_policy(
-            policy, handle, svc, result, unavailable="async job results carry no chat id to fetch a signature for"
+            policy,
+            handle,
+            svc,
+            result,
+            unavailable="async job results carry no chat id to fetch a signature for",
         )
         return result
 
@@ -1175,7 +1219,9 @@ class RequestsMixin:
         centralized = info.get("ProviderType") == "centralized"
         step("info", f"service {svc.model!r} at {svc.url}, verifiability {svc.verifiability!r}")
         base = svc.url.rstrip("/")
-        reply = await self._request(prov, "GET", base + "/v1/quote", what="attestation quote", idempotent=True, auth=False)
+        reply = await self._request(
+            prov, "GET", base + "/v1/quote", what="attestation quote", idempotent=True, auth=False
+        )
         report = _object(reply, prov, "attestation quote")
         step("success", "downloaded the attestation report (GET /v1/quote)")
         signer, source = report_signer(report)
@@ -1211,8 +1257,10 @@ class RequestsMixin:
                 target = info.get("TargetTeeAddress")
                 if llm_signer and isinstance(target, str):
                     agree = llm_signer.lower() == target.lower()
-                    step("success" if agree else "error",
-                         f"the model TEE signs as {llm_signer}; TargetTeeAddress is {target}")
+                    step(
+                        "success" if agree else "error",
+                        f"the model TEE signs as {llm_signer}; TargetTeeAddress is {target}",
+                    )
             except OGError as exc:
                 step("warning", f"cannot fetch the model TEE's report: {exc.message}")
         report_path: str | None = None
@@ -1247,7 +1295,9 @@ class RequestsMixin:
 
     # -- OpenAI adapter ------------------------------------------------------------------------
 
-    async def openai_client(self, provider: str, *, api_key: str | None = None, **kwargs: Any) -> openai.AsyncOpenAI:
+    async def openai_client(
+        self, provider: str, *, api_key: str | None = None, **kwargs: Any
+    ) -> openai.AsyncOpenAI:
         """An ``openai.AsyncOpenAI`` for ``provider`` on the broker's shared HTTP pool.
 
         Without ``api_key`` every request carries a fresh session token (an ``httpx.Auth``

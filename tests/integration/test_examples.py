@@ -27,11 +27,15 @@ def load_example(name: str) -> ModuleType:
 
 
 async def test_quickstart_runs_the_seed_flow(devnet: Any, providers: list[Any]) -> None:
-    """The quickstart lists the four services, funds, transfers and requests the refund."""
-    result = await load_example("quickstart").run(devnet)
+    """The quickstart's whole flow: list, fund, acknowledge, transfer, chat, verify, settle, refund."""
+    chatbot = providers[0]
+    result = await load_example("quickstart").run(devnet, settle=chatbot.settle_now)
     assert result["services"] == 4
-    assert result["ledger"].locked == 2 * 10**18
-    assert result["pending_refund"] == 2 * 10**18
+    assert (result["ack"], result["ack_again"]) == ("created_account", "already_acknowledged")
+    assert result["answer"].startswith("Echo:")
+    assert result["verification"] == "bound"
+    assert result["fee"] > 0 and result["settled"] == result["fee"] == result["balance_drop"]
+    assert result["pending_refund"] == 3 * 10**18 - result["fee"]
 
 
 async def test_fastapi_app_proxies_chat_under_uvicorn(devnet: Any, chatbot: Any) -> None:
@@ -55,7 +59,7 @@ async def test_fastapi_app_proxies_chat_under_uvicorn(devnet: Any, chatbot: Any)
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: server.serve(sockets=[sock]))
         with anyio.fail_after(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn exposes no startup event
                 await anyio.sleep(0.01)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             replies = []
