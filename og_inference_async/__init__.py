@@ -23,6 +23,7 @@ from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .types import Account, ChainEvent, Ledger, ProviderBalance, Refund, Service, ServiceInfo, TxReceipt
+from .types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
 from .types.funding import (
     AckResult,
     AutoFundingStats,
@@ -99,6 +100,7 @@ __all__ = [
     "ProviderCannotBeUserError",
     "ProviderConnectionError",
     "ProviderError",
+    "ProviderModels",
     "ProviderNotAcknowledgedError",
     "ProviderRateLimitError",
     "ProviderRefundResult",
@@ -115,7 +117,10 @@ __all__ = [
     "RevertedError",
     "Service",
     "ServiceAlreadyRegisteredError",
+    "ServiceDetail",
+    "ServiceHealth",
     "ServiceInfo",
+    "ServiceMetadata",
     "ServiceMustImplementIServingError",
     "ServiceNameExistsError",
     "ServiceNotExistError",

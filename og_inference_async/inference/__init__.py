@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from .._config import checksum
-from .._exceptions import ContractRevertError, LimitTooLargeError, ServiceNotFoundError
+from .._exceptions import (
+    ContractRevertError,
+    LimitTooLargeError,
+    OGError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    ServiceNotFoundError,
+)
+from .._http import send as http_send
 from .._session import ApiKey
 from ..types import Service, TxReceipt
+from ..types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
 from ._auth import ApiKeyRegistry, AuthManager, InMemoryApiKeyRegistry
 from ._funding import FundingMixin
 from ._requests import RequestsMixin
@@ -19,6 +32,33 @@ if TYPE_CHECKING:
 __all__ = ["ApiKeyRegistry", "InMemoryApiKeyRegistry", "InferenceAPI"]
 
 MAX_PAGE = 50
+DISCOVERY_TIMEOUT = 10.0
+MAX_DISCOVERY_BYTES = 5 * 1024 * 1024
+
+log = logging.getLogger("og_inference_async")
+
+
+def _additional_info(svc: Service) -> dict[str, Any]:
+    try:
+        info = json.loads(svc.additional_info) if svc.additional_info else {}
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _list_of(body: Any, key: str) -> list[dict[str, Any]]:
+    items = body.get(key) if isinstance(body, dict) else None
+    return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 class InferenceAPI(RequestsMixin, FundingMixin):
@@ -83,6 +123,113 @@ class InferenceAPI(RequestsMixin, FundingMixin):
             offset += len(services)
             if not services or offset >= total:
                 return
+
+    async def get_service_metadata(self, provider: str, model: str | None = None) -> ServiceMetadata:
+        """The OpenAI-compatible endpoint (``<url>/v1/proxy``) and model for ``provider``.
+
+        Args:
+            provider: the provider address.
+            model: a model id to use instead of the service's default (multi-model providers).
+
+        Raises:
+            ServiceNotFoundError: no service for that address on this network.
+        """
+        svc = await self.get_service(provider)
+        return ServiceMetadata(
+            endpoint=svc.endpoint,
+            model=model or svc.model,
+            provider=svc.provider,
+            service_type=svc.service_type,
+        )
+
+    async def get_provider_models(self, provider: str) -> ProviderModels:
+        """The provider's model catalogue (``GET <url>/v1/models``, no auth, 10 s, 5 MB at most).
+
+        Raises:
+            ServiceNotFoundError: no service for that address.
+            ProviderConnectionError: the provider could not be reached in time.
+            ProviderResponseError: the answer has no ``data`` array.
+        """
+        svc = await self.get_service(provider)
+        url = svc.url.rstrip("/") + "/v1/models"
+        reply = await self._get_json(url, provider=svc.provider, what="get_provider_models")
+        data = reply.get("data") if isinstance(reply, dict) else None
+        if not isinstance(data, list):
+            raise ProviderResponseError(
+                'provider /v1/models returned an unexpected response shape (missing "data" array)',
+                provider=svc.provider,
+            )
+        return ProviderModels(
+            provider=svc.provider,
+            url=svc.url,
+            default_model=svc.model,
+            multi_model=_additional_info(svc).get("MultiModel") is True,
+            models=tuple(m for m in data if isinstance(m, dict)),
+        )
+
+    async def list_services_with_detail(
+        self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False
+    ) -> list[ServiceDetail]:
+        """:meth:`list_services` plus health and model info from the network's status API.
+
+        The status API is best effort: when the network has none (the devnet, custom networks) or
+        it cannot be reached within 10 s, the services come back with ``health=None``.
+        """
+        services = await self.list_services(offset, limit, include_unacknowledged=include_unacknowledged)
+        base = self._b.network.status_api
+        health: dict[str, ServiceHealth] = {}
+        infos: dict[tuple[str, str], dict[str, Any]] = {}
+        if base:
+            results: dict[str, Any] = {}
+
+            async def fetch(name: str) -> None:
+                try:
+                    results[name] = await self._get_json(f"{base}/{name}", provider=None, what="status API")
+                except OGError as exc:
+                    log.info("status API %s unavailable: %s", name, exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fetch, "health")
+                tg.start_soon(fetch, "models")
+            for m in _list_of(results.get("health"), "services"):
+                status = m.get("status")
+                checks = _dict(m.get("checks"))
+                rt = _dict(_dict(m.get("performance")).get("response_time"))
+                if isinstance(m.get("provider"), str) and isinstance(status, str):
+                    health[m["provider"].lower()] = ServiceHealth(
+                        status=status,
+                        uptime=_number(checks.get("uptime")),
+                        avg_response_time=_number(rt.get("avg")) or 0.0,
+                        last_check=str(m["lastCheck"]) if m.get("lastCheck") is not None else None,
+                    )
+            for m in _list_of(results.get("models"), "data"):
+                if isinstance(m.get("provider"), str) and isinstance(m.get("id"), str):
+                    infos[(m["provider"].lower(), m["id"])] = m
+        return [
+            ServiceDetail(
+                service=s,
+                health=health.get(s.provider.lower()),
+                model_info=infos.get((s.provider.lower(), s.model)),
+            )
+            for s in services
+        ]
+
+    async def _get_json(self, url: str, *, provider: str | None, what: str) -> Any:
+        """GET ``url`` through the shared client with a 10 s bound and a 5 MB cap; parse JSON."""
+        try:
+            with anyio.fail_after(DISCOVERY_TIMEOUT):
+                reply = await http_send(self._b.http, "GET", url, headers={}, provider=provider, what=what)
+        except TimeoutError:
+            raise ProviderConnectionError(
+                f"{what}: no answer within {DISCOVERY_TIMEOUT:g} s", provider=provider
+            ) from None
+        if len(reply.raw) > MAX_DISCOVERY_BYTES:
+            raise ProviderResponseError(f"{what}: the answer is larger than 5 MB", provider=provider)
+        if reply.status >= 400:
+            raise ProviderResponseError(
+                f"{what}: HTTP {reply.status}", status_code=reply.status, provider=provider
+            )
+        return reply.json()
 
     # -- acknowledgement ---------------------------------------------------------------------------
 
