@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 
 import anyio
@@ -52,6 +53,7 @@ __all__ = [
     "encode_multipart",
     "error_code",
     "error_for_status",
+    "is_transport_error",
     "make_http_client",
     "open_stream",
     "parse_retry_after",
@@ -75,10 +77,9 @@ _MAX_ERROR_BODY = 2000
 def _aiohttp_transport() -> httpx.AsyncBaseTransport | None:
     """The httpx-aiohttp transport when it can be used in the running event loop, else ``None``."""
     try:
-        import sniffio
+        import asyncio
 
-        if sniffio.current_async_library() != "asyncio":
-            return None
+        asyncio.get_running_loop()  # RuntimeError under trio or outside any loop
         from httpx_aiohttp import AiohttpTransport
     except Exception:  # not installed, or no running loop: fall back to httpx's transport
         return None
@@ -147,10 +148,30 @@ def _not_sent(exc: httpx.HTTPError) -> bool:
     return True
 
 
-def translate_transport_error(exc: httpx.HTTPError, *, provider: str | None, what: str) -> TransportFailure:
-    """Map an httpx transport error (connect, read timeout, protocol) to our typed error."""
+#: Modules whose exceptions are transport failures when they slip past httpx's own mapping
+#: (httpx-aiohttp re-raises aiohttp errors it has no mapping for).
+_TRANSPORT_MODULES = ("aiohttp", "httpcore", "h11", "anyio", "ssl")
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an HTTP-stack failure that must be translated (never ``CancelledError``)."""
+    if isinstance(exc, httpx.HTTPError):
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, OGError):
+        return False
+    return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(exc, ConnectionError)
+
+
+def translate_transport_error(exc: BaseException, *, provider: str | None, what: str) -> OGError:
+    """Map an HTTP-stack error (connect, read timeout, protocol, bad URL) to our typed error."""
+    if isinstance(exc, httpx.InvalidURL):
+        return ProviderError(
+            f"{what}: the provider's URL is not a valid http(s) URL",
+            provider=provider,
+            hint="check service.url",
+        )
     kind = type(exc).__name__
-    not_sent = _not_sent(exc)
+    not_sent = isinstance(exc, httpx.HTTPError) and _not_sent(exc)
     where = "before the request was sent" if not_sent else "after the request may have been received"
     return TransportFailure(
         f"{what}: {kind} talking to the provider ({where})", provider=provider, not_sent=not_sent
@@ -158,6 +179,12 @@ def translate_transport_error(exc: httpx.HTTPError, *, provider: str | None, wha
 
 
 # -- exchanges ----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """``httpx.URL(url)``, cached: parsing costs about 12 us a request, and URLs are immutable."""
+    return httpx.URL(url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +246,20 @@ async def send(
         TransportFailure: any transport error (connect, timeout, broken connection).
     """
     try:
-        request = client.build_request(method, url, headers=headers, content=content, params=params)
+        request = client.build_request(method, _parsed(url), headers=headers, content=content, params=params)
         response = await client.send(request, stream=True)
         try:
-            chunks = [chunk async for chunk in response.aiter_raw()]
+            if response.is_stream_consumed:  # a (mock) transport that handed back an already-read body
+                raw = response.content
+            else:
+                raw = b"".join([chunk async for chunk in response.aiter_raw()])
         finally:
             await response.aclose()
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        if not is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
+            raise
         raise translate_transport_error(exc, provider=provider, what=what) from exc
-    return HttpReply(response.status_code, response.headers, b"".join(chunks))
+    return HttpReply(response.status_code, response.headers, raw)
 
 
 class HttpStream:
@@ -247,9 +279,14 @@ class HttpStream:
             TransportFailure: the connection broke or timed out mid-body.
         """
         try:
+            if self._response.is_stream_consumed:  # a (mock) transport that handed back an already-read body
+                yield self._response.content
+                return
             async for chunk in self._response.aiter_raw():
                 yield chunk
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
             raise translate_transport_error(exc, provider=self._provider, what=self._what) from exc
 
     async def read(self) -> bytes:
@@ -282,9 +319,11 @@ async def open_stream(
         TransportFailure: the request failed before the headers arrived.
     """
     try:
-        request = client.build_request(method, url, headers=headers, content=content)
+        request = client.build_request(method, _parsed(url), headers=headers, content=content)
         response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        if not is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
+            raise
         raise translate_transport_error(exc, provider=provider, what=what) from exc
     stream = HttpStream(response, provider=provider, what=what)
     try:

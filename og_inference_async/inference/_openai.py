@@ -1,10 +1,11 @@
 """The OpenAI SDK adapter: an ``openai.AsyncOpenAI`` on the broker's shared httpx client.
 
-Imported lazily (``openai`` is an optional dependency). ``AsyncOpenAI.close()`` closes the
-``http_client`` it was given (checked in openai 1.x and 3.x: ``await self._client.aclose()``),
-which would close the broker's shared pool under every other request. The subclass built here
-overrides ``close`` to leave the pool alone, and supplies the session ``httpx.Auth`` through
-openai's ``custom_auth`` hook (a per-client subclass, so ``with_options()`` copies keep it).
+Imported lazily (``openai`` is an optional dependency). ``AsyncOpenAI.close()`` (and leaving
+``async with client:``) closes the ``http_client`` it was given (``await self._client.aclose()``,
+checked in the installed openai), which would close the broker's shared pool under every other
+request. The subclass built here overrides ``close`` to leave the pool alone, and supplies the
+session ``httpx.Auth`` through openai's ``custom_auth`` hook, which its request loop passes to
+``http_client.send(auth=...)`` (a per-client subclass, so ``with_options()`` copies keep it).
 """
 
 from __future__ import annotations

@@ -698,6 +698,8 @@ class RequestsMixin:
         model: str | None = None,
         verify: str | VerificationPolicy | None = None,
         include_usage: bool = True,
+        drain_on_exit: bool = True,
+        drain_timeout: float = 60.0,
         **params: Any,
     ) -> ChatStream:
         """A streamed chat completion: use ``async with ... as stream: async for chunk in stream``.
@@ -709,6 +711,10 @@ class RequestsMixin:
             verify: the verification policy for this call (default: ``broker.inference.verification``).
             include_usage: ask for the usage chunk (``stream_options.include_usage``) so the fee
                 can be counted; ignored when ``stream_options`` is passed.
+            drain_on_exit: when the ``async with`` block is left before the end, read the rest in
+                the broker's task group so the fee is counted and the response verified (the
+                provider bills the whole answer anyway); ``False`` closes at once.
+            drain_timeout: most seconds that background read may take.
             **params: other OpenAI parameters.
 
         Returns:
@@ -717,7 +723,14 @@ class RequestsMixin:
         payload: dict[str, Any] = {"model": model, "messages": list(messages), **params, "stream": True}
         if include_usage and "stream_options" not in params:
             payload["stream_options"] = {"include_usage": True}
-        return ChatStream(self, _norm(provider), payload, self._policy(verify))
+        return ChatStream(
+            self,
+            _norm(provider),
+            payload,
+            self._policy(verify),
+            drain_on_exit=drain_on_exit,
+            drain_timeout=drain_timeout,
+        )
 
     async def _open_chat_stream(
         self, prov: str, payload: dict[str, Any]

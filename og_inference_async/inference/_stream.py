@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import ConfigError, ProviderResponseError
-from .._http import HttpStream, error_for_status
+from .._exceptions import ConfigError, OGError, ProviderConnectionError, ProviderResponseError
+from .._http import HttpStream, TransportFailure, error_for_status
 from ..types import Service
 from ..types.inference import ChatChunk, ChatResult
 from ._sse import DONE, SSEEvent, SSEParser
@@ -52,9 +52,13 @@ class ChatStream:
         print(stream.result.usage, stream.result.fee)
 
     Entering sends the request (retried like any billed call while no byte of the body has been
-    read); a failure after that raises and is never retried. Leaving early closes the
-    connection: the result then stays ``None`` (no usage, no fee recorded, nothing verified);
-    call :meth:`final` first to read the rest instead.
+    read); a failure after that raises and is never retried.
+
+    Leaving the block before the end: the provider bills the whole answer anyway, so by default
+    (``drain_on_exit``) the rest is read in the broker's task group (at most ``drain_timeout``
+    seconds) to record the fee and run the verification; ``await stream.wait_result()`` returns
+    the result once that is done. A stream that failed, was left by cancellation, or was closed
+    with :meth:`aclose` is closed at once and its result stays ``None`` (no usage, no fee).
 
     Attributes:
         provider: the provider address.
@@ -69,11 +73,19 @@ class ChatStream:
         provider: str,
         payload: dict[str, Any],
         policy: VerificationPolicy | None,
+        *,
+        drain_on_exit: bool = True,
+        drain_timeout: float = 60.0,
     ) -> None:
         self._api = api
         self.provider = provider
         self._payload = payload
         self._policy = policy
+        self._drain_on_exit = drain_on_exit
+        self._drain_timeout = drain_timeout
+        self._done: anyio.Event | None = None
+        self._failed = False
+        self._finalized = False
         self.model: str = str(payload.get("model") or "")
         self.chat_id: str | None = None
         self.result: ChatResult | None = None
@@ -108,9 +120,15 @@ class ChatStream:
         if self._entered:
             raise ConfigError("a ChatStream can be entered once")
         self._entered = True
-        self._svc, self._body, self._http, self._stack = await self._api._open_chat_stream(
-            self.provider, self._payload
-        )
+        self._done = anyio.Event()
+        try:
+            self._svc, self._body, self._http, self._stack = await self._api._open_chat_stream(
+                self.provider, self._payload
+            )
+        except BaseException:
+            self._closed = True
+            self._done.set()
+            raise
         self.model = str(self._payload.get("model") or self._svc.model)
         self._header_id = self._http.headers.get("zg-res-key") or None
         self.chat_id = self._header_id
@@ -123,17 +141,52 @@ class ChatStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        cancelled = exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class())
+        if self._drain_on_exit and self.result is None and not (self._closed or self._failed or cancelled):
+            try:
+                task_group = self._api._b.task_group
+            except OGError:
+                task_group = None
+            if task_group is not None:
+                task_group.start_soon(self._drain)
+                return
         await self.aclose()
 
+    async def _drain(self) -> None:
+        """Read what the consumer left, so the fee is counted and the response verified."""
+        try:
+            with anyio.move_on_after(self._drain_timeout):
+                async for _ in self:
+                    pass
+        except Exception as exc:  # background: report, never take the broker's task group down
+            log.warning(
+                "reading the rest of an abandoned stream from provider %s failed: %s",
+                self.provider,
+                type(exc).__name__,
+            )
+        finally:
+            await self.aclose()
+
     async def aclose(self) -> None:
-        """Close the connection (idempotent); an unfinished stream stays unfinished."""
+        """Close the connection now (idempotent); an unfinished stream stays unfinished."""
         if self._closed:
             return
         self._closed = True
         stack, self._stack = self._stack, None
-        if stack is not None:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+        try:
+            if stack is not None:
+                with anyio.CancelScope(shield=True):
+                    await stack.aclose()
+        finally:
+            if self._done is not None:
+                self._done.set()
+
+    async def wait_result(self) -> ChatResult | None:
+        """Wait until the stream finished or closed (a background drain included); return the result."""
+        if self._done is None:
+            raise ConfigError("the stream was never entered")
+        await self._done.wait()
+        return self.result
 
     # -- iteration ---------------------------------------------------------------------------------
 
@@ -145,6 +198,15 @@ class ChatStream:
             raise ConfigError(
                 "use 'async with broker.inference.chat_stream(...) as stream:' before iterating"
             )
+        try:
+            return await self._next()
+        except StopAsyncIteration:
+            raise
+        except Exception:
+            self._failed = True
+            raise
+
+    async def _next(self) -> ChatChunk:
         while True:
             if self._pending:
                 chunk = self._on_event(self._pending.popleft())
@@ -152,7 +214,8 @@ class ChatStream:
                     return chunk
                 continue
             if self._eof or self._closed:
-                if self.result is None and self._eof and not self._closed:
+                if self._eof and not self._closed and not self._finalized:
+                    self._finalized = True  # once: a failed verification must not count the fee twice
                     await self._finish()
                 raise StopAsyncIteration
             assert self._raw is not None
@@ -162,6 +225,12 @@ class ChatStream:
                 self._eof = True
                 self._pending.extend(self._parser.close())
                 continue
+            except TransportFailure as exc:
+                raise ProviderConnectionError(
+                    f"the stream broke after {len(self._chunks)} chunks ({exc.message}); "
+                    "a started stream is never retried",
+                    provider=self.provider,
+                ) from exc
             self._digest.update(data)
             self._pending.extend(self._parser.feed(data))
 
@@ -178,7 +247,7 @@ class ChatStream:
             ) from None
         if not isinstance(obj, dict):
             return None
-        if event.event == "error" or ("error" in obj and "choices" not in obj):
+        if event.event == "error" or (obj.get("error") and "choices" not in obj):
             raise stream_error(obj if "error" in obj else {"error": obj}, provider=self.provider)
         chunk_id = obj.get("id") if isinstance(obj.get("id"), str) else None
         if self._first_id is None and chunk_id:

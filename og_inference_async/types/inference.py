@@ -113,7 +113,7 @@ class VerificationHandle:
     __slots__ = ("_event", "_result", "_callbacks")
 
     def __init__(self, result: VerificationResult | None = None) -> None:
-        self._event = anyio.Event()
+        self._event: anyio.Event | None = None  # made on first wait: most handles settle before
         self._result: VerificationResult | None = None
         self._callbacks: list[Callable[[VerificationResult], object]] = []
         if result is not None:
@@ -135,7 +135,10 @@ class VerificationHandle:
 
     async def wait(self) -> VerificationResult:
         """Wait for the outcome and return it."""
-        await self._event.wait()
+        if self._result is None:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
         assert self._result is not None
         return self._result
 
@@ -154,7 +157,8 @@ class VerificationHandle:
         if self._result is not None:
             return
         self._result = result
-        self._event.set()
+        if self._event is not None:
+            self._event.set()
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(result)
