@@ -27,19 +27,6 @@ from og_inference_async.devnet import start_devnet
 from og_inference_async.devnet.provider import start_provider
 
 
-async def _ask(broker: AsyncBroker, endpoint: str, provider: str, model: str, text: str) -> str:
-    """One chat completion through the shared HTTP client with this wallet's session header."""
-    headers = await broker.inference.get_request_headers(provider)
-    response = await broker.http.post(
-        endpoint + "/chat/completions",
-        headers=headers,
-        json={"model": model, "messages": [{"role": "user", "content": text}]},
-    )
-    response.raise_for_status()
-    content: str = response.json()["choices"][0]["message"]["content"]
-    return content
-
-
 async def run(dn: Any, provider_handle: Any, n_agents: int = 100) -> dict[str, Any]:
     """Run ``n_agents`` concurrent agents on one broker against ``provider_handle``; return a summary.
 
@@ -56,7 +43,7 @@ async def run(dn: Any, provider_handle: Any, n_agents: int = 100) -> dict[str, A
         funding = await broker.inference.start_auto_funding(provider, interval=5.0)
         print(f"[auto-funding] first check: {funding.checks} check, {funding.top_ups} top-ups")
 
-        service = await broker.inference.get_service(provider)
+        broker.inference.verification = "off"  # agents here trust the provider; see quickstart.py
         rpc = broker._chain_reader.rpc
         rpc_before = rpc.request_count
         answers: dict[int, str] = {}
@@ -65,7 +52,8 @@ async def run(dn: Any, provider_handle: Any, n_agents: int = 100) -> dict[str, A
         async def agent(i: int) -> None:
             text = f"agent {i} reporting"
             try:
-                answers[i] = await _ask(broker, service.endpoint, provider, service.model, text)
+                result = await broker.inference.chat(provider, [{"role": "user", "content": text}])
+                answers[i] = result.content
             except Exception as exc:  # an example's summary: count and show the failure
                 failures[i] = f"{type(exc).__name__}: {exc}"
 

@@ -22,6 +22,10 @@ from ._exceptions import *  # noqa: F403  (the error tree is part of the public 
 from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
+from .inference._requests import ImageJobTimeoutError
+from .inference._retry import RequestRetryPolicy
+from .inference._stream import ChatStream
+from .inference._verify import ResponseVerificationError, VerificationPolicy
 from .types import Account, ChainEvent, Ledger, ProviderBalance, Refund, Service, ServiceInfo, TxReceipt
 from .types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
 from .types.funding import (
@@ -34,6 +38,20 @@ from .types.funding import (
     RefundStatus,
     SettlementReport,
     TopUpEvent,
+)
+from .types.inference import (
+    ChatChunk,
+    ChatResult,
+    FeeBreakdown,
+    GeneratedImage,
+    ImageResult,
+    InferenceResult,
+    ServiceVerification,
+    TranscriptionResult,
+    VerificationHandle,
+    VerificationResult,
+    VerificationStatus,
+    VerificationStep,
 )
 
 __version__ = "0.1.0.dev0"
@@ -61,13 +79,21 @@ __all__ = [
     "CannotRevokeWithNonZeroBalanceError",
     "ChainError",
     "ChainEvent",
+    "ChatChunk",
+    "ChatResult",
+    "ChatStream",
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
     "DirectDepositsDisabledError",
+    "FeeBreakdown",
     "FeePolicy",
+    "GeneratedImage",
     "HARDHAT",
+    "ImageJobTimeoutError",
+    "ImageResult",
     "InMemoryApiKeyRegistry",
+    "InferenceResult",
     "InsufficientAvailableBalanceError",
     "InsufficientBalanceError",
     "InsufficientStakeError",
@@ -113,6 +139,8 @@ __all__ = [
     "Refund",
     "RefundCompletion",
     "RefundStatus",
+    "RequestRetryPolicy",
+    "ResponseVerificationError",
     "RetryPolicy",
     "RevertedError",
     "Service",
@@ -128,6 +156,7 @@ __all__ = [
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
     "ServiceTypeRequiredError",
+    "ServiceVerification",
     "SettlementReport",
     "SettlementTimeoutError",
     "TESTNET",
@@ -140,10 +169,16 @@ __all__ = [
     "TooManySettlementsError",
     "TopUpEvent",
     "TransactionOutcomeUnknownError",
+    "TranscriptionResult",
     "TransferFailedError",
     "TxPolicy",
     "TxReceipt",
     "VerificationError",
+    "VerificationHandle",
+    "VerificationPolicy",
+    "VerificationResult",
+    "VerificationStatus",
+    "VerificationStep",
     "VersionRequiredError",
     "WEI_PER_OG",
     "ZeroAddressNotAllowedError",

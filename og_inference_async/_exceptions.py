@@ -32,8 +32,10 @@ keys, session tokens or signatures.
     │   ├── ProviderAuthError                  401 / 403
     │   ├── ProviderRateLimitError             429
     │   ├── ProviderServerError                5xx
-    │   └── ProviderResponseError              answered, but not in the expected shape
+    │   ├── ProviderResponseError              answered, but not in the expected shape
+    │   └── ImageJobTimeoutError               an async image job did not finish in time (inference._requests)
     └── VerificationError                      a TEE response or attestation check failed
+        └── ResponseVerificationError          "required" policy: the response failed (inference._verify)
 """
 
 from __future__ import annotations

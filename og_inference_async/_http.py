@@ -482,7 +482,7 @@ def error_for_status(
         )
     if status in (401, 403):
         hint = None
-        if code is None:
+        if code in (None, "forbidden"):
             hint = (
                 "requests must go to <service url>/v1/proxy with a fresh session token; "
                 "check the URL and the Authorization header"

@@ -52,6 +52,7 @@ HTTP   code                        when
 400    ``invalid_request``         bad JSON / form, missing ``messages``/``prompt``/file, bad ``n``
 404    ``model_not_found``         a ``model`` other than the registered one
 404    ``not_found``               unknown chat id (signature) or job id, unknown route
+403    ``forbidden``               a POST outside ``/v1/proxy`` (e.g. ``<url>/chat/completions``)
 503    ``chain_unavailable``       the node could not be read
 =====  ==========================  ==========================================================
 

@@ -550,6 +550,17 @@ def build_app(core: ProviderCore) -> Starlette:
             raise AuthFailure(403, "address_mismatch", "the token's address does not match the URL address")
         return _json({"unsettledFee": str(core.book.unsettled(auth.user))})
 
+    async def outside_proxy(request: Request) -> Response:
+        return _json(
+            {
+                "error": {
+                    "code": "forbidden",
+                    "message": "inference requests must go to the service endpoint <url>/v1/proxy",
+                }
+            },
+            403,
+        )
+
     routes = [
         Route("/v1/proxy/chat/completions", handler(chat_completions, inference=True), methods=["POST"]),
         Route("/v1/proxy/images/generations", handler(images_generations, inference=True), methods=["POST"]),
@@ -565,6 +576,8 @@ def build_app(core: ProviderCore) -> Starlette:
         Route("/v1/quote", handler(quote), methods=["GET"]),
         Route("/v1/models", handler(models), methods=["GET"]),
         Route("/v1/user/{address}/unsettledfee", handler(unsettled_fee), methods=["GET"]),
+        # Like real 0G providers: an inference call outside /v1/proxy is forbidden, not unknown.
+        Route("/{path:path}", outside_proxy, methods=["POST"]),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
