@@ -42,7 +42,9 @@ def test_every_public_name_and_method_has_a_docstring() -> None:
 @pytest.mark.anyio
 async def test_unreachable_rpc_is_a_typed_error() -> None:
     """A dead RPC endpoint surfaces as RPCError (retried, bounded), never as an aiohttp/web3 exception."""
-    broker = AsyncBroker(network="hardhat", rpc_url="http://127.0.0.1:9", retry=RetryPolicy.no_wait(attempts=2))
+    broker = AsyncBroker(
+        network="hardhat", rpc_url="http://127.0.0.1:9", retry=RetryPolicy.no_wait(attempts=2)
+    )
     with pytest.raises(RPCError) as info:
         async with broker:
             pass
