@@ -78,6 +78,10 @@ class Function:
         raw = abi_decode(self.output_types, data)
         return [_normalise(v, p) for v, p in zip(raw, self.outputs)]
 
+    def decode_raw(self, data: bytes) -> tuple[Any, ...]:
+        """Decode return data as eth-abi gives it (tuples stay positional tuples)."""
+        return tuple(abi_decode(self.output_types, data))
+
 
 @dataclass(frozen=True)
 class DecodedEvent:

@@ -24,7 +24,7 @@ IN_PRICE, OUT_PRICE = 1_000_000_000_000, 2_000_000_000_000
 
 async def _account(dn: Devnet, user: str, provider: str) -> tuple[Any, ...]:
     fn = inference_function("getAccount")
-    (acc,) = fn.decode(await dn.call(dn.inference, fn.encode(user, provider)))
+    (acc,) = fn.decode_raw(await dn.call(dn.inference, fn.encode(user, provider)))
     return tuple(acc)
 
 

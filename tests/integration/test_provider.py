@@ -137,13 +137,13 @@ async def fund(
 
 async def account_of(dn: Devnet, who: str, provider: str) -> tuple[Any, ...]:
     fn = inference_function("getAccount")
-    (acc,) = fn.decode(await dn.call(dn.inference, fn.encode(who, provider)))
+    (acc,) = fn.decode_raw(await dn.call(dn.inference, fn.encode(who, provider)))
     return tuple(acc)
 
 
 async def ledger_total(dn: Devnet, who: str) -> int:
     fn = ledger_function("getLedger")
-    (ledger,) = fn.decode(await dn.call(dn.ledger, fn.encode(who)))
+    (ledger,) = fn.decode_raw(await dn.call(dn.ledger, fn.encode(who)))
     return int(ledger[2])
 
 
@@ -232,7 +232,7 @@ async def test_billable_seconds_and_transcription_fee() -> None:
 async def test_registration_on_chain(devnet: Devnet, providers: Providers) -> None:
     """The provider is registered with its URL, prices, TEE signer, and acknowledged by the owner."""
     fn = inference_function("getService")
-    (svc,) = fn.decode(await devnet.call(devnet.inference, fn.encode(providers.chat.address)))
+    (svc,) = fn.decode_raw(await devnet.call(devnet.inference, fn.encode(providers.chat.address)))
     assert svc[1] == "chatbot" and svc[2] == providers.chat.url and svc[6] == "test/echo"
     assert (svc[3], svc[4]) == (CHAT_IN, CHAT_OUT)
     assert svc[7] == "TeeML" and json.loads(svc[8])["ProviderType"] == "decentralized"

@@ -8,18 +8,15 @@ transactions locally with ``eth_account``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_account import Account
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
+
+from og_inference_async._chain._abi import Function, inference_abi, ledger_abi
 
 from ..._exceptions import ContractRevertError, RPCError, TransactionOutcomeUnknownError
 
@@ -32,77 +29,31 @@ __all__ = [
     "ledger_function",
 ]
 
-_ABI_DIR = Path(__file__).resolve().parent.parent.parent / "_chain" / "abi"
-
 #: topic0 of ``TEESettlementResult(address indexed user, uint8 status, uint256 unsettledAmount)``.
 SETTLEMENT_RESULT_TOPIC = "0x" + keccak(text="TEESettlementResult(address,uint8,uint256)").hex()
 
 
-def _abi_type(param: dict[str, Any]) -> str:
-    """Turn one ABI parameter description into an eth_abi type string (tuples recursively)."""
-    typ = str(param["type"])
-    if typ.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in param["components"])
-        return f"({inner}){typ[len('tuple') :]}"
-    return typ
-
-
-@dataclass(frozen=True)
-class AbiFunction:
-    """One contract function: its selector and the eth_abi types of its inputs and outputs."""
-
-    name: str
-    selector: bytes
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-
-    def encode(self, *args: Any) -> bytes:
-        """Return the calldata for a call with ``args``."""
-        return self.selector + abi_encode(list(self.inputs), list(args))
-
-    def decode(self, data: bytes) -> tuple[Any, ...]:
-        """Decode the return data of a call."""
-        return tuple(abi_decode(list(self.outputs), data))
-
-
-@lru_cache(maxsize=4)
-def _load_abi(contract: str) -> tuple[dict[str, AbiFunction], dict[bytes, str]]:
-    entries = json.loads((_ABI_DIR / f"{contract}.json").read_text())
-    functions: dict[str, AbiFunction] = {}
-    errors: dict[bytes, str] = {}
-    for entry in entries:
-        if entry.get("type") == "function":
-            inputs = tuple(_abi_type(p) for p in entry["inputs"])
-            outputs = tuple(_abi_type(p) for p in entry.get("outputs", []))
-            signature = f"{entry['name']}({','.join(inputs)})"
-            functions[entry["name"]] = AbiFunction(
-                entry["name"], function_signature_to_4byte_selector(signature), inputs, outputs
-            )
-        elif entry.get("type") == "error":
-            inputs = tuple(_abi_type(p) for p in entry["inputs"])
-            errors[function_signature_to_4byte_selector(f"{entry['name']}({','.join(inputs)})")] = entry[
-                "name"
-            ]
-    return functions, errors
+#: The SDK's ABI function type (selector, encoder, decoders), shared with the chain layer.
+AbiFunction = Function
 
 
 def inference_function(name: str) -> AbiFunction:
     """Return an InferenceServing function by name (from the vendored ABI)."""
-    return _load_abi("InferenceServing")[0][name]
+    return inference_abi().fn(name)
 
 
 def ledger_function(name: str) -> AbiFunction:
     """Return a LedgerManager function by name (from the vendored ABI)."""
-    return _load_abi("LedgerManager")[0][name]
+    return ledger_abi().fn(name)
 
 
 def _error_name(data: bytes) -> str | None:
     if len(data) < 4:
         return None
-    for contract in ("InferenceServing", "LedgerManager"):
-        name = _load_abi(contract)[1].get(data[:4])
-        if name is not None:
-            return name
+    for abi in (inference_abi(), ledger_abi()):
+        spec = abi.errors.get(data[:4])
+        if spec is not None:
+            return spec.name
     return None
 
 
@@ -248,7 +199,7 @@ class ProviderChain:
             if revert is not None:
                 raise revert from result
             raise result
-        return fn.decode(bytes.fromhex(str(result)[2:]))
+        return fn.decode_raw(bytes.fromhex(str(result)[2:]))
 
     async def call(self, fn: AbiFunction, *args: Any, from_: str | None = None) -> tuple[Any, ...]:
         """``eth_call`` an InferenceServing function and decode its outputs.
