@@ -1,7 +1,7 @@
 """Shared pytest fixtures: the anyio backend and one devnet per test session.
 
 - ``anyio_backend`` (session): ``"asyncio"``. The event loops run in asyncio debug mode
-  (``PYTHONASYNCIODEBUG=1``, set here unless already set), which reports callbacks that block
+  (``PYTHONASYNCIODEBUG=1``, set here unless already set; Python >= 3.11), which reports callbacks that block
   the loop for over 100 ms.
 - ``devnet`` (session): a :class:`~og_inference_async.devnet.Devnet`, started the first time a
   test asks for it and stopped at the end of the session.
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,7 +22,11 @@ import pytest
 from og_inference_async.devnet import Devnet, start_devnet
 from og_inference_async.devnet.provider import ProviderHandle, start_default_providers
 
-os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+# Python 3.10's debug-mode reprs of futures recurse without bound on some callback chains and
+# crash the interpreter; the debug checks run on 3.11 and newer.
+DEBUG_LOOP = sys.version_info >= (3, 11)
+if DEBUG_LOOP:
+    os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
 
 @pytest.fixture(scope="session")

@@ -284,6 +284,7 @@ async def test_auto_snapshot_2_sees_fresh_state(devnet: Devnet) -> None:
     assert await devnet.get_balance(devnet.accounts[9].address) == 10**24
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="debug loop only on Python >= 3.11 (see conftest)")
 async def test_event_loop_in_debug_mode() -> None:
     """The test event loop runs in asyncio debug mode."""
     assert asyncio.get_running_loop().get_debug()
