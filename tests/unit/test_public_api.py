@@ -50,3 +50,37 @@ async def test_unreachable_rpc_is_a_typed_error() -> None:
             pass
     assert info.value.retryable
     assert broker.state == "closed"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("status", "retryable"), [(429, True), (503, True), (400, False)])
+async def test_rpc_http_status_is_classified(status: int, retryable: bool) -> None:
+    """HTTP errors from the RPC become RPCError; 429 and 5xx are retried (bounded), 4xx is not."""
+    import anyio
+    from anyio.abc import SocketStream
+
+    hits = 0
+
+    async def answer(stream: SocketStream) -> None:
+        nonlocal hits
+        async with stream:
+            await stream.receive()
+            hits += 1
+            reason = {429: "Too Many Requests", 503: "Service Unavailable", 400: "Bad Request"}[status]
+            await stream.send(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}".encode()
+            )
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, answer)
+        broker = AsyncBroker(
+            network="hardhat", rpc_url=f"http://127.0.0.1:{port}", retry=RetryPolicy.no_wait(attempts=3)
+        )
+        with pytest.raises(RPCError) as info:
+            async with broker:
+                pass
+        tg.cancel_scope.cancel()
+    assert info.value.retryable is retryable
+    assert hits == (3 if retryable else 1)
