@@ -15,6 +15,7 @@ from ._config import (
     FeePolicy,
     Network,
     RetryPolicy,
+    SessionPolicy,
     TxPolicy,
     get_network,
 )
@@ -157,6 +158,7 @@ __all__ = [
     "ServiceRegistryLimitReachedError",
     "ServiceTypeRequiredError",
     "ServiceVerification",
+    "SessionPolicy",
     "SettlementReport",
     "SettlementTimeoutError",
     "TESTNET",

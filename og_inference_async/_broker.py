@@ -22,7 +22,7 @@ from eth_account import Account as _EthAccount
 from eth_account.signers.local import LocalAccount
 
 from ._chain import ChainReader, RpcClient, TxSender
-from ._config import Network, RetryPolicy, TxPolicy, checksum, get_network
+from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError
 from ._http import make_http_client
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from web3 import AsyncWeb3
 
     from .inference import InferenceAPI
+    from .inference._auth import ApiKeyRegistry
     from .ledger import LedgerAPI
 
 __all__ = ["AsyncBroker"]
@@ -87,6 +88,9 @@ class AsyncBroker:
         web3: an ``AsyncWeb3`` to borrow for chain access (never closed by the broker).
         retry: bounded retry policy for reads and waits.
         tx_policy: gas, fee and receipt policy for transactions.
+        session: session-token lifetime, reuse margin and cache bounds.
+        api_key_registry: where issued API key ids are recorded (persist them by passing your own);
+            default: in memory.
 
     Raises:
         ConfigError: bad key, unknown network, malformed addresses, or no RPC URL.
@@ -104,6 +108,8 @@ class AsyncBroker:
         web3: AsyncWeb3[Any] | None = None,
         retry: RetryPolicy | None = None,
         tx_policy: TxPolicy | None = None,
+        session: SessionPolicy | None = None,
+        api_key_registry: ApiKeyRegistry | None = None,
     ) -> None:
         net = get_network(network)
         if ledger_address is not None or inference_address is not None:
@@ -122,6 +128,8 @@ class AsyncBroker:
         self._borrowed_web3 = web3
         self.retry = retry or RetryPolicy()
         self.tx_policy = tx_policy or TxPolicy()
+        self.session_policy = session or SessionPolicy()
+        self._api_key_registry = api_key_registry
         self._state = _State.UNOPENED
         self._stack: AsyncExitStack | None = None
         self._http: httpx.AsyncClient | None = None
@@ -281,4 +289,4 @@ class AsyncBroker:
         """Inference operations: discovery, acknowledgement, request headers, API keys."""
         from .inference import InferenceAPI
 
-        return InferenceAPI(self)
+        return InferenceAPI(self, api_key_registry=self._api_key_registry)

@@ -22,6 +22,7 @@ __all__ = [
     "FeePolicy",
     "Network",
     "RetryPolicy",
+    "SessionPolicy",
     "TxPolicy",
     "checksum",
     "get_network",
@@ -207,3 +208,36 @@ class TxPolicy:
     receipt_poll_interval: float = 0.005
     receipt_attempts: int = 2000
     fees: FeePolicy = field(default_factory=FeePolicy)
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """Session tokens and the account reads behind them.
+
+    Attributes:
+        lifetime_ms: lifetime of ephemeral session tokens (at most 24 h = 86,400,000 ms).
+        refresh_margin_ms: a cached token is reissued when this little life is left (default 1 h).
+        max_entries: how many providers the token and account caches keep (least recently used go).
+        account_ttl: seconds an account read (generation, revoked ids) is trusted.
+        ack_ttl: seconds a positive acknowledgement is trusted.
+    """
+
+    lifetime_ms: int = 86_400_000
+    refresh_margin_ms: int = 3_600_000
+    max_entries: int = 10_000
+    account_ttl: float = 300.0
+    ack_ttl: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("lifetime_ms", "refresh_margin_ms", "max_entries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative int")
+        if not 0 < self.lifetime_ms <= 86_400_000:
+            raise ConfigError("lifetime_ms must be in 1..86,400,000 (24 h)")
+        if self.refresh_margin_ms >= self.lifetime_ms:
+            raise ConfigError("refresh_margin_ms must be smaller than lifetime_ms")
+        if self.max_entries < 1:
+            raise ConfigError("max_entries must be at least 1")
+        if not (self.account_ttl >= 0 and self.ack_ttl >= 0):
+            raise ConfigError("account_ttl and ack_ttl must not be negative")

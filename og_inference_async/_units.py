@@ -8,7 +8,7 @@ precision (the TS SDK turns 0.1 OG into 100000000000000006 neuron).
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, Inexact, InvalidOperation, localcontext
 
 from ._exceptions import InvalidAmountError
 
@@ -55,7 +55,14 @@ def og(value: Decimal | str | int) -> int:
         raise InvalidAmountError(f"amount must be finite, got {value!r}")
     if dec < 0:
         raise InvalidAmountError(f"amount must not be negative, got {value!r}")
-    wei = dec * WEI_PER_OG
+    # Exact arithmetic: the default context keeps 28 digits and would round large amounts.
+    with localcontext() as ctx:
+        ctx.prec = 200
+        ctx.traps[Inexact] = True
+        try:
+            wei = dec.scaleb(18)
+        except Inexact:
+            raise InvalidAmountError(f"amount {value!r} is too large to represent exactly") from None
     if wei != wei.to_integral_value():
         raise InvalidAmountError(f"amount {value!r} has more than 18 decimal places")
     return int(wei)

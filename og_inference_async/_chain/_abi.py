@@ -18,7 +18,7 @@ from eth_abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
 from eth_utils import event_abi_to_log_topic, function_signature_to_4byte_selector, to_checksum_address
 
-from .._exceptions import REVERT_ERRORS, ContractRevertError, InsufficientBalanceError
+from .._exceptions import REVERT_ERRORS, ContractRevertError, InsufficientBalanceError, RPCError
 
 __all__ = [
     "ContractABI",
@@ -74,13 +74,27 @@ class Function:
         return self.selector + abi_encode(self.input_types, args)
 
     def decode(self, data: bytes) -> list[Any]:
-        """Decode return data into a list of normalised values (one per output)."""
-        raw = abi_decode(self.output_types, data)
+        """Decode return data into a list of normalised values (one per output).
+
+        Raises:
+            RPCError: the data does not decode (empty or malformed: a wrong address or node).
+        """
+        raw = self.decode_raw(data)
         return [_normalise(v, p) for v, p in zip(raw, self.outputs)]
 
     def decode_raw(self, data: bytes) -> tuple[Any, ...]:
-        """Decode return data as eth-abi gives it (tuples stay positional tuples)."""
-        return tuple(abi_decode(self.output_types, data))
+        """Decode return data as eth-abi gives it (tuples stay positional tuples).
+
+        Raises:
+            RPCError: the data does not decode.
+        """
+        try:
+            return tuple(abi_decode(self.output_types, data))
+        except (DecodingError, ValueError, TypeError) as exc:
+            raise RPCError(
+                f"{self.name}: the node returned {len(data)} bytes that do not decode "
+                f"({type(exc).__name__}); is the contract address right?"
+            ) from exc
 
 
 @dataclass(frozen=True)

@@ -106,10 +106,7 @@ class ChainReader:
     async def call(self, contract: str, fn: Function, *args: Any, sender: str | None = None) -> list[Any]:
         """Call a view function and decode its outputs."""
         data = await self.rpc.eth_call(contract, fn.encode(*args), sender=sender)
-        try:
-            return fn.decode(data)
-        except Exception as exc:  # eth-abi decoding boundary
-            raise RPCError(f"{fn.name}: could not decode the result ({type(exc).__name__})") from exc
+        return fn.decode(data)
 
     async def call_many(self, calls: Sequence[tuple[str, Function, tuple[Any, ...]]]) -> list[Any]:
         """Several view calls in one JSON-RPC batch; each item is the decoded list or the error."""

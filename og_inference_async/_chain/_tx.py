@@ -14,7 +14,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import threading
 from typing import Any
 
 import anyio
@@ -32,11 +32,13 @@ from tenacity import (
 
 from .._config import TxPolicy
 from .._exceptions import (
+    ConfigError,
     ContractRevertError,
     InsufficientBalanceError,
     RPCError,
     TransactionOutcomeUnknownError,
 )
+from .._singleflight import SingleFlight
 from ..types import ChainEvent, TxReceipt
 from ._abi import decode_revert, inference_abi, ledger_abi
 from ._rpc import RpcClient
@@ -46,62 +48,86 @@ __all__ = ["NonceAllocator", "TxSender", "get_nonce_allocator", "reset_nonce_all
 log = logging.getLogger("og_inference_async.chain")
 
 
-@dataclass
 class NonceAllocator:
-    """Hands out consecutive nonces for one account on one chain to many coroutines."""
+    """Hands out consecutive nonces for one account on one chain to every coroutine of the process.
 
-    chain_id: int
-    address: str
-    _next: int | None = None
-    _returned: set[int] = field(default_factory=set)
-    _lock: anyio.Lock = field(default_factory=anyio.Lock)
-    allocated: int = 0
+    The counter is guarded by a thread lock that is never held across an await, so one allocator
+    serves any number of coroutines, tasks and event loops. It is seeded from the node's
+    ``pending`` transaction count (one read per event loop, single-flight).
+
+    Args:
+        chain_id: the chain.
+        address: the account.
+    """
+
+    def __init__(self, chain_id: int, address: str) -> None:
+        self.chain_id = chain_id
+        self.address = address
+        self._next: int | None = None
+        self._returned: set[int] = set()
+        self._lock = threading.Lock()
+        self._seeds: dict[object, SingleFlight[str, int]] = {}
+        self.allocated = 0
+
+    def __repr__(self) -> str:
+        return f"NonceAllocator(chain_id={self.chain_id}, address={self.address}, next={self._next})"
 
     async def allocate(self, rpc: RpcClient) -> int:
-        """Reserve the next nonce (seeding from the node's pending count on first use)."""
-        async with self._lock:
-            if self._next is None:
-                count = await rpc.request("eth_getTransactionCount", [self.address, "pending"])
-                self._next = int(count, 16)
-                self._returned.clear()
-            if self._returned:
-                nonce = min(self._returned)
-                self._returned.discard(nonce)
-            else:
-                nonce = self._next
-                self._next += 1
-            self.allocated += 1
-            return nonce
+        """Reserve the next nonce (seeding from the node's pending count when needed)."""
+        while True:
+            with self._lock:
+                if self._next is not None:
+                    if self._returned:
+                        nonce = min(self._returned)
+                        self._returned.discard(nonce)
+                    else:
+                        nonce = self._next
+                        self._next += 1
+                    self.allocated += 1
+                    return nonce
+            flights = self._seeds.setdefault(anyio.lowlevel.current_token(), SingleFlight())
+            count = await flights.run("seed", lambda: self._read_pending(rpc))
+            with self._lock:
+                if self._next is None:
+                    self._next = count
+                    self._returned.clear()
+
+    async def _read_pending(self, rpc: RpcClient) -> int:
+        return int(await rpc.request("eth_getTransactionCount", [self.address, "pending"]), 16)
 
     def release(self, nonce: int) -> None:
         """Give back a nonce whose transaction the node never accepted."""
-        if self._next is None:
-            return
-        if nonce == self._next - 1:
-            self._next -= 1
-            while self._next - 1 in self._returned:
+        with self._lock:
+            if self._next is None:
+                return
+            if nonce == self._next - 1:
                 self._next -= 1
-                self._returned.discard(self._next)
-        elif nonce < self._next:
-            self._returned.add(nonce)
+                while self._next - 1 in self._returned:
+                    self._next -= 1
+                    self._returned.discard(self._next)
+            elif nonce < self._next:
+                self._returned.add(nonce)
 
     def resync(self) -> None:
         """Forget the counter; the next allocation reseeds from the node."""
-        self._next = None
-        self._returned.clear()
+        with self._lock:
+            self._next = None
+            self._returned.clear()
 
 
-_ALLOCATORS: dict[tuple[object, int, str], NonceAllocator] = {}
+_ALLOCATORS: dict[tuple[int, str], NonceAllocator] = {}
+_ALLOCATORS_LOCK = threading.Lock()
 
 
 def get_nonce_allocator(chain_id: int, address: str) -> NonceAllocator:
-    """The shared allocator for ``(current event loop, chain_id, address)``."""
-    key = (anyio.lowlevel.current_token(), chain_id, address.lower())
-    alloc = _ALLOCATORS.get(key)
-    if alloc is None:
-        alloc = NonceAllocator(chain_id=chain_id, address=address)
-        _ALLOCATORS[key] = alloc
-    return alloc
+    """The process-wide allocator for ``(chain_id, address)``."""
+    key = (chain_id, address.lower())
+    with _ALLOCATORS_LOCK:
+        alloc = _ALLOCATORS.get(key)
+        if alloc is None:
+            alloc = NonceAllocator(chain_id=chain_id, address=address)
+            _ALLOCATORS[key] = alloc
+        return alloc
 
 
 def reset_nonce_allocators(chain_id: int | None = None) -> None:
@@ -110,9 +136,10 @@ def reset_nonce_allocators(chain_id: int | None = None) -> None:
     Call it after rewinding a chain (``evm_revert``): the counters would otherwise run ahead of
     the node and transactions would queue behind a nonce gap. The devnet's ``revert`` calls it.
     """
-    for (_, cid, _), alloc in list(_ALLOCATORS.items()):
-        if chain_id is None or cid == chain_id:
-            alloc.resync()
+    with _ALLOCATORS_LOCK:
+        allocators = [a for (cid, _), a in _ALLOCATORS.items() if chain_id is None or cid == chain_id]
+    for alloc in allocators:
+        alloc.resync()
 
 
 def _events_from_logs(logs: list[dict[str, Any]]) -> tuple[ChainEvent, ...]:
@@ -183,6 +210,12 @@ class TxSender:
         out: dict[str, Any] = {}
         if gas is None:
             estimate = int(str(results["eth_estimateGas"]), 16)
+            if estimate > self.policy.gas_cap:
+                raise ConfigError(
+                    f"{context}: the node estimates {estimate} gas, above the configured cap "
+                    f"{self.policy.gas_cap}; nothing was sent",
+                    hint="raise TxPolicy.gas_cap",
+                )
             gas = min(estimate * (100 + self.policy.gas_margin_percent) // 100, self.policy.gas_cap)
         out["gas"] = gas
         block = results.get("eth_getBlockByNumber")
@@ -326,6 +359,10 @@ class TxSender:
         except RetryError:
             receipt = None
         if receipt is None:
+            # Reseed from the node's pending count: if the node never got this transaction its
+            # nonce is reused by the next one (so at most one of them can ever be mined), instead
+            # of leaving a gap that would stall every later transaction of this wallet.
+            self.nonces.resync()
             raise TransactionOutcomeUnknownError(
                 f"{context}: no receipt for {tx_hash} after {policy.receipt_timeout:g} s; "
                 "it was not resent and may still be mined",

@@ -66,7 +66,7 @@ class InferenceAPI(RequestsMixin, FundingMixin):
 
     def __init__(self, broker: AsyncBroker, *, api_key_registry: ApiKeyRegistry | None = None) -> None:
         self._b = broker
-        self.auth = AuthManager(broker, registry=api_key_registry)
+        self.auth = AuthManager(broker, registry=api_key_registry, policy=broker.session_policy)
         self._init_requests()
         self._init_funding()
 

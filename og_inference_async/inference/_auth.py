@@ -8,12 +8,13 @@ for one provider costs one ``getAccount`` read and one signature.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .._config import checksum
-from .._exceptions import AccountNotExistsError, NotAcknowledgedError
+from .._config import SessionPolicy, checksum
+from .._exceptions import AccountNotExistsError, ApiKeyError, NotAcknowledgedError
 from .._session import (
     ApiKey,
     SessionTokenCache,
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from .._broker import AsyncBroker
 
 __all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
-
-ACCOUNT_TTL = 300.0  # seconds an account read (generation, bitmap) is trusted
-ACK_TTL = 600.0  # seconds a positive acknowledgement is trusted
 
 
 class ApiKeyRegistry(Protocol):
@@ -72,14 +70,18 @@ class AuthManager:
         broker: AsyncBroker,
         *,
         registry: ApiKeyRegistry | None = None,
+        policy: SessionPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._b = broker
         self._clock = clock
+        self.policy = policy or SessionPolicy()
         self.registry: ApiKeyRegistry = registry or InMemoryApiKeyRegistry()
-        self._accounts: dict[str, tuple[float, Account | None]] = {}
-        self._acks: dict[str, float] = {}
-        self._account_flights: SingleFlight[str, Account | None] = SingleFlight()
+        self._accounts: OrderedDict[str, tuple[float, Account | None]] = OrderedDict()
+        self._acks: OrderedDict[str, float] = OrderedDict()
+        self._epochs: dict[str, int] = {}
+        self._epoch_all = 0
+        self._account_flights: SingleFlight[tuple[str, int, int], Account | None] = SingleFlight()
         self._tokens: SessionTokenCache | None = None
 
     @property
@@ -92,38 +94,65 @@ class AuthManager:
 
                 raise ConfigError("session tokens need a wallet; this broker is read-only")
             self._tokens = SessionTokenCache(
-                account=account, fetch_generation=self._generation, clock=self._clock
+                account=account,
+                fetch_generation=self._generation,
+                clock=self._clock,
+                token_lifetime_ms=self.policy.lifetime_ms,
+                refresh_margin_ms=self.policy.refresh_margin_ms,
+                max_entries=self.policy.max_entries,
             )
         return self._tokens
 
     # -- account reads ---------------------------------------------------------------------------
 
     async def read_account(self, provider: str, *, fresh: bool = False) -> Account | None:
-        """The user's sub-account with ``provider`` (``None`` if absent), cached for a few minutes."""
+        """The user's sub-account with ``provider`` (``None`` if absent), cached for a few minutes.
+
+        Concurrent cached reads share one request. A read that started before :meth:`forget`
+        neither stores its (possibly stale) result nor serves callers arriving after it; a
+        ``fresh`` read never joins a read already in flight.
+        """
         now = self._clock()
         if not fresh:
             hit = self._accounts.get(provider)
             if hit is not None and hit[0] > now:
+                self._accounts.move_to_end(provider)
                 return hit[1]
+        epoch = (self._epoch_all, self._epochs.get(provider, 0))
 
         async def fetch() -> Account | None:
             try:
                 account: Account | None = await self._b._chain_reader.get_account(self._b._user, provider)
             except AccountNotExistsError:
                 account = None
-            self._accounts[provider] = (self._clock() + ACCOUNT_TTL, account)
-            if account is not None and account.acknowledged:
-                self._acks[provider] = self._clock() + ACK_TTL
+            if (self._epoch_all, self._epochs.get(provider, 0)) == epoch:
+                self._remember(provider, account)
             return account
 
-        return await self._account_flights.run(provider, fetch)
+        if fresh:
+            return await fetch()
+        return await self._account_flights.run((provider, *epoch), fetch)
+
+    def _remember(self, provider: str, account: Account | None) -> None:
+        now = self._clock()
+        self._accounts[provider] = (now + self.policy.account_ttl, account)
+        self._accounts.move_to_end(provider)
+        if account is not None and account.acknowledged:
+            self._acks[provider] = now + self.policy.ack_ttl
+            self._acks.move_to_end(provider)
+        for cache in (self._accounts, self._acks):
+            while len(cache) > self.policy.max_entries:
+                cache.popitem(last=False)
 
     def forget(self, provider: str | None = None) -> None:
         """Drop cached account reads, acknowledgements and session tokens (one provider or all)."""
         if provider is None:
+            self._epoch_all += 1
+            self._epochs.clear()
             self._accounts.clear()
             self._acks.clear()
         else:
+            self._epochs[provider] = self._epochs.get(provider, 0) + 1
             self._accounts.pop(provider, None)
             self._acks.pop(provider, None)
         if self._tokens is not None:
@@ -187,6 +216,12 @@ class AuthManager:
             chosen = pick_token_id(account.revoked_bitmap, issued)
         else:
             check_token_id(token_id, account.revoked_bitmap)
+            if token_id in issued:
+                raise ApiKeyError(
+                    f"tokenId {token_id} was already issued for this provider in generation "
+                    f"{account.generation}; two keys would share it (revoking one revokes both)",
+                    hint="omit token_id to get a free one, or revoke the old key first",
+                )
             chosen = token_id
         key = issue_api_key(
             self._b._account,  # type: ignore[arg-type]
@@ -221,8 +256,6 @@ class AuthManager:
             ApiKeyError: an id is 255, out of range, already revoked, or repeated.
             NotAcknowledgedError: no sub-account with the provider.
         """
-        from .._exceptions import ApiKeyError
-
         prov = checksum(provider, what="provider")
         sender = self._b._sender
         if not token_ids:

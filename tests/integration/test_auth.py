@@ -134,3 +134,52 @@ async def test_no_secret_in_logs(devnet: Any, caplog: pytest.LogCaptureFixture) 
     secret = key.secret.get_secret_value()
     for needle in (header.split(" ")[1], secret, decode_token(header).signature[2:]):
         assert needle not in caplog.text
+
+
+async def test_explicit_id_already_issued_is_refused(devnet: Any) -> None:
+    """Asking for an id this broker already issued raises ApiKeyError (two keys must not share an id)."""
+    broker, provider = await _funded(devnet)
+    async with broker:
+        first = await broker.inference.create_api_key(provider, token_id=9)
+        assert first.token_id == 9
+        with pytest.raises(ApiKeyError, match="already issued"):
+            await broker.inference.create_api_key(provider, token_id=9)
+
+
+async def test_session_policy_and_registry_come_from_the_broker(devnet: Any) -> None:
+    """The broker's SessionPolicy sets the token lifetime; its api_key_registry records issued keys."""
+    from og_inference_async import InMemoryApiKeyRegistry, SessionPolicy
+
+    _, provider = await _funded(devnet)
+    registry = InMemoryApiKeyRegistry()
+    policy = SessionPolicy(lifetime_ms=600_000, refresh_margin_ms=60_000)
+    async with AsyncBroker(
+        devnet.accounts[6].private_key, network=devnet.network, session=policy, api_key_registry=registry
+    ) as broker:
+        claims = decode_token((await broker.inference.get_request_headers(provider))["Authorization"]).claims
+        assert claims.expires_at - claims.timestamp == 600_000
+        key = await broker.inference.create_api_key(provider)
+        assert key.token_id in registry.issued_ids(broker.address, provider, 0)  # type: ignore[arg-type]
+
+
+async def test_forget_discards_a_read_already_in_flight(devnet: Any) -> None:
+    """A sub-account read that started before forget() does not repopulate the cache afterwards."""
+    broker, provider = await _funded(devnet)
+    async with broker:
+        auth = broker.inference.auth
+        started = anyio.Event()
+        release = anyio.Event()
+        real = broker._chain_reader.get_account
+
+        async def slow(user: str, prov: str) -> Any:
+            started.set()
+            await release.wait()
+            return await real(user, prov)
+
+        broker._chain_reader.get_account = slow  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(auth.read_account, provider)
+            await started.wait()
+            auth.forget(provider)
+            release.set()
+        assert provider not in auth._accounts

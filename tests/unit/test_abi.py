@@ -167,3 +167,14 @@ def test_plain_reverts_and_garbage_decode_safely() -> None:
     assert decode_revert("0xdeadbeef").error_name is None
     assert decode_revert(None).data is None
     assert decode_revert("0xzz").error_name is None
+
+
+def test_undecodable_results_are_rpc_errors() -> None:
+    """Empty or short return data (a wrong address) is an RPCError, not an eth-abi exception."""
+    from og_inference_async import RPCError
+
+    fn = inference_abi().fn("getAccount")
+    with pytest.raises(RPCError):
+        fn.decode(b"")
+    with pytest.raises(RPCError):
+        fn.decode_raw(b"\x00" * 7)

@@ -208,3 +208,52 @@ async def test_cancelling_a_send_never_leaks_a_nonce() -> None:
         await tx.send(TO, b"\x01")
     assert node.count("eth_sendRawTransaction") == 1
     assert tx.nonces._next == 8  # nonce 7 went out with the transaction
+
+
+async def test_estimate_above_gas_cap_is_refused_before_signing() -> None:
+    """An estimate above the cap raises ConfigError; nothing is signed or sent (no doomed out-of-gas tx)."""
+    from og_inference_async import ConfigError
+
+    node = _node(eth_estimateGas=lambda p: hex(9_000_000))
+    tx = _sender(node, TxPolicy(gas_cap=1_000_000))
+    with pytest.raises(ConfigError):
+        await tx.send(TO, b"\x01")
+    assert node.count("eth_sendRawTransaction") == 0
+
+
+async def test_outcome_unknown_reseeds_the_allocator() -> None:
+    """After an unknown outcome the counter reseeds from the node, so a lost send leaves no gap."""
+    node = _node(eth_getTransactionReceipt=lambda p: None)
+    tx = _sender(node)
+    with pytest.raises(TransactionOutcomeUnknownError):
+        await tx.send(TO, b"\x01")
+    assert tx.nonces._next is None
+    node.handlers["eth_getTransactionReceipt"] = lambda p: _receipt()
+    await tx.send(TO, b"\x02")
+    assert node.count("eth_getTransactionCount") == 2  # reseeded: nonce 7 is reused, not skipped
+
+
+def test_one_allocator_serves_several_event_loops() -> None:
+    """Coroutines on two event loops (threads) sharing one wallet never get the same nonce."""
+    import threading
+
+    node = _node()
+    rpc = RpcClient(FakeWeb3(node), owned=False, retry=RetryPolicy.no_wait())  # type: ignore[arg-type]
+    alloc = NonceAllocator(chain_id=31337, address=TO)
+    got: list[int] = []
+
+    async def many() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+
+                async def one() -> None:
+                    got.append(await alloc.allocate(rpc))
+
+                tg.start_soon(one)
+
+    threads = [threading.Thread(target=anyio.run, args=(many,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(7, 207))

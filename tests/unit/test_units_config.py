@@ -82,3 +82,11 @@ def test_exported_members_are_sorted_and_exist() -> None:
     assert names == sorted(names)
     for name in names:
         assert hasattr(og_mod, name), name
+
+
+def test_og_is_exact_for_large_amounts() -> None:
+    """Amounts beyond 28 significant digits are converted exactly, not rounded."""
+    assert og("99999999999.999999999999999999") == 99_999_999_999_999_999_999_999_999_999
+    assert og("123456789012345678901234567890.000000000000000001") == (
+        123456789012345678901234567890 * 10**18 + 1
+    )
