@@ -42,6 +42,7 @@ from .._exceptions import (
     RPCError,
     ServiceNotFoundError,
     SettlementTimeoutError,
+    TransactionOutcomeUnknownError,
 )
 from .._singleflight import SingleFlight
 from .._units import WEI_PER_OG, Amount, format_og, to_wei
@@ -111,6 +112,7 @@ class FundingMixin:
         self._ready_flights: SingleFlight[tuple[str, int, bool, int | None], ReadyReport] = SingleFlight()
         self._funders: dict[str, AutoFunder] = {}
         self._funder_locks: dict[str, anyio.Lock] = {}
+        self._in_doubt: dict[str, TransactionOutcomeUnknownError] = {}
 
     # -- shared helpers ----------------------------------------------------------------------------
 
@@ -134,7 +136,39 @@ class FundingMixin:
             raise ServiceNotFoundError(f"provider {provider} has no service", identifier=provider) from exc
 
     async def _fresh_account(self, provider: str) -> Account | None:
+        """The sub-account as the chain has it now; every top-up plan starts here.
+
+        A top-up whose outcome was unknown is resolved first: if it was mined (or the node never
+        had it, so its nonce will be reused and it can never land) the plan goes ahead on fresh
+        state; while the node still holds it pending, planning stops with the same error, so the
+        amount is never sent twice.
+        """
+        await self._resolve_in_doubt(provider)
         return await account_at(self._b._chain_reader, self._b._user, provider)
+
+    async def _resolve_in_doubt(self, provider: str) -> None:
+        pending = self._in_doubt.get(provider)
+        if pending is None:
+            return
+        rpc = self._b._chain_reader.rpc
+        receipt, known = await rpc.batch(
+            [
+                ("eth_getTransactionReceipt", [pending.tx_hash]),
+                ("eth_getTransactionByHash", [pending.tx_hash]),
+            ]
+        )
+        for value in (receipt, known):
+            if isinstance(value, Exception):
+                raise value
+        if isinstance(receipt, dict) or known is None:
+            log.info("earlier top-up %s to %s resolved (mined: %s)", pending.tx_hash, provider, bool(receipt))
+            del self._in_doubt[provider]
+            return
+        raise TransactionOutcomeUnknownError(
+            f"an earlier top-up to {provider} ({pending.tx_hash}) is still pending; not sending another",
+            tx_hash=pending.tx_hash,
+            nonce=pending.nonce,
+        )
 
     async def _fresh_ledger(self) -> Ledger | None:
         try:
@@ -172,7 +206,11 @@ class FundingMixin:
 
     async def _send_transfer(self, provider: str, amount: int) -> TxReceipt:
         with anyio.CancelScope(shield=True):
-            receipt = await self._b.ledger.transfer_fund(provider, amount)
+            try:
+                receipt = await self._b.ledger.transfer_fund(provider, amount)
+            except TransactionOutcomeUnknownError as exc:
+                self._in_doubt[provider] = exc  # resolved before the next plan for this provider
+                raise
         return receipt
 
     async def _send_ack(self, provider: str) -> TxReceipt:

@@ -415,3 +415,29 @@ async def test_refund_lifecycle_by_chain_time(devnet: Devnet) -> None:
         ]
         assert done.ledger_available_after == (await broker.ledger.get_ledger()).available == og("5")
         assert await broker.inference.get_refunds() == []
+
+
+async def test_unknown_top_up_is_never_sent_twice(devnet: Devnet) -> None:
+    """A top-up with no receipt blocks further top-ups while pending; once mined, nothing is resent."""
+    from og_inference_async import TransactionOutcomeUnknownError, TxPolicy
+
+    provider = await register_provider(devnet)
+    user = devnet.accounts[5]
+    fast = TxPolicy(receipt_timeout=0.3, receipt_poll_interval=0.01, receipt_attempts=50)
+    async with AsyncBroker(user.private_key, network=devnet.network, tx_policy=fast) as broker:
+        await broker.ledger.add_ledger(og("10"))
+        await devnet.rpc("evm_setAutomine", [False])
+        try:
+            with pytest.raises(TransactionOutcomeUnknownError) as first:
+                await broker.inference.ensure_ready(provider, min_balance=og("2"))
+            pending = int(await devnet.rpc("eth_getTransactionCount", [user.address, "pending"]), 16)
+            with pytest.raises(TransactionOutcomeUnknownError, match="still pending") as again:
+                await broker.inference.ensure_ready(provider, min_balance=og("2"))
+            assert again.value.tx_hash == first.value.tx_hash
+            assert int(await devnet.rpc("eth_getTransactionCount", [user.address, "pending"]), 16) == pending
+            await devnet.rpc("evm_mine", [])
+        finally:
+            await devnet.rpc("evm_setAutomine", [True])
+        report = await broker.inference.ensure_ready(provider, min_balance=og("2"))
+        assert report.actions == ()  # the pending top-up landed: nothing more to send
+        assert (await broker.ledger.get_account(provider)).balance == og("2")
