@@ -191,10 +191,8 @@ class TxPolicy:
     """How transactions are sent and awaited.
 
     Attributes:
-        gas_margin: multiplier applied to ``eth_estimateGas`` (as a fraction: 1.2 = +20 %),
-            given as numerator/denominator-free percent to stay float-free: ``gas_margin_percent``.
-        gas_margin_percent: extra gas over the estimate, in percent.
-        gas_cap: never send with more gas than this.
+        gas_margin_percent: extra gas over ``eth_estimateGas``, in percent (an int, no floats).
+        gas_cap: never send with more gas than this; an estimate above it is refused before signing.
         receipt_timeout: seconds to wait for a receipt before raising
             :class:`~og_inference_async.TransactionOutcomeUnknownError`.
         receipt_poll_interval: first wait between receipt polls in seconds (doubles up to 1 s).

@@ -44,6 +44,7 @@ from .._exceptions import (
     SettlementTimeoutError,
     TransactionOutcomeUnknownError,
 )
+from .._http import send as http_send
 from .._singleflight import SingleFlight
 from .._units import WEI_PER_OG, Amount, format_og, to_wei
 from ..types import Account, Ledger, Service, TxReceipt
@@ -588,10 +589,13 @@ class FundingMixin:
         why: str
         try:
             headers = await self.auth.get_request_headers(prov)
-            response = await self._b.http.get(url, headers=headers, timeout=FEE_ENDPOINT_TIMEOUT)
-            if response.status_code == 200:
-                return _parse_fee(response.json()), "provider"
-            why = f"HTTP {response.status_code}"
+            with anyio.fail_after(FEE_ENDPOINT_TIMEOUT):
+                reply = await http_send(
+                    self._b.http, "GET", url, headers=headers, provider=prov, what="unsettledfee"
+                )
+            if reply.status == 200:
+                return _parse_fee(reply.json()), "provider"
+            why = f"HTTP {reply.status}"
         except Exception as exc:  # any failure falls back to the local counter (as the TS SDK does)
             why = describe_error(exc)
         log.info("unsettled fee of provider %s unavailable (%s); using the local counter", prov, why)
