@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_e2e.py [--duration 5] [--concurrency 64] [--rounds 2]
+    .venv/bin/python benchmarks/bench_e2e.py [--duration 4] [--concurrency 64] [--rounds 2]
+        [--modes sdk,sdk-background,httpx+aiohttp[,httpx]]
 
 What it measures (one devnet chatbot provider that settles on demand only; a funded user):
 
@@ -10,9 +11,14 @@ What it measures (one devnet chatbot provider that settles on demand only; a fun
   session header, the cached service, the request through the broker's shared client (the
   httpx-aiohttp transport), the raw-bytes hashing, JSON parsing, the result model and the local
   fee counter.
+- ``sdk-background``: the same with the DEFAULT verification, ``background``: every response's
+  signature is also fetched (``GET /v1/proxy/signature/<chat id>``, a second request to the same
+  provider) and checked (an ECDSA recovery) in the broker's task group, at most 32 at a time.
+  Its requests/s include that work; outcomes still queued when the window closes are waited for
+  afterwards and reported (``verified``, ``drain_s``).
 - ``httpx+aiohttp``: plain ``httpx.AsyncClient`` on the same aiohttp transport, posting the same
   body with a precomputed ``Authorization`` header (the baseline the SDK is compared with).
-- ``httpx``: plain httpx on its default transport, for reference.
+- ``httpx``: plain httpx on its default transport, for reference (not run by default).
 
 Each load runs in its own process (the provider keeps the main process), first at the given
 concurrency for requests/s and latency, then at concurrency 1 for the latency the SDK adds to a
@@ -84,18 +90,30 @@ async def _drive(send: Any, concurrency: int, duration: float) -> dict[str, Any]
 
 
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
-    """One load-generator process: ``--mode`` sdk, httpx+aiohttp or httpx."""
+    """One load-generator process: ``--mode`` sdk, sdk-background, httpx+aiohttp or httpx."""
     setup = json.loads(args.load)
     out: dict[str, Any] = {"mode": args.mode}
-    if args.mode == "sdk":
-        from og_inference_async import AsyncBroker
+    if args.mode in ("sdk", "sdk-background"):
+        from og_inference_async import AsyncBroker, VerificationPolicy
+        from og_inference_async.types.inference import VerificationResult
+
+        outcomes: dict[str, int] = {}
+        served = 0
+
+        def count(result: VerificationResult) -> None:
+            outcomes[result.status.value] = outcomes.get(result.status.value, 0) + 1
 
         async with AsyncBroker(setup["key"], network="hardhat", rpc_url=setup["rpc_url"]) as broker:
-            broker.inference.verification = "off"
+            if args.mode == "sdk":
+                broker.inference.verification = "off"
+            else:
+                broker.inference.verification = VerificationPolicy(mode="background", on_result=count)
             provider = setup["provider"]
 
             async def send_sdk() -> None:
+                nonlocal served
                 await broker.inference.chat(provider, MESSAGES)
+                served += 1
 
             await send_sdk()  # sign the session token, read the account and the service once
             before = broker.inference.local_fees(provider)
@@ -126,8 +144,25 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
                         file=sys.stderr,
                     )
                 stats.sort_stats("tottime").print_stats(25)
+            if args.mode == "sdk-background":
+                # outcomes still queued when the load window closed: wait for them (bounded)
+                backlog = served - sum(outcomes.values())
+                started = time.perf_counter()
+                for _ in range(6000):
+                    if sum(outcomes.values()) >= served:
+                        break
+                    await anyio.sleep(0.005)
+                out["load"]["backlog_at_end"] = backlog
+                out["load"]["drain_s"] = round(time.perf_counter() - started, 3)
             out["single"] = await _drive(send_sdk, 1, args.single_duration)
             out["local_fees"] = broker.inference.local_fees(provider) - before
+            if args.mode == "sdk-background":
+                for _ in range(2000):
+                    if sum(outcomes.values()) >= served:
+                        break
+                    await anyio.sleep(0.005)
+                out["verified"] = dict(outcomes)
+                out["requests"] = served
         return out
 
     import httpx
@@ -214,7 +249,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                     stderr=None,
                 )
                 run = json.loads(result.stdout.decode().strip().splitlines()[-1])
-                if mode == "sdk":
+                if mode.startswith("sdk"):
                     billed = chat.unsettled_fee(me.address) - billed_before
                     # the SDK's warm-up request is billed but not in its counted delta
                     fee_checks.append(0 <= billed - run["local_fees"] <= 10**14)
@@ -228,10 +263,20 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "best": {m: {"load": r["load"], "single": r["single"]} for m, r in best.items()},
         "sdk_fees_match_provider": all(fee_checks) if fee_checks else None,
     }
-    if "sdk" in best and "httpx+aiohttp" in best:
-        sdk, base = best["sdk"], best["httpx+aiohttp"]
-        report["sdk_vs_httpx_aiohttp_rps_ratio"] = round(sdk["load"]["rps"] / base["load"]["rps"], 3)
-        report["sdk_added_latency_ms"] = {
+    if "sdk-background" in best:
+        report["background_verification"] = {
+            "outcomes": best["sdk-background"].get("verified"),
+            "requests": best["sdk-background"].get("requests"),
+            "backlog_at_end": best["sdk-background"]["load"].get("backlog_at_end"),
+            "drain_s": best["sdk-background"]["load"].get("drain_s"),
+        }
+    base = best.get("httpx+aiohttp")
+    for mode, key in (("sdk", "sdk"), ("sdk-background", "sdk_background")):
+        if mode not in best or base is None:
+            continue
+        sdk = best[mode]
+        report[f"{key}_vs_httpx_aiohttp_rps_ratio"] = round(sdk["load"]["rps"] / base["load"]["rps"], 3)
+        report[f"{key}_added_latency_ms"] = {
             f"c{args.concurrency}_p50": round(sdk["load"]["p50_ms"] - base["load"]["p50_ms"], 3),
             f"c{args.concurrency}_p99": round(sdk["load"]["p99_ms"] - base["load"]["p99_ms"], 3),
             "c1_p50": round(sdk["single"]["p50_ms"] - base["single"]["p50_ms"], 3),
@@ -249,11 +294,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--single-duration", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--single-duration", type=float, default=1.5)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--modes", default="sdk,httpx+aiohttp,httpx")
+    parser.add_argument("--modes", default="sdk,sdk-background,httpx+aiohttp")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the SDK load process")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -269,9 +314,15 @@ def main() -> None:
             f"(p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, errors {load['errors']}); "
             f"c=1 p50 {single['p50_ms']} ms, p99 {single['p99_ms']} ms"
         )
-    if "sdk_vs_httpx_aiohttp_rps_ratio" in report:
-        print(f"SDK / plain httpx (same aiohttp transport): {report['sdk_vs_httpx_aiohttp_rps_ratio']}x")
-        print(f"latency added by the SDK (ms): {report['sdk_added_latency_ms']}")
+    for key, label in (("sdk", "verification off"), ("sdk_background", "verification background (default)")):
+        if f"{key}_vs_httpx_aiohttp_rps_ratio" in report:
+            print(
+                f"SDK, {label} / plain httpx (same aiohttp transport): "
+                f"{report[f'{key}_vs_httpx_aiohttp_rps_ratio']}x; "
+                f"latency added (ms): {report[f'{key}_added_latency_ms']}"
+            )
+    if "background_verification" in report:
+        print(f"background verification outcomes: {report['background_verification']}")
     if "sdk_vs_httpx_default_rps_ratio" in report:
         print(f"SDK / plain httpx (default transport): {report['sdk_vs_httpx_default_rps_ratio']}x")
     print(f"SDK fees counted locally == provider's bill: {report['sdk_fees_match_provider']}")

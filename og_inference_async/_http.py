@@ -333,18 +333,25 @@ async def open_stream(
 
 
 def encode_multipart(
-    fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+    fields: Mapping[str, str],
+    files: Mapping[str, tuple[str, bytes, str]],
+    *,
+    boundary: str | None = None,
 ) -> tuple[bytes, str]:
-    """Encode a ``multipart/form-data`` body.
+    """Encode a ``multipart/form-data`` body (plain sync code; CPU-bound for big files).
 
     Args:
         fields: form fields.
         files: ``name -> (filename, data, content type)``.
+        boundary: the multipart boundary (default: a random one).
 
     Returns:
         ``(body bytes, content-type header with the boundary)``: the exact bytes to send and hash.
     """
-    request = httpx.Request("POST", "http://multipart.invalid/", data=dict(fields), files=dict(files))
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"} if boundary else None
+    request = httpx.Request(
+        "POST", "http://multipart.invalid/", data=dict(fields), files=dict(files), headers=headers
+    )
     body = request.read()
     return body, request.headers["content-type"]
 

@@ -6,6 +6,10 @@ checked in the installed openai), which would close the broker's shared pool und
 request. The subclass built here overrides ``close`` to leave the pool alone, and supplies the
 session ``httpx.Auth`` through openai's ``custom_auth`` hook, which its request loop passes to
 ``http_client.send(auth=...)`` (a per-client subclass, so ``with_options()`` copies keep it).
+
+``max_retries`` defaults to 0 here (openai's own default is 2): openai resends a request after a
+timeout, a connection error, 408/409/429 and any 5xx, which for a billed inference POST can bill
+the same prompt twice. Callers who accept that pass ``max_retries`` themselves.
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ def build_openai_client(
         http_client: the broker's shared client.
         auth: the session auth, or ``None`` with ``api_key``.
         api_key: an ``app-sk-...`` key, or ``None`` in session mode.
-        **kwargs: more ``AsyncOpenAI`` arguments.
+        **kwargs: more ``AsyncOpenAI`` arguments; ``max_retries`` defaults to 0 (not openai's 2).
     """
+    kwargs.setdefault("max_retries", 0)
     cls = cast(
         "type[_BrokerPoolAsyncOpenAI]",
         type("OGAsyncOpenAI", (_BrokerPoolAsyncOpenAI,), {"_og_auth": auth, "__module__": __name__}),

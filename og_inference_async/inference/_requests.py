@@ -6,6 +6,8 @@ Every request goes through the broker's shared HTTP client to ``service.endpoint
 answers mapped by ``_http.error_for_status``, hashes exactly the bytes it sent and the raw bytes
 it received, records its estimated fee locally, and is verified as
 :class:`VerificationPolicy` says (``broker.inference.verification``; ``verify=`` per call).
+Bodies of :data:`OFFLOAD_BYTES` (256 KiB) or more are hashed, and uploads that large are
+multipart-encoded, in a worker thread so big audio or images never stall the event loop.
 """
 
 from __future__ import annotations
@@ -96,19 +98,36 @@ _JSON = "application/json"
 #: Raw bytes must equal what the provider hashed: ask for no content coding.
 _BASE_HEADERS = {"Accept-Encoding": "identity"}
 
+#: Bodies of at least this many bytes are hashed, and uploads of at least this many bytes are
+#: multipart-encoded, in a worker thread (``anyio.to_thread``) instead of on the event loop.
+OFFLOAD_BYTES = 256 * 1024
+
 
 class ImageJobTimeoutError(ProviderError):
-    """An async image job did not finish in time. Resume with ``wait_image_job(provider, job_id)``.
+    """An async image job did not finish in time.
+
+    Resume with ``wait_image_job(provider, err.job_id, request_sha256=err.request_sha256)`` (the
+    hash lets the result's signature be checked against the submitted request: ``BOUND``).
 
     Attributes:
         job_id: the provider's job id.
         last_status: the last status the provider reported.
+        request_sha256: hex sha256 of the submitted request body, when known.
     """
 
-    def __init__(self, message: str, *, job_id: str, last_status: str | None, provider: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        last_status: str | None,
+        provider: str | None,
+        request_sha256: str | None = None,
+    ) -> None:
         super().__init__(message, provider=provider)
         self.job_id = job_id
         self.last_status = last_status
+        self.request_sha256 = request_sha256
 
 
 @dataclass(slots=True)
@@ -164,6 +183,33 @@ def _images(data: dict[str, Any]) -> list[GeneratedImage]:
                 )
             )
     return out
+
+
+async def _sha256(data: bytes) -> str:
+    """``sha256_hex(data)``, in a worker thread for bodies of :data:`OFFLOAD_BYTES` or more."""
+    if len(data) >= OFFLOAD_BYTES:
+        return await anyio.to_thread.run_sync(sha256_hex, data)
+    return sha256_hex(data)
+
+
+def _encode_upload(
+    fields: Mapping[str, str], name: str, filename: str, data: bytes | bytearray | memoryview, mime: str
+) -> tuple[bytes, str, str]:
+    body, ctype = encode_multipart(fields, {name: (filename, bytes(data), mime)})
+    return body, ctype, sha256_hex(body)
+
+
+async def _upload(
+    fields: Mapping[str, str], name: str, filename: str, data: bytes | bytearray | memoryview, mime: str
+) -> tuple[bytes, str, str]:
+    """Multipart-encode one file upload and hash the body: ``(body, content type, sha256 hex)``.
+
+    Uploads of :data:`OFFLOAD_BYTES` or more are encoded and hashed in a worker thread, so a big
+    audio file or image never stalls the event loop.
+    """
+    if len(data) >= OFFLOAD_BYTES:
+        return await anyio.to_thread.run_sync(_encode_upload, fields, name, filename, data, mime)
+    return _encode_upload(fields, name, filename, data, mime)
 
 
 def _form(params: Mapping[str, Any]) -> dict[str, str]:
@@ -511,8 +557,6 @@ class RequestsMixin:
         handle: VerificationHandle,
         svc: Service,
         result: InferenceResult,
-        *,
-        unavailable: str | None = None,
     ) -> None:
         """Settle ``handle`` as the policy says; under ``required`` raise on failure."""
         prov = result.provider
@@ -521,15 +565,8 @@ class RequestsMixin:
                 VerificationResult(status=VerificationStatus.SKIPPED, provider=prov, chat_id=result.chat_id)
             )
             return
-        if unavailable is not None and svc.is_verifiable:
-            outcome: VerificationResult | None = VerificationResult(
-                status=VerificationStatus.UNAVAILABLE,
-                provider=prov,
-                chat_id=result.chat_id,
-                expected_signer=expected_signer(svc),
-                reason=unavailable,
-            )
-        elif not svc.is_verifiable or policy.mode == "required":
+        outcome: VerificationResult | None
+        if not svc.is_verifiable or policy.mode == "required":
             outcome = await self._verify(
                 prov,
                 svc,
@@ -608,8 +645,8 @@ class RequestsMixin:
             prov,
             svc,
             chat_id,
-            sha256_hex(request_body) if request_body is not None else None,
-            sha256_hex(response_body) if response_body is not None else None,
+            await _sha256(request_body) if request_body is not None else None,
+            await _sha256(response_body) if response_body is not None else None,
             model=model,
             policy=self._verification,
         )
@@ -677,8 +714,8 @@ class RequestsMixin:
             usage=usage,
             fee=fee,
             cost=cost,
-            request_sha256=sha256_hex(body),
-            response_sha256=sha256_hex(reply.raw),
+            request_sha256=await _sha256(body),
+            response_sha256=await _sha256(reply.raw),
             raw=data,
             verification=handle,
             content=content,
@@ -800,7 +837,7 @@ class RequestsMixin:
         prov: str,
         svc: Service,
         reply: HttpReply,
-        body: bytes,
+        request_sha256: str,
         *,
         model: str,
         n: Any,
@@ -818,8 +855,8 @@ class RequestsMixin:
             usage=data.get("usage") if isinstance(data.get("usage"), dict) else None,
             fee=self._record_fee(prov, cost),
             cost=cost,
-            request_sha256=sha256_hex(body),
-            response_sha256=sha256_hex(reply.raw),
+            request_sha256=request_sha256,
+            response_sha256=await _sha256(reply.raw),
             raw=data,
             verification=handle,
             images=images,
@@ -874,7 +911,14 @@ class RequestsMixin:
             content_type=_JSON,
         )
         return await self._image_result(
-            prov, svc, reply, body, model=used, n=n, policy=self._policy(verify), what="image generation"
+            prov,
+            svc,
+            reply,
+            await _sha256(body),
+            model=used,
+            n=n,
+            policy=self._policy(verify),
+            what="image generation",
         )
 
     async def edit_image(
@@ -920,7 +964,7 @@ class RequestsMixin:
                 **params,
             }
         )
-        body, ctype = encode_multipart(fields, {"image": (filename, bytes(image), content_type)})
+        body, ctype, request_sha256 = await _upload(fields, "image", filename, image, content_type)
         reply = await self._request(
             prov,
             "POST",
@@ -931,7 +975,14 @@ class RequestsMixin:
             content_type=ctype,
         )
         return await self._image_result(
-            prov, svc, reply, body, model=used, n=n, policy=self._policy(verify), what="image edit"
+            prov,
+            svc,
+            reply,
+            request_sha256,
+            model=used,
+            n=n,
+            policy=self._policy(verify),
+            what="image edit",
         )
 
     # -- audio ---------------------------------------------------------------------------------
@@ -970,7 +1021,7 @@ class RequestsMixin:
         used = model or svc.model
         mime = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         fields = _form({"model": used, "language": language, "response_format": response_format, **params})
-        body, ctype = encode_multipart(fields, {"file": (filename, bytes(audio), mime)})
+        body, ctype, request_sha256 = await _upload(fields, "file", filename, audio, mime)
         reply = await self._request(
             prov,
             "POST",
@@ -1025,8 +1076,8 @@ class RequestsMixin:
             usage=usage,
             fee=self._record_fee(prov, cost),
             cost=cost,
-            request_sha256=sha256_hex(body),
-            response_sha256=sha256_hex(reply.raw),
+            request_sha256=request_sha256,
+            response_sha256=await _sha256(reply.raw),
             raw=raw,
             verification=handle,
             text=text,
@@ -1055,12 +1106,16 @@ class RequestsMixin:
         Submits ``POST <service url>/v1/async/images/generations`` (answered ``202`` with a
         ``jobId``), then polls ``GET /v1/async/jobs/<jobId>`` honouring ``Retry-After`` (capped by
         the retry policy's ``max_retry_after``), bounded by ``max_wait`` seconds and ``max_polls``.
-        Job results carry no chat id, so their verification settles as ``UNAVAILABLE``.
+        The result is verified like any other: its chat id is the ``ZG-Res-Key`` header (else the
+        ``chatId`` field) of the poll answer that delivers it, and the provider signs
+        ``sha256(submitted request body):sha256(that poll answer's raw body)``. A provider that
+        gives job results no chat id leaves the verification ``UNAVAILABLE``.
 
         Raises:
             ImageJobTimeoutError: the job did not finish in time (resume with :meth:`wait_image_job`).
             ProviderServerError: the job failed.
             ProviderError: the submission was refused.
+            ResponseVerificationError: under ``required``, the result failed verification.
         """
         prov = _norm(provider)
         svc = await self._get_service_cached(prov)
@@ -1087,7 +1142,14 @@ class RequestsMixin:
                 "the async job answer has no jobId", provider=prov, status_code=reply.status
             )
         return await self.wait_image_job(
-            prov, job_id, max_wait=max_wait, max_polls=max_polls, verify=verify, n=n, model=used, _body=body
+            prov,
+            job_id,
+            max_wait=max_wait,
+            max_polls=max_polls,
+            verify=verify,
+            n=n,
+            model=used,
+            request_sha256=await _sha256(body),
         )
 
     async def wait_image_job(
@@ -1100,7 +1162,7 @@ class RequestsMixin:
         verify: str | VerificationPolicy | None = None,
         n: int | None = None,
         model: str | None = None,
-        _body: bytes = b"",
+        request_sha256: str | None = None,
     ) -> ImageResult:
         """Wait for an async image job and return its images.
 
@@ -1109,13 +1171,18 @@ class RequestsMixin:
             job_id: the job's id.
             max_wait: most seconds to wait.
             max_polls: most status requests.
-            verify: the verification policy (job results are ``UNAVAILABLE``: no chat id).
+            verify: the verification policy (the signature of the poll answer that delivers the
+                result is checked, see :meth:`generate_image_async`).
             n: the number of images asked for (for the fee; default: the number returned).
             model: the model asked for (for the result).
+            request_sha256: hex sha256 of the submitted request body
+                (``ImageJobTimeoutError.request_sha256``): with it a genuine signature verifies
+                ``BOUND``; without it at best ``SIGNED`` (the request side is not compared).
 
         Raises:
             ImageJobTimeoutError: not finished within ``max_wait`` / ``max_polls``.
             ProviderServerError: the job failed.
+            ResponseVerificationError: under ``required``, the result failed verification.
         """
         prov = _norm(provider)
         svc = await self._get_service_cached(prov)
@@ -1136,7 +1203,7 @@ class RequestsMixin:
                     job_id,
                     n=n,
                     model=model or svc.model,
-                    body=_body,
+                    request_sha256=request_sha256,
                     policy=self._policy(verify),
                 )
             if status == "failed":
@@ -1153,6 +1220,7 @@ class RequestsMixin:
             job_id=job_id,
             last_status=status,
             provider=prov,
+            request_sha256=request_sha256,
         )
 
     async def _job_result(
@@ -1165,7 +1233,7 @@ class RequestsMixin:
         *,
         n: int | None,
         model: str,
-        body: bytes,
+        request_sha256: str | None,
         policy: VerificationPolicy,
     ) -> ImageResult:
         inner = data.get("data")
@@ -1175,28 +1243,25 @@ class RequestsMixin:
         cost = fee_breakdown(
             svc.service_type, svc.input_price, svc.output_price, None, n=n if n is not None else len(images)
         )
+        chat_id = reply.headers.get("zg-res-key") or None
+        if chat_id is None and isinstance(data.get("chatId"), str) and data["chatId"]:
+            chat_id = data["chatId"]
         handle = VerificationHandle()
         result = ImageResult(
             provider=prov,
             model=model,
-            chat_id=None,
+            chat_id=chat_id,
             usage=None,
             fee=self._record_fee(prov, cost),
             cost=cost,
-            request_sha256=sha256_hex(body),
-            response_sha256=sha256_hex(reply.raw),
+            request_sha256=request_sha256,
+            response_sha256=await _sha256(reply.raw),
             raw=inner,
             verification=handle,
             images=images,
             job_id=job_id,
         )
-        await self._apply_policy(
-            policy,
-            handle,
-            svc,
-            result,
-            unavailable="async job results carry no chat id to fetch a signature for",
-        )
+        await self._apply_policy(policy, handle, svc, result)
         return result
 
     # -- attestation ---------------------------------------------------------------------------
@@ -1321,10 +1386,15 @@ class RequestsMixin:
         counted or verified by the SDK: pass ``ZG-Res-Key`` and the usage to
         :meth:`process_response` for that.
 
+        Retries: ``max_retries`` defaults to **0**, not openai's 2. openai resends after
+        timeouts, connection errors, 429 and every 5xx, and a resent inference POST may be
+        served and billed twice; the SDK's own methods retry only where the request was provably
+        not served (see ``RequestRetryPolicy``). Pass ``max_retries=`` to opt in anyway.
+
         Args:
             provider: the provider address.
             api_key: an ``app-sk-...`` API key, or ``None`` for session tokens.
-            **kwargs: more ``AsyncOpenAI`` arguments (``max_retries``, ``timeout``, ...).
+            **kwargs: more ``AsyncOpenAI`` arguments (``timeout``, ``max_retries`` (default 0), ...).
 
         Raises:
             ConfigError: the ``openai`` package is not installed.

@@ -3,14 +3,20 @@
 Which calls are repeated, and on what (a billed call is never repeated when the provider may
 already have served it):
 
-=====================================  =====  ============  ====  =======================  ==========
-call                                   429    502/503/504   500   failed before sending    read error
-=====================================  =====  ============  ====  =======================  ==========
-GET (signature, quote, job polls)      retry  retry         retry retry                    retry
-POST inference (chat, images, edits,   retry  retry         no    retry                    no
+=====================================  =====  =====  ===========  =======================  ==========
+call                                   429    503    500/502/504  failed before sending    read error
+=====================================  =====  =====  ===========  =======================  ==========
+GET (signature, quote, job polls)      retry  retry  retry        retry                    retry
+POST inference (chat, images, edits,   retry  retry  no           retry                    no
 transcriptions, async job submission)
-a stream after its headers arrived     --     --            --    --                       no
-=====================================  =====  ============  ====  =======================  ==========
+a stream after its headers arrived     --     --     --           --                       no
+=====================================  =====  =====  ===========  =======================  ==========
+
+Only 429 and 503 say "not served" (the provider refused before doing the work). A 502 or 504
+comes from a gateway in front of the provider, which may have forwarded the request and timed
+out or lost the answer after the provider served and billed it, so a billed POST is not sent
+again; "failed before sending" means a connection that was never established (refused, connect
+timeout, no free pooled connection).
 
 ``Retry-After`` (or ``retry-after-ms``) is honoured: the SDK never retries sooner than asked. A
 wait longer than ``max_retry_after``, or one that would overrun the total time budget, is not
@@ -29,8 +35,9 @@ from .._http import TransportFailure
 
 __all__ = ["RequestRetryPolicy", "retry_delay"]
 
-#: Server errors that mean "not served": safe to repeat even for a billed call.
-_NOT_SERVED = frozenset({502, 503, 504})
+#: Server errors that mean "not served": safe to repeat even for a billed call. 502/504 are not
+#: here: a gateway may have timed out after the provider served (and billed) the request.
+_NOT_SERVED = frozenset({503})
 
 
 @dataclass(frozen=True)

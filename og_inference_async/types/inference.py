@@ -185,12 +185,16 @@ class InferenceResult(_Model):
         provider: the provider address.
         model: the model asked for (the service's default when none was given).
         chat_id: the id to verify with: the ``ZG-Res-Key`` header, else the body's ``id``
-            (for streams: the header, else the first chunk's ``id``); ``None`` if neither.
+            (for streams: the header, else the first chunk's ``id``; for async image jobs: the
+            header of the poll answer that delivered the result, else its ``chatId``); ``None``
+            if neither.
         usage: the provider's ``usage`` object, when it sent one.
         fee: the estimated fee in wei (0 when the usage is unknown).
         cost: how the fee was computed, ``None`` when the usage is unknown.
-        request_sha256: hex sha256 of the request bytes sent.
-        response_sha256: hex sha256 of the raw response bytes received.
+        request_sha256: hex sha256 of the request bytes sent; ``None`` only for an async image
+            job resumed with ``wait_image_job`` without the submitted request's hash.
+        response_sha256: hex sha256 of the raw response bytes received (for async image jobs:
+            of the poll answer that delivered the result).
         raw: the parsed response body.
         verification: the verification outcome (possibly pending; ``await`` it).
     """
@@ -201,7 +205,7 @@ class InferenceResult(_Model):
     usage: dict[str, Any] | None
     fee: int
     cost: FeeBreakdown | None
-    request_sha256: str
+    request_sha256: str | None
     response_sha256: str
     raw: Any
     verification: VerificationHandle

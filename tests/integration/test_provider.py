@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from PIL import Image
 
+from og_inference_async._exceptions import RPCError, TransactionOutcomeUnknownError
 from og_inference_async._session import (
     make_api_key_claims,
     make_session_claims,
@@ -32,8 +33,14 @@ from og_inference_async.devnet.provider import (
     start_default_providers,
     start_provider,
 )
-from og_inference_async.devnet.provider._billing import FeeRecord, billable_seconds, transcription_fee
+from og_inference_async.devnet.provider._billing import (
+    FeeBook,
+    FeeRecord,
+    billable_seconds,
+    transcription_fee,
+)
 from og_inference_async.devnet.provider._rpc import inference_function, ledger_function
+from og_inference_async.devnet.provider._server import DEFAULT_PROVIDERS
 
 pytestmark = pytest.mark.anyio
 
@@ -42,6 +49,7 @@ CHAT_IN, CHAT_OUT = 1_000_000_000_000, 2_000_000_000_000
 IMAGE_PRICE = 10**16
 EDIT_PRICE = 2 * 10**16
 AUDIO_PRICE = 10**14
+TOKEN_IN, TOKEN_OUT = 10**12, 10**13  # the token-mode speech-to-text provider
 
 
 @dataclass
@@ -50,17 +58,23 @@ class Providers:
     image: ProviderHandle
     edit: ProviderHandle
     audio: ProviderHandle
+    audio_tokens: ProviderHandle
 
     def all(self) -> list[ProviderHandle]:
-        return [self.chat, self.image, self.edit, self.audio]
+        return [self.chat, self.image, self.edit, self.audio, self.audio_tokens]
 
 
 @pytest.fixture(scope="module")
 async def providers(devnet: Devnet) -> AsyncIterator[Providers]:
-    """Four providers (accounts 24-27) that settle only on demand, for the whole module."""
+    """Five providers (accounts 24-27 and a key of its own) that settle only on demand, for the module.
+
+    ``audio`` bills per second of audio (duration mode), ``audio_tokens`` per token (the default).
+    They register inside a module snapshot that is reverted at the end, so other modules never see them.
+    """
+    snapshot = await devnet.snapshot()
     async with anyio.create_task_group() as tg:
         common: dict[str, Any] = {"settle_interval": None, "async_job_seconds": 0.05, "async_retry_after": 0}
-        chat, image, edit, audio = (
+        chat, image, edit, audio, audio_tokens = (
             await start_provider(
                 devnet,
                 tg,
@@ -99,11 +113,23 @@ async def providers(devnet: Devnet) -> AsyncIterator[Providers]:
                 input_price=AUDIO_PRICE,
                 output_price=0,
                 account_index=27,
+                transcription_billing="duration",
+                **common,
+            ),
+            await start_provider(
+                devnet,
+                tg,
+                service_type="speech-to-text",
+                model="test/stt-tokens",
+                input_price=TOKEN_IN,
+                output_price=TOKEN_OUT,
+                private_key="0x" + hashlib.sha256(b"og-test-provider:stt-tokens").hexdigest(),
                 **common,
             ),
         )
-        yield Providers(chat, image, edit, audio)
+        yield Providers(chat, image, edit, audio, audio_tokens)
         tg.cancel_scope.cancel()
+    await devnet.revert(snapshot)
 
 
 @pytest.fixture(autouse=True)
@@ -223,6 +249,28 @@ async def test_billable_seconds_and_transcription_fee() -> None:
     assert [billable_seconds(s) for s in (0, 0.2, 1.49, 1.5, 2.5)] == [0, 1, 1, 2, 3]
     assert transcription_fee({"type": "duration", "seconds": 2.5}, 10, 99) == 30
     assert transcription_fee({"type": "tokens", "input_tokens": 3, "output_tokens": 4}, 10, 100) == 430
+
+
+def test_fee_book_reserves_pending_jobs() -> None:
+    """A job's reservation is owed but not unsettled; completing bills it once, failing releases it."""
+    book = FeeBook()
+    book.add("0xA", FeeRecord("r", 5, b"\0" * 32))
+    book.reserve("0xa", "job-1", 7)
+    book.reserve("0xA", "job-2", 11)
+    assert (book.unsettled("0xa"), book.pending("0xa"), book.owed("0xa")) == (5, 18, 23)
+    assert book.complete("0xa", "job-1", FeeRecord("c1", 7, b"\1" * 32))
+    assert not book.complete("0xa", "job-1", FeeRecord("c1", 7, b"\1" * 32))  # billed once only
+    assert book.release("0xa", "job-2") == 11 and book.release("0xa", "job-2") is None
+    assert (book.unsettled("0xa"), book.pending("0xa"), book.total_billed) == (12, 0, 12)
+
+
+def test_default_speech_to_text_provider_bills_tokens() -> None:
+    """The default speech-to-text provider has an output price and runs in token mode by default."""
+    (stt,) = [p for p in DEFAULT_PROVIDERS if p[0] == "speech-to-text"]
+    assert stt[3] > 0
+    from og_inference_async.devnet.provider import ProviderConfig
+
+    assert ProviderConfig("speech-to-text", "m", 0, 1).transcription_billing == "tokens"
 
 
 # --- registration and public endpoints ------------------------------------------------------------
@@ -581,6 +629,30 @@ async def test_transcription(devnet: Devnet, providers: Providers, http: httpx.A
 
 
 @pytest.mark.integration
+async def test_transcription_token_mode(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    """Token mode (the default) reports input/output tokens and bills them at the input/output prices."""
+    p = providers.audio_tokens
+    assert (p.info()["price_unit"], p.info()["transcription_billing"]) == ("token", "tokens")
+    assert providers.audio.info()["price_unit"] == "second"
+    joy = user(devnet, 16)
+    await fund(devnet, joy, p.address)
+    audio = b"one two three four five " * 1000  # 24,000 bytes = 0.75 s at 16 kHz 16-bit: 19 audio tokens
+    r = await http.post(
+        p.url + "/v1/proxy/audio/transcriptions",
+        files={"file": ("a.txt", audio, "audio/wav")},
+        data={"model": "test/stt-tokens"},
+        headers=session(joy, p.address),
+    )
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage == {"type": "tokens", "input_tokens": 19, "output_tokens": 5000, "total_tokens": 5019}
+    fee = 19 * TOKEN_IN + 5000 * TOKEN_OUT
+    assert p.unsettled_fee(joy.address) == fee == transcription_fee(usage, TOKEN_IN, TOKEN_OUT)
+
+
+@pytest.mark.integration
 async def test_async_image_job(devnet: Devnet, providers: Providers, http: httpx.AsyncClient) -> None:
     """An async job answers 202, is polled with Retry-After until completed, and is billed once."""
     p = providers.image
@@ -605,9 +677,58 @@ async def test_async_image_job(devnet: Devnet, providers: Providers, http: httpx
     assert poll.json()["data"]["data"][0]["b64_json"]
     assert "completed" in seen and "pending" in seen
     assert p.unsettled_fee(kim.address) == IMAGE_PRICE
+    # the completed answer is signed like a sync response, over the submit body and its own raw bytes
+    chat_id = poll.headers["ZG-Res-Key"]
+    assert poll.json()["chatId"] == chat_id
+    again = await http.get(f"{p.url}/v1/async/jobs/{job_id}", headers=headers)
+    assert again.content == poll.content and again.headers["ZG-Res-Key"] == chat_id
+    sig = (await http.get(f"{p.url}/v1/proxy/signature/{chat_id}")).json()
+    submitted = r.request.content
+    assert (
+        sig["text"] == hashlib.sha256(submitted).hexdigest() + ":" + hashlib.sha256(poll.content).hexdigest()
+    )
+    assert recover_personal_signer(sig["text"], sig["signature"]) == p.tee_signer
+    assert p.unsettled_fee(kim.address) == IMAGE_PRICE  # polling again bills nothing
     other = session(user(devnet, 18), p.address)
     await fund(devnet, user(devnet, 18), p.address)
     assert (await http.get(f"{p.url}/v1/async/jobs/{job_id}", headers=other)).status_code == 404
+
+
+@pytest.mark.integration
+async def test_async_jobs_cannot_overspend(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient
+) -> None:
+    """Pending jobs' fees count as owed: of 5 concurrent submissions only the 3 the balance covers pass."""
+    p = providers.image
+    ann = user(devnet, 14)
+    await fund(devnet, ann, p.address, transfer=OG + 3 * IMAGE_PRICE)
+    headers = session(ann, p.address)
+    job = {"model": "test/img", "prompt": "owl", "n": 1}
+    statuses: list[int] = []
+    p.core.config.async_job_seconds = 0.3
+    try:
+
+        async def submit() -> None:
+            r = await http.post(p.url + "/v1/async/images/generations", json=job, headers=headers)
+            statuses.append(r.status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(submit)
+        assert sorted(statuses) == [202, 202, 202, 402, 402]
+        assert (p.core.book.pending(ann.address), p.unsettled_fee(ann.address)) == (3 * IMAGE_PRICE, 0)
+        # a synchronous request sees the pending fees too
+        r = await http.post(p.url + "/v1/proxy/images/generations", json=job, headers=headers)
+        assert r.status_code == 402 and int(r.json()["error"]["pending"]) == 3 * IMAGE_PRICE
+        for _ in range(250):
+            if not p.core.book.pending(ann.address):
+                break
+            await anyio.sleep(0.02)
+    finally:
+        p.core.config.async_job_seconds = 0.05
+    # billed at completion, exactly the reserved fees
+    assert p.unsettled_fee(ann.address) == 3 * IMAGE_PRICE
+    assert sum(j.status == "completed" for j in p.core.jobs.values()) == 3
 
 
 # --- settlement edge ------------------------------------------------------------------------------
@@ -624,6 +745,78 @@ async def test_partial_settlement_keeps_the_remainder(devnet: Devnet, providers:
     assert (result.status, result.settled, result.unsettled) == ("PARTIAL", 2 * OG, OG)
     assert p.unsettled_fee(lou.address) == OG
     assert (await account_of(devnet, lou.address, p.address))[3] == 0
+
+
+@pytest.mark.integration
+async def test_settlement_in_doubt_that_landed_is_not_charged_twice(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settlement sent but without a receipt stays owed; the next round sees its nonce and drops it."""
+    p = providers.chat
+    amy, ben = user(devnet, 2), user(devnet, 3)
+    await fund(devnet, amy, p.address)
+    await fund(devnet, ben, p.address, transfer=2 * OG)
+    fee = 3 * CHAT_IN + 4 * CHAT_OUT
+    assert (await post_chat(http, p, session(amy, p.address), chat_body())).status_code == 200
+    p.core.book.add(ben.address, FeeRecord("big", 3 * OG, b"\1" * 32))  # more than ben holds: PARTIAL
+    before = await account_of(devnet, amy.address, p.address)
+
+    async def no_receipt(tx_hash: str) -> dict[str, Any]:
+        raise TransactionOutcomeUnknownError("injected: no receipt", tx_hash=tx_hash)
+
+    monkeypatch.setattr(p.core.chain, "wait_receipt", no_receipt)
+    with pytest.raises(TransactionOutcomeUnknownError):
+        await p.settle_now()
+    monkeypatch.undo()
+    # it landed (anvil mines at once), but the provider cannot know yet: still owed, not re-signed
+    assert (await account_of(devnet, amy.address, p.address))[2] == before[2] + 1
+    assert p.unsettled_fee(amy.address) == fee and set(p.core.book.in_doubt()) == {
+        amy.address.lower(),
+        ben.address.lower(),
+    }
+    assert (await post_chat(http, p, session(amy, p.address), chat_body())).status_code == 200
+
+    results = await p.settle_now()
+    first = {r.user: r for r in results if r.nonce == before[2] + 1}
+    assert (first[amy.address].status, first[amy.address].settled) == ("SUCCESS", fee)
+    assert (first[ben.address].status, first[ben.address].settled) == ("PARTIAL", 2 * OG)
+    assert first[amy.address].tx_hash == first[ben.address].tx_hash is not None
+    # amy's second chat settled with the next nonce; each fee was taken exactly once
+    after = await account_of(devnet, amy.address, p.address)
+    assert (after[2], before[3] - after[3]) == (before[2] + 2, 2 * fee)
+    assert p.unsettled_fee(amy.address) == 0 and not p.core.book.in_doubt()
+    assert p.unsettled_fee(ben.address) == OG  # the PARTIAL remainder stays owed
+    assert (await account_of(devnet, ben.address, p.address))[3] == 0
+
+
+@pytest.mark.integration
+async def test_settlement_in_doubt_that_never_landed_is_settled_again(
+    devnet: Devnet, providers: Providers, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settlement lost on the way to the node is put back and settled next round, with the same nonce."""
+    p = providers.chat
+    cat = user(devnet, 4)
+    await fund(devnet, cat, p.address)
+    fee = 3 * CHAT_IN + 4 * CHAT_OUT
+    assert (await post_chat(http, p, session(cat, p.address), chat_body())).status_code == 200
+    before = await account_of(devnet, cat.address, p.address)
+    real_rpc = p.core.chain.rpc
+
+    async def lossy_rpc(method: str, params: list[Any]) -> Any:
+        if method == "eth_sendRawTransaction":
+            raise RPCError("injected: connection reset", retryable=True)
+        return await real_rpc(method, params)
+
+    monkeypatch.setattr(p.core.chain, "rpc", lossy_rpc)
+    with pytest.raises(RPCError):
+        await p.settle_now()
+    monkeypatch.undo()
+    assert p.unsettled_fee(cat.address) == fee and cat.address.lower() in p.core.book.in_doubt()
+    (result,) = await p.settle_now()
+    assert (result.status, result.settled, result.nonce) == ("SUCCESS", fee, before[2] + 1)
+    after = await account_of(devnet, cat.address, p.address)
+    assert (after[2], before[3] - after[3]) == (before[2] + 1, fee)
+    assert p.unsettled_fee(cat.address) == 0 and not p.core.book.in_doubt()
 
 
 # --- faults ----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from og_inference_async import (
 from og_inference_async._session import decode_token
 from og_inference_async.devnet import Devnet
 from og_inference_async.devnet.provider import ProviderHandle, start_provider
+from og_inference_async.inference._requests import ImageJobTimeoutError
 from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 CHAT_IN, CHAT_OUT = 10**12, 2 * 10**12
 IMAGE_PRICE, EDIT_PRICE, AUDIO_PRICE = 10**16, 2 * 10**16, 10**14
+TOKEN_IN, TOKEN_OUT = 10**12, 10**13
 HELLO = [{"role": "user", "content": "hello devnet"}]
 
 
@@ -47,14 +49,17 @@ class Providers:
     image: ProviderHandle
     edit: ProviderHandle
     audio: ProviderHandle
+    audio_tokens: ProviderHandle
 
     def all(self) -> list[ProviderHandle]:
-        return [self.chat, self.image, self.edit, self.audio]
+        return [self.chat, self.image, self.edit, self.audio, self.audio_tokens]
 
 
 @pytest.fixture(scope="module")
 async def providers(devnet: Devnet) -> AsyncIterator[Providers]:
-    """Four providers with their own keys that settle on demand only, for the whole module.
+    """Five providers with their own keys that settle on demand only, for the whole module.
+
+    ``audio`` bills speech-to-text per second (duration mode), ``audio_tokens`` per token (the default).
 
     They register inside a module snapshot that is reverted at the end, so other modules never see them.
     """
@@ -100,6 +105,17 @@ async def providers(devnet: Devnet) -> AsyncIterator[Providers]:
                 input_price=AUDIO_PRICE,
                 output_price=0,
                 private_key=provider_key("audio"),
+                transcription_billing="duration",
+                **common,
+            ),
+            await start_provider(
+                devnet,
+                tg,
+                service_type="speech-to-text",
+                model="rq/stt-tokens",
+                input_price=TOKEN_IN,
+                output_price=TOKEN_OUT,
+                private_key=provider_key("audio-tokens"),
                 **common,
             ),
         )
@@ -204,15 +220,65 @@ async def test_transcription_bills_seconds(devnet: Devnet, providers: Providers)
         assert "1.00 seconds" in streamed.text and streamed.fee == AUDIO_PRICE
 
 
+async def test_transcription_fee_matches_the_provider_in_both_modes(
+    devnet: Devnet, providers: Providers
+) -> None:
+    """The SDK's fee equals the provider's bill per token (default mode) and per second, JSON and SSE."""
+    broker = await funded(devnet, 16, providers.audio, providers.audio_tokens)
+    async with broker:
+        tokens = providers.audio_tokens
+        spoken = b"the quick brown fox jumps " * 400  # a text upload is "transcribed" to itself
+        result = await broker.inference.transcribe(tokens.address, spoken, "words.txt", verify="required")
+        assert result.usage is not None and result.usage["type"] == "tokens"
+        assert result.cost is not None and result.cost.output_units == 2000 == result.usage["output_tokens"]
+        assert result.fee == result.cost.input_units * TOKEN_IN + 2000 * TOKEN_OUT
+        streamed = await broker.inference.transcribe(tokens.address, wav(1.5), stream=True, verify="off")
+        assert streamed.usage is not None and streamed.usage["type"] == "tokens" and streamed.fee > 0
+        assert tokens.unsettled_fee(broker.address) == result.fee + streamed.fee
+        assert broker.inference.local_fees(tokens.address) == tokens.unsettled_fee(broker.address)
+        seconds = providers.audio
+        for audio, stream in ((wav(2.6), False), (spoken, True)):
+            await broker.inference.transcribe(seconds.address, audio, "a.wav", stream=stream, verify="off")
+        assert broker.inference.local_fees(seconds.address) == seconds.unsettled_fee(broker.address)
+        assert seconds.unsettled_fee(broker.address) == (3 + 1) * AUDIO_PRICE  # 2.6 s -> 3; 10,400 B -> 1
+
+
 async def test_async_image_job(devnet: Devnet, providers: Providers) -> None:
-    """generate_image_async submits a job, polls it to completion and counts n images."""
+    """generate_image_async submits a job, polls it to completion, counts n images and verifies BOUND."""
     broker = await funded(devnet, 12, providers.image)
     async with broker:
         result = await broker.inference.generate_image_async(
-            providers.image.address, "a cat", n=2, verify="off"
+            providers.image.address, "a cat", n=2, verify="required"
         )
         assert result.job_id and len(result.images) == 2 and result.fee == 2 * IMAGE_PRICE
         assert providers.image.unsettled_fee(broker.address) == result.fee
+        outcome = result.verification.result
+        assert outcome is not None and outcome.status is VerificationStatus.BOUND
+        assert result.chat_id and outcome.signer == providers.image.tee_signer
+
+
+async def test_resumed_async_image_job_verifies(devnet: Devnet, providers: Providers) -> None:
+    """A job resumed after a timeout verifies BOUND with the submit hash, SIGNED without it."""
+    broker = await funded(devnet, 13, providers.image)
+    providers.image.core.config.async_job_seconds = 0.1
+    try:
+        async with broker:
+            with pytest.raises(ImageJobTimeoutError) as info:
+                await broker.inference.generate_image_async(providers.image.address, "an owl", max_polls=1)
+            err = info.value
+            assert err.request_sha256 is not None
+            resumed = await broker.inference.wait_image_job(
+                providers.image.address, err.job_id, request_sha256=err.request_sha256, verify="required"
+            )
+            assert resumed.verification.result is not None
+            assert resumed.verification.result.status is VerificationStatus.BOUND
+            bare = await broker.inference.wait_image_job(
+                providers.image.address, err.job_id, verify="required"
+            )
+            assert bare.request_sha256 is None and bare.chat_id == resumed.chat_id
+            assert (await bare.verification).status is VerificationStatus.SIGNED
+    finally:
+        providers.image.core.config.async_job_seconds = 0.02
 
 
 # -- verification -------------------------------------------------------------------------------

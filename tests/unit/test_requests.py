@@ -27,8 +27,8 @@ from og_inference_async import (
     ProviderServerError,
     ServiceNotFoundError,
 )
-from og_inference_async._http import SessionAuth, error_for_status, parse_retry_after
-from og_inference_async.inference._requests import ImageJobTimeoutError
+from og_inference_async._http import SessionAuth, encode_multipart, error_for_status, parse_retry_after
+from og_inference_async.inference._requests import OFFLOAD_BYTES, ImageJobTimeoutError
 from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types import Service
 
@@ -292,6 +292,33 @@ async def test_503_on_a_billed_call_is_retried_but_500_is_not(env: Env) -> None:
     with pytest.raises(ProviderServerError):
         await env.api.chat(PROVIDER, [{"role": "user", "content": "hi"}])
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_errors_are_not_retried_on_a_billed_call(env: Env, status: int) -> None:
+    """502/504 may come after the provider served (and billed) a chat: it is not sent again."""
+    route = env.router.post(CHAT_URL).mock(return_value=error(status, "bad_gateway"))
+    with pytest.raises(ProviderServerError) as info:
+        await env.api.chat(PROVIDER, [{"role": "user", "content": "hi"}])
+    assert route.call_count == 1 and info.value.status_code == status
+    with pytest.raises(ProviderServerError):
+        async with env.api.chat_stream(PROVIDER, [{"role": "user", "content": "hi"}]) as chunks:
+            [c async for c in chunks]
+    assert route.call_count == 2  # the stream was not resent either
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_errors_are_retried_on_an_idempotent_get(env: Env, status: int) -> None:
+    """Job polls (GETs) are retried on 502/504."""
+    env.use(make_service(service_type="text-to-image", input_price=7, output_price=0))
+    poll = env.router.get(URL + "/v1/async/jobs/g").mock(
+        side_effect=[
+            error(status, "bad_gateway"),
+            httpx.Response(200, json={"jobId": "g", "status": "completed", "data": {"data": []}}),
+        ]
+    )
+    result = await env.api.wait_image_job(PROVIDER, "g", n=1)
+    assert poll.call_count == 2 and result.fee == 7
 
 
 async def test_500_on_an_idempotent_get_is_retried(env: Env) -> None:
@@ -619,6 +646,41 @@ async def test_image_generation_bills_n_images(env: Env) -> None:
     assert result.fee == 2000 and [img.data for img in result.images] == [b"hi", b"hi"]
 
 
+@pytest.mark.parametrize("size", [1_000, OFFLOAD_BYTES + 1])
+async def test_small_and_large_uploads_give_identical_results(
+    env: Env, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Uploads at or above OFFLOAD_BYTES are encoded and hashed in a worker thread, with the same result."""
+    import hashlib
+
+    import anyio.to_thread
+
+    offloaded: list[str] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def counting_run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        offloaded.append(func.__name__)
+        return await real_run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
+    env.use(make_service(service_type="speech-to-text", input_price=100, output_price=0))
+    route = env.router.post(URL + "/v1/proxy/audio/transcriptions").mock(
+        return_value=httpx.Response(200, json={"text": "ok", "usage": {"type": "duration", "seconds": 1}})
+    )
+    audio = bytes(range(256)) * (size // 256 + 1)
+    result = await env.api.transcribe(
+        PROVIDER, bytearray(audio), "clip.wav", language="en", content_type="audio/wav"
+    )
+    sent = route.calls[0].request
+    assert result.request_sha256 == hashlib.sha256(sent.content).hexdigest()
+    boundary = sent.headers["content-type"].split("boundary=")[1]
+    expected, ctype = encode_multipart(
+        {"model": "m", "language": "en"}, {"file": ("clip.wav", audio, "audio/wav")}, boundary=boundary
+    )
+    assert sent.content == expected and sent.headers["content-type"] == ctype
+    assert ("_encode_upload" in offloaded) is (size >= OFFLOAD_BYTES)
+
+
 async def test_edit_image_is_multipart_and_hashes_the_sent_bytes(env: Env) -> None:
     """edit_image sends multipart with the image file and hashes exactly the bytes sent."""
     import hashlib
@@ -773,6 +835,21 @@ async def test_openai_client_with_api_key(env: Env) -> None:
     client = await env.api.openai_client(PROVIDER, api_key="app-sk-key", max_retries=0)
     await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert route.calls[0].request.headers["authorization"] == "Bearer app-sk-key"
+
+
+async def test_openai_client_does_not_retry_billed_calls_by_default(env: Env) -> None:
+    """openai_client() sets max_retries=0 (openai's default is 2) unless the caller passes one."""
+    pytest.importorskip("openai")
+    import openai
+
+    route = env.router.post(CHAT_URL).mock(return_value=error(500, "internal_error"))
+    client = await env.api.openai_client(PROVIDER, api_key="app-sk-key")
+    assert client.max_retries == 0
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert route.call_count == 1
+    chosen = await env.api.openai_client(PROVIDER, api_key="app-sk-key", max_retries=2)
+    assert chosen.max_retries == 2
 
 
 async def test_openai_missing_is_a_config_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

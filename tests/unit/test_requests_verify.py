@@ -242,6 +242,41 @@ async def test_off_policy_skips(env: Env) -> None:
     assert result.verification.done and (await result.verification).status is VerificationStatus.SKIPPED
 
 
+async def test_async_job_result_is_verified_like_a_response(env: Env) -> None:
+    """A job result's chat id comes from the poll's ZG-Res-Key (else chatId) and verifies BOUND."""
+    env.use(make_service(service_type="text-to-image", input_price=7, output_price=0))
+    submit = env.router.post(URL + "/v1/async/images/generations").mock(
+        return_value=httpx.Response(202, json={"jobId": "j1", "status": "pending"})
+    )
+    done = json.dumps(
+        {"jobId": "j1", "status": "completed", "chatId": "c-j1", "data": {"data": [{"b64_json": "aGk="}]}}
+    ).encode()
+    poll = env.router.get(URL + "/v1/async/jobs/j1").mock(
+        return_value=httpx.Response(200, content=done, headers={"ZG-Res-Key": "c-j1"})
+    )
+
+    def sign(request: httpx.Request) -> httpx.Response:
+        text = f"{sha(submit.calls[0].request.content)}:{sha(done)}"
+        return httpx.Response(200, json={"text": text, "signature": personal_sign_text(text, TEE)})
+
+    env.router.get(URL + "/v1/proxy/signature/c-j1").mock(side_effect=sign)
+    result = await env.api.generate_image_async(PROVIDER, "a cat", verify="required")
+    assert result.chat_id == "c-j1" and result.response_sha256 == sha(done)
+    assert (await result.verification).status is VerificationStatus.BOUND
+    # the body's chatId is used when the header is missing
+    poll.mock(return_value=httpx.Response(200, content=done))
+    resumed = await env.api.wait_image_job(PROVIDER, "j1", verify="required")
+    assert resumed.chat_id == "c-j1" and resumed.request_sha256 is None
+    assert (await resumed.verification).status is VerificationStatus.SIGNED
+    # a provider that gives job results no chat id fails 'required' as UNAVAILABLE
+    poll.mock(
+        return_value=httpx.Response(200, json={"jobId": "j1", "status": "completed", "data": {"data": []}})
+    )
+    with pytest.raises(ResponseVerificationError) as info:
+        await env.api.wait_image_job(PROVIDER, "j1", verify="required")
+    assert info.value.verification.status is VerificationStatus.UNAVAILABLE
+
+
 async def test_background_policy_delivers_via_handle_and_callback(env: Env) -> None:
     """Under 'background' the result returns first; the outcome arrives on the handle and the callback."""
     env.router.post(CHAT_URL).mock(

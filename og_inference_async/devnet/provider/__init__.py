@@ -47,7 +47,7 @@ HTTP   code                        when
 401    ``token_revoked``           persistent id (0-254) set in the on-chain ``revokedBitmap``
 403    ``not_acknowledged``        the account's ``acknowledged`` flag is false
 402    ``insufficient_balance``    balance rule failed; ``required``/``available``/``unsettled``/
-                                   ``fee`` (wei, decimal strings) sit inside ``error``
+                                   ``pending``/``fee`` (wei, decimal strings) sit inside ``error``
 403    ``address_mismatch``        ``/v1/user/{address}/unsettledfee`` for another address
 400    ``invalid_request``         bad JSON / form, missing ``messages``/``prompt``/file, bad ``n``
 404    ``model_not_found``         a ``model`` other than the registered one
@@ -57,22 +57,41 @@ HTTP   code                        when
 =====  ==========================  ==========================================================
 
 Balance rule (the TS SDK's rule, PROTOCOL.md 2.6): a request is served only if
-``account.balance - account.pendingRefund >= unsettled fees + this request's fee + 1 OG``
-(``MIN_LOCKED_BALANCE``). The fee of the request is exact (the model runs before the check).
-402 was chosen over the older Go broker's 400. A refused request is never billed.
+``account.balance - account.pendingRefund >= unsettled fees + pending job fees + this request's
+fee + 1 OG`` (``MIN_LOCKED_BALANCE``). The fee of the request is exact (the model runs before the
+check). 402 was chosen over the older Go broker's 400. A refused request is never billed. The
+check and the booking of the fee happen with no ``await`` in between, so concurrent requests can
+never together pass a balance that covers only some of them.
+
+Async image jobs: a submission is checked by the balance rule and its fee is *reserved* at once
+(owed from then on, so concurrent submissions cannot overspend); the job is billed that reserved
+fee when it completes, and the reservation is released (nothing billed) when it fails.
+A completed job's result is verifiable like a synchronous response: the ``GET
+/v1/async/jobs/{id}`` answer that delivers it carries a ``ZG-Res-Key: <chat id>`` header and the
+same id as ``chatId`` in its JSON (``{"jobId", "status": "completed", "createdAt", "updatedAt",
+"chatId", "data"}``); that body is built once and sent byte-for-byte identically on every poll,
+and ``GET /v1/proxy/signature/<chat id>`` signs ``sha256hex(submit request body) + ":" +
+sha256hex(completed poll response body)``. Pending/processing/failed answers carry no chat id.
 
 Account reads are cached per user and revalidated against the latest block hash (shared by
 requests arriving within 5 ms of each other), so any mined transaction (a revocation, a top-up,
 a snapshot revert) is seen by the next request; settlement also drops the settled users' entries.
 
 Billing and settlement: fees follow PROTOCOL.md 4.6 (chat ``prompt*input + completion*output``,
-images ``n*input``, transcription per billable second or per token). Unsettled fees are kept in
+images ``n*input``, transcription per token by default (``input_tokens*input +
+output_tokens*output``; usage ``{"type": "tokens", ...}``) or, with
+``transcription_billing="duration"``, per billable second). Unsettled fees are kept in
 memory; every ``settle_interval`` seconds (2 s by default; ``None`` for on demand only) and on
 :meth:`ProviderHandle.settle_now`, each user's fees are signed as an EIP-712 ``TEESettlement``
 (nonce = ``account.nonce + 1``), checked with ``previewSettlementResults`` and sent with
 ``settleFeesWithTEE`` by the provider. PARTIAL: the amount taken is dropped and the remainder
 stays owed (one open record, retried next round). Rejected users keep their fees for the next
-round, except a missing sub-account (``ACCOUNT_NOT_FOUND``): written off.
+round, except a missing sub-account (``ACCOUNT_NOT_FOUND``): written off. A settlement sent whose
+outcome is unknown (no receipt, transport failure) stays in doubt with its nonce and transaction
+hash, still owed and not re-signed; the next round reads the account's nonce: if it reached the
+in-doubt nonce the settlement landed (fees dropped; a PARTIAL remainder is read from the
+transaction's ``TEESettlementResult`` event), otherwise the fees are settled again. So a
+settlement is never charged twice.
 """
 
 from __future__ import annotations

@@ -401,30 +401,50 @@ def build_app(core: ProviderCore) -> Starlette:
         return signed_json({"text": result.text, "usage": usage}, body, chat_id)
 
     # -- async jobs -------------------------------------------------------------------------
-    async def run_job(job: AsyncJob, fee: int, body: bytes, make: Callable[[], list[dict[str, Any]]]) -> None:
-        await anyio.sleep(core.config.async_job_seconds / 2)
-        job.status = "processing"
-        job.updated_at = int(time.time() * 1000)
-        await anyio.sleep(core.config.async_job_seconds / 2)
+    def job_status(job: AsyncJob) -> dict[str, Any]:
+        return {
+            "jobId": job.job_id,
+            "status": job.status,
+            "createdAt": _iso(job.created_at),
+            "updatedAt": _iso(job.updated_at),
+        }
+
+    async def run_job(job: AsyncJob, body: bytes, make: Callable[[], list[dict[str, Any]]]) -> None:
         try:
-            job.data = {"created": int(time.time()), "data": make()}
-        except Exception as exc:  # a failed job is reported to the poller, never raised into the server
-            job.status, job.error = "failed", f"image generation failed: {type(exc).__name__}"
-        else:
-            core.bill(job.user, job.job_id, fee, body)
-            job.status = "completed"
+            await anyio.sleep(core.config.async_job_seconds / 2)
+            job.status = "processing"
+            job.updated_at = int(time.time() * 1000)
+            await anyio.sleep(core.config.async_job_seconds / 2)
+            try:
+                data = {"created": int(time.time()), "data": make()}
+            except Exception as exc:  # a failed job is reported to the poller, never raised into the server
+                core.fail_job(job)
+                job.status, job.error = "failed", f"image generation failed: {type(exc).__name__}"
+                job.updated_at = int(time.time() * 1000)
+                return
+        except BaseException:
+            core.fail_job(job)  # the server is stopping: the job never completes and is never billed
+            raise
+        # completed: bill the reserved fee and sign the answer that delivers the result, exactly
+        # as it will be sent: sha256(submit request body) + ":" + sha256(completed poll body)
+        chat_id = str(uuid.uuid4())
+        core.complete_job(job, chat_id, body)
+        job.data, job.chat_id = data, chat_id
+        job.status = "completed"
         job.updated_at = int(time.time() * 1000)
+        job.result_body = _dumps({**job_status(job), "chatId": chat_id, "data": data})
+        core.store_signature(chat_id, f"{_sha(body)}:{_sha(job.result_body)}")
 
     def submit(
         auth: AuthContext, fee: int, body: bytes, make: Callable[[], list[dict[str, Any]]]
     ) -> Response:
         if core.task_group is None:
             raise AuthFailure(503, "service_unavailable", "async jobs are not running")
-        core.check_balance(auth, fee)
         now = int(time.time() * 1000)
-        job = AsyncJob(str(uuid.uuid4()), auth.user, "pending", now, now)
+        job = AsyncJob(str(uuid.uuid4()), auth.user, "pending", now, now, fee=fee)
+        core.reserve_job(auth, job.job_id, fee)  # the balance rule counts pending jobs' fees
         core.jobs[job.job_id] = job
-        core.task_group.start_soon(run_job, job, fee, body, make)
+        core.task_group.start_soon(run_job, job, body, make)
         return _json({"jobId": job.job_id, "status": "pending"}, 202)
 
     async def async_generations(request: Request) -> Response:
@@ -452,17 +472,14 @@ def build_app(core: ProviderCore) -> Starlette:
         job = core.jobs.get(request.path_params["job_id"])
         if job is None or job.user.lower() != auth.user.lower():
             raise AuthFailure(404, "not_found", "no such job")
-        out: dict[str, Any] = {
-            "jobId": job.job_id,
-            "status": job.status,
-            "createdAt": _iso(job.created_at),
-            "updatedAt": _iso(job.updated_at),
-        }
+        if job.status == "completed" and job.result_body is not None and job.chat_id is not None:
+            return Response(
+                job.result_body, media_type="application/json", headers={"ZG-Res-Key": job.chat_id}
+            )
+        out = job_status(job)
         headers = None
         if job.status in ("pending", "processing"):
             headers = {"Retry-After": str(core.config.async_retry_after)}
-        elif job.status == "completed":
-            out["data"] = job.data
         else:
             out["errorMessage"] = job.error or "failed"
         return _json(out, 200, headers)

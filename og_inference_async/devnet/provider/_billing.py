@@ -23,6 +23,7 @@ __all__ = [
     "SETTLEMENT_STATUS",
     "FeeBook",
     "FeeRecord",
+    "InDoubt",
     "SettlementResult",
     "billable_seconds",
     "chat_fee",
@@ -173,19 +174,45 @@ class SettlementResult:
     tx_hash: str | None = None
 
 
+@dataclass(frozen=True)
+class InDoubt:
+    """A settlement that was sent but whose outcome is unknown (the receipt never came).
+
+    Attributes:
+        records: the fee records it covered (kept in flight, still owed, until resolved).
+        total_fee: the fee it asked for, in wei.
+        nonce: the settlement nonce it used: the account's nonce reaching it means it landed.
+        tx_hash: the ``settleFeesWithTEE`` transaction hash (its receipt tells a PARTIAL amount).
+    """
+
+    records: list[FeeRecord]
+    total_fee: int
+    nonce: int
+    tx_hash: str
+
+
 @dataclass
 class FeeBook:
-    """Unsettled fees per user, kept in memory.
+    """Unsettled fees per user, kept in memory, plus the fees reserved by pending async jobs.
 
     A settlement round ``take``s the open records of a user (they stay counted as unsettled while
-    in flight), then either ``drop``s them (settled), ``restore``s them (not settled), or
-    replaces them with one carry-over record of the remainder (partial).
+    in flight), then either ``drop``s them (settled), ``restore``s them (not settled), replaces
+    them with one carry-over record of the remainder (partial), or marks them ``in_doubt`` (the
+    transaction was sent but its outcome is unknown; resolved by the next round).
+
+    An accepted async job ``reserve``s its fee: the reservation counts in :meth:`owed` (the
+    balance rule) but not in :meth:`unsettled` until the job completes and ``complete`` turns it
+    into a billed record (or ``release`` drops it when the job fails).
     """
 
     _open: dict[str, list[FeeRecord]] = field(default_factory=dict)
     _in_flight: dict[str, list[FeeRecord]] = field(default_factory=dict)
+    _in_doubt: dict[str, InDoubt] = field(default_factory=dict)
     # open + in-flight total per user, kept up to date so the per-request check is O(1)
     _owed: dict[str, int] = field(default_factory=dict)
+    # job id -> fee of accepted, not yet completed async jobs, per user
+    _reserved: dict[str, dict[str, int]] = field(default_factory=dict)
+    _reserved_total: dict[str, int] = field(default_factory=dict)
     total_billed: int = 0
 
     @staticmethod
@@ -220,9 +247,53 @@ class FeeBook:
         return False
 
     def unsettled(self, user: str) -> int:
-        """Fees billed to ``user`` and not yet settled on chain (open plus in flight)."""
+        """Fees billed to ``user`` and not yet settled on chain (open, in flight or in doubt)."""
         return self._owed.get(self._key(user), 0)
 
+    def pending(self, user: str) -> int:
+        """Fees reserved by ``user``'s accepted async jobs that have not completed yet."""
+        return self._reserved_total.get(self._key(user), 0)
+
+    def owed(self, user: str) -> int:
+        """What the balance rule counts as owed: :meth:`unsettled` plus :meth:`pending`."""
+        key = self._key(user)
+        return self._owed.get(key, 0) + self._reserved_total.get(key, 0)
+
+    # -- async job reservations -------------------------------------------------------------------
+    def reserve(self, user: str, job_id: str, fee: int) -> None:
+        """Reserve the fee of an accepted async job (owed from now on, billed at completion)."""
+        key = self._key(user)
+        self._reserved.setdefault(key, {})[job_id] = fee
+        self._reserved_total[key] = self._reserved_total.get(key, 0) + fee
+
+    def release(self, user: str, job_id: str) -> int | None:
+        """Drop a job's reservation; returns its fee, or ``None`` when there was none."""
+        key = self._key(user)
+        jobs = self._reserved.get(key)
+        if jobs is None or job_id not in jobs:
+            return None
+        fee = jobs.pop(job_id)
+        if not jobs:
+            del self._reserved[key]
+        total = self._reserved_total.get(key, 0) - fee
+        if total:
+            self._reserved_total[key] = total
+        else:
+            self._reserved_total.pop(key, None)
+        return fee
+
+    def complete(self, user: str, job_id: str, record: FeeRecord) -> bool:
+        """Turn a job's reservation into the billed ``record`` (whose fee is the reserved fee).
+
+        Returns:
+            ``False`` (nothing billed) when the job had no reservation, e.g. after a reset.
+        """
+        if self.release(user, job_id) is None:
+            return False
+        self.add(user, record)
+        return True
+
+    # -- settlement rounds --------------------------------------------------------------------------
     def users(self) -> list[str]:
         """Lower-case addresses of users with open records."""
         return [u for u, recs in self._open.items() if recs]
@@ -257,3 +328,15 @@ class FeeBook:
         key = self._key(user)
         self._remove_in_flight(key, records)
         self._open.setdefault(key, [])[:0] = records
+
+    def mark_in_doubt(self, user: str, doubt: InDoubt) -> None:
+        """Keep in-flight records whose settlement was sent with an unknown outcome (still owed)."""
+        self._in_doubt[self._key(user)] = doubt
+
+    def in_doubt(self) -> dict[str, InDoubt]:
+        """Settlements in doubt, by lower-case user address."""
+        return dict(self._in_doubt)
+
+    def resolve(self, user: str) -> InDoubt | None:
+        """Forget a user's in-doubt mark (the caller then drops or restores its records)."""
+        return self._in_doubt.pop(self._key(user), None)

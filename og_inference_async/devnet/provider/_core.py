@@ -20,7 +20,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from ..._exceptions import OGError, RPCError, TokenDecodeError, TokenVerificationError
+from ..._exceptions import ContractRevertError, OGError, RPCError, TokenDecodeError, TokenVerificationError
 from ..._session import (
     EPHEMERAL_TOKEN_ID,
     MAX_EPHEMERAL_LIFETIME_MS,
@@ -34,13 +34,14 @@ from ._billing import (
     SETTLEMENT_STATUS,
     FeeBook,
     FeeRecord,
+    InDoubt,
     SettlementResult,
     request_hash,
     requests_hash,
     sign_settlement,
 )
 from ._faults import ProviderFaults
-from ._rpc import SETTLEMENT_RESULT_TOPIC, AccountState, ProviderChain, ServiceState, inference_function
+from ._rpc import AccountState, ProviderChain, ServiceState, inference_function, settlement_outcomes
 
 __all__ = [
     "MIN_LOCKED_BALANCE",
@@ -68,7 +69,8 @@ class ProviderConfig:
     Attributes:
         service_type: ``"chatbot"``, ``"text-to-image"``, ``"image-editing"`` or ``"speech-to-text"``.
         model: the model name registered on chain and served by ``/v1/models``.
-        input_price: wei per input unit (token, image or second).
+        input_price: wei per input unit (token, image, or for speech-to-text an input (audio)
+            token in token mode and a second of audio in duration mode).
         output_price: wei per output token.
         additional_info: extra keys merged into the on-chain ``additionalInfo`` JSON
             (``{"ProviderType": "decentralized", ...}`` is always present).
@@ -80,7 +82,10 @@ class ProviderConfig:
             (the account cache is validated against the latest block hash).
         async_job_seconds: how long an async image job takes.
         async_retry_after: ``Retry-After`` seconds sent while an async job is not finished.
-        transcription_billing: ``"duration"`` (per second of audio) or ``"tokens"``.
+        transcription_billing: how speech-to-text is billed: ``"tokens"`` (default; usage
+            ``{"type": "tokens", "input_tokens", "output_tokens", "total_tokens"}``, fee
+            ``input_tokens * input_price + output_tokens * output_price``) or ``"duration"``
+            (usage ``{"type": "duration", "seconds"}``, fee ``billable seconds * input_price``).
         signature_store_size: how many response signatures are kept.
     """
 
@@ -96,7 +101,7 @@ class ProviderConfig:
     head_join_window: float = 0.005
     async_job_seconds: float = 0.2
     async_retry_after: int = 1
-    transcription_billing: str = "duration"
+    transcription_billing: str = "tokens"
     signature_store_size: int = 100_000
 
 
@@ -255,6 +260,10 @@ class AsyncJob:
     updated_at: int
     data: Any = None
     error: str | None = None
+    fee: int = 0
+    chat_id: str | None = None
+    #: the exact bytes of the ``completed`` poll answer (signed; sent unchanged on every poll)
+    result_body: bytes | None = None
 
 
 class ProviderCore:
@@ -436,24 +445,28 @@ class ProviderCore:
 
     # -- billing ----------------------------------------------------------------------------
     def check_balance(self, auth: AuthContext, fee: int) -> None:
-        """Apply the balance rule ``balance - pendingRefund >= unsettled + fee + 1 OG``.
+        """Apply the balance rule ``balance - pendingRefund >= owed + fee + 1 OG``.
+
+        ``owed`` is the unsettled fees plus the fees of the user's pending async jobs.
 
         Raises:
             AuthFailure: 402 ``insufficient_balance`` with ``required``/``available`` (wei strings).
         """
         unsettled = self.book.unsettled(auth.user)
-        required = unsettled + fee + self.config.min_locked_balance
+        pending = self.book.pending(auth.user)
+        required = unsettled + pending + fee + self.config.min_locked_balance
         available = auth.account.locked
         if available < required:
             raise AuthFailure(
                 402,
                 "insufficient_balance",
-                "sub-account balance is too low: it must cover unsettled fees + this request + "
-                f"{self.config.min_locked_balance} wei reserve",
+                "sub-account balance is too low: it must cover unsettled fees + pending async jobs + "
+                f"this request + {self.config.min_locked_balance} wei reserve",
                 extra={
                     "required": str(required),
                     "available": str(available),
                     "unsettled": str(unsettled),
+                    "pending": str(pending),
                     "fee": str(fee),
                 },
             )
@@ -468,10 +481,33 @@ class ProviderCore:
         self.book.add(auth.user, FeeRecord(request_id, fee, request_hash(request_id, body)))
         self.requests_served += 1
 
-    def bill(self, user: str, request_id: str, fee: int, body: bytes) -> None:
-        """Record a fee without the balance check (async jobs checked it when submitted)."""
-        self.book.add(user, FeeRecord(request_id, fee, request_hash(request_id, body)))
+    def reserve_job(self, auth: AuthContext, job_id: str, fee: int) -> None:
+        """Check the balance rule and reserve an async job's fee, atomically (no await in between).
+
+        The reservation counts as owed for every later request until the job completes
+        (:meth:`complete_job` bills it) or fails (:meth:`fail_job` releases it).
+
+        Raises:
+            AuthFailure: 402 when the balance rule fails (nothing is reserved).
+        """
+        self.check_balance(auth, fee)
+        self.book.reserve(auth.user, job_id, fee)
+
+    def complete_job(self, job: AsyncJob, request_id: str, body: bytes) -> bool:
+        """Bill a completed async job at the fee reserved when it was accepted.
+
+        Returns:
+            Whether it was billed (``False`` when the reservation is gone, e.g. after a reset).
+        """
+        record = FeeRecord(request_id, job.fee, request_hash(request_id, body))
+        if not self.book.complete(job.user, job.job_id, record):
+            return False
         self.requests_served += 1
+        return True
+
+    def fail_job(self, job: AsyncJob) -> None:
+        """Release the reservation of a failed async job (never billed)."""
+        self.book.release(job.user, job.job_id)
 
     # -- response signatures ----------------------------------------------------------------
     def store_signature(self, chat_id: str, text: str) -> None:
@@ -506,27 +542,91 @@ class ProviderCore:
         round, except when the sub-account no longer exists (``ACCOUNT_NOT_FOUND``): those fees
         are written off.
 
+        A settlement whose transaction was sent but whose outcome is unknown (the receipt wait
+        or the transport failed) stays *in doubt*: its fees stay owed and are not signed again.
+        The next round first reads the account's settlement nonce: when it reached the in-doubt
+        nonce the settlement landed (its fees are dropped, a PARTIAL remainder read from the
+        transaction's ``TEESettlementResult`` event stays owed) and it is reported in that
+        round's results; otherwise the fees are put back and settled again (a settlement that
+        never landed leaves the nonce where it was, so at most one of the two can land).
+
         Returns:
-            One result per user that had unsettled fees.
+            One result per user that had unsettled fees (plus one per resolved in-doubt settlement).
 
         Raises:
-            OGError: the node failed; every fee taken for this round is put back first.
+            OGError: the node failed; fees taken for this round are put back first, except those
+                of a settlement that may have been sent, which stay in doubt.
         """
         async with self._settle_lock:
+            results = await self._resolve_in_doubt()
             users = self.book.users()
-            results: list[SettlementResult] = []
             for start in range(0, len(users), MAX_SETTLEMENTS_PER_TX):
                 results.extend(await self._settle_batch(users[start : start + MAX_SETTLEMENTS_PER_TX]))
             return results
+
+    async def _resolve_in_doubt(self) -> list[SettlementResult]:
+        """Decide what happened to the settlements left in doubt by an earlier round."""
+        results: list[SettlementResult] = []
+        for user, doubt in self.book.in_doubt().items():
+            account = await self.chain.get_account(to_checksum_address(user), self.address)
+            count = len(doubt.records)
+            if account is None:
+                self.book.resolve(user)
+                self.book.drop(user, doubt.records)
+                results.append(
+                    SettlementResult(
+                        to_checksum_address(user), "ACCOUNT_NOT_FOUND", doubt.total_fee, 0, 0, 0, count
+                    )
+                )
+                continue
+            if account.nonce < doubt.nonce:
+                # never landed: this round signs the fees again (with the same nonce, if nothing moved it)
+                self.book.resolve(user)
+                self.book.restore(user, doubt.records)
+                continue
+            receipt = await self.chain.receipt(doubt.tx_hash)
+            status, unsettled = 0, 0
+            if receipt is not None and receipt.get("status") == "0x1":
+                status, unsettled = settlement_outcomes(receipt).get(user, (0, 0))
+            else:
+                # the nonce moved, so it landed; without its receipt the PARTIAL remainder is unknown
+                logger.warning(
+                    "devnet provider %s: settlement %s landed but has no receipt; assuming SUCCESS",
+                    self.address,
+                    doubt.tx_hash,
+                )
+            name = SETTLEMENT_STATUS.get(status, str(status))
+            self.book.resolve(user)
+            if name in ("SUCCESS", "PARTIAL"):
+                self.book.drop(user, doubt.records, carry_over=unsettled)
+                settled = doubt.total_fee - unsettled
+            else:
+                self.book.restore(user, doubt.records)
+                settled, unsettled = 0, doubt.total_fee
+            self.invalidate(user)
+            results.append(
+                SettlementResult(
+                    to_checksum_address(user),
+                    name,
+                    doubt.total_fee,
+                    settled,
+                    unsettled,
+                    doubt.nonce,
+                    count,
+                    doubt.tx_hash,
+                )
+            )
+        return results
 
     async def _settle_batch(self, users: list[str]) -> list[SettlementResult]:
         taken = {u: self.book.take(u) for u in users}
         taken = {u: recs for u, recs in taken.items() if recs}
         results: list[SettlementResult] = []
+        items: dict[str, tuple[Any, ...]] = {}
+        meta: dict[str, tuple[int, int]] = {}
+        sent: list[str] = []
         try:
             accounts = {u: await self.chain.get_account(to_checksum_address(u), self.address) for u in taken}
-            items: dict[str, tuple[Any, ...]] = {}
-            meta: dict[str, tuple[int, int]] = {}
             for user, records in taken.items():
                 account = accounts[user]
                 total = sum(r.fee for r in records)
@@ -575,19 +675,12 @@ class ProviderCore:
                         )
             if items:
                 receipt = await self.chain.send(
-                    self._key, inference_function("settleFeesWithTEE").encode(list(items.values()))
+                    self._key,
+                    inference_function("settleFeesWithTEE").encode(list(items.values())),
+                    on_sent=sent.append,
                 )
                 tx_hash = str(receipt["transactionHash"])
-                outcome: dict[str, tuple[int, int]] = {}
-                for log in receipt.get("logs", []):
-                    topics = log.get("topics") or []
-                    if topics and topics[0] == SETTLEMENT_RESULT_TOPIC:
-                        user = "0x" + topics[1][-40:]
-                        data = bytes.fromhex(log["data"][2:])
-                        outcome[user.lower()] = (
-                            int.from_bytes(data[:32], "big"),
-                            int.from_bytes(data[32:64], "big"),
-                        )
+                outcome = settlement_outcomes(receipt)
                 for user in list(items):
                     total, nonce = meta[user]
                     status, unsettled = outcome.get(user, (5, total))
@@ -612,10 +705,17 @@ class ProviderCore:
                         )
                     )
                     del items[user]
-        except BaseException:
+        except BaseException as exc:
+            # a reverted transaction changed nothing; any other failure after sending is in doubt
+            in_doubt = bool(sent) and not isinstance(exc, ContractRevertError)
             done = {r.user.lower() for r in results}
             for user, records in taken.items():
-                if user not in done:
+                if user in done:
+                    continue
+                if in_doubt and user in items:
+                    total, nonce = meta[user]
+                    self.book.mark_in_doubt(user, InDoubt(records, total, nonce, sent[-1]))
+                else:
                     self.book.restore(user, records)
             raise
         return results
@@ -624,7 +724,7 @@ class ProviderCore:
         """Run :meth:`settle_now` every ``interval`` seconds; failures are logged, not raised."""
         while True:
             await anyio.sleep(interval)
-            if not self.book.users():
+            if not self.book.users() and not self.book.in_doubt():
                 continue
             try:
                 results = await self.settle_now()

@@ -8,6 +8,7 @@ transactions locally with ``eth_account``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "ServiceState",
     "inference_function",
     "ledger_function",
+    "settlement_outcomes",
 ]
 
 #: topic0 of ``TEESettlementResult(address indexed user, uint8 status, uint256 unsettledAmount)``.
@@ -273,6 +275,7 @@ class ProviderChain:
         *,
         value: int = 0,
         gas: int | None = None,
+        on_sent: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Sign a legacy transaction to the inference contract locally, send it and wait for its receipt.
 
@@ -283,6 +286,8 @@ class ProviderChain:
             data: calldata.
             value: wei to send.
             gas: gas limit; estimated (+20 %) when ``None``.
+            on_sent: called with the transaction hash just before ``eth_sendRawTransaction``:
+                from then on a failure leaves the outcome unknown (the node may have it).
 
         Returns:
             The receipt (a JSON-RPC receipt object with ``status == "0x1"``).
@@ -324,11 +329,18 @@ class ProviderChain:
                     "chainId": self.chain_id,
                 }
             )
+            if on_sent is not None:
+                on_sent(_hex(bytes(signed.hash)))
             tx_hash = await self.rpc("eth_sendRawTransaction", [_hex(bytes(signed.raw_transaction))])
         receipt = await self.wait_receipt(str(tx_hash))
         if receipt.get("status") != "0x1":
             raise ContractRevertError("provider transaction reverted", tx_hash=str(tx_hash))
         return receipt
+
+    async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        """The receipt of a transaction, or ``None`` when it is not (or no longer) known."""
+        found = await self.rpc("eth_getTransactionReceipt", [tx_hash])
+        return dict(found) if found else None
 
     async def wait_receipt(self, tx_hash: str) -> dict[str, Any]:
         """Poll for a transaction receipt, for at most 30 s (anvil automines: usually immediate).
@@ -346,6 +358,18 @@ class ProviderChain:
                 delay = min(delay * 2, 0.1)
         # e.g. the chain was reverted to a snapshot between sending and mining
         raise TransactionOutcomeUnknownError("no receipt after 30 s", tx_hash=tx_hash)
+
+
+def settlement_outcomes(receipt: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """``TEESettlementResult`` events of a receipt: lower-case user -> (status, unsettled amount)."""
+    outcome: dict[str, tuple[int, int]] = {}
+    for log in receipt.get("logs", []):
+        topics = log.get("topics") or []
+        if topics and topics[0] == SETTLEMENT_RESULT_TOPIC:
+            user = "0x" + topics[1][-40:]
+            data = bytes.fromhex(log["data"][2:])
+            outcome[user.lower()] = (int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big"))
+    return outcome
 
 
 def _account_state(acc: tuple[Any, ...]) -> AccountState:

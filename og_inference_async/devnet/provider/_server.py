@@ -37,17 +37,18 @@ DEFAULT_PROVIDERS: tuple[tuple[str, str, int, int, int], ...] = (
     ("text-to-image", "og-devnet/pattern-diffusion", 10_000_000_000_000_000, 0, 21),
     # 0.02 OG per edited image
     ("image-editing", "og-devnet/pattern-edit", 20_000_000_000_000_000, 0, 22),
-    # 0.0001 OG per second of audio
-    ("speech-to-text", "og-devnet/whisper-echo", 100_000_000_000_000, 0, 23),
+    # token mode: 0.00001 OG per output (transcript) token; audio input tokens are free
+    ("speech-to-text", "og-devnet/whisper-echo", 0, 10_000_000_000_000, 23),
 )
 
 _PRICE_UNITS = {
     "chatbot": "token",
     "text-to-image": "image",
     "image-editing": "image",
-    "speech-to-text": "second",
+    "speech-to-text": "token",
 }
 _SERVICE_TYPES = tuple(_PRICE_UNITS)
+_TRANSCRIPTION_BILLING = ("tokens", "duration")
 
 
 class DevnetLike(Protocol):
@@ -108,9 +109,17 @@ class ProviderHandle:
 
         Keys: ``address``, ``url``, ``endpoint`` (``url + "/v1/proxy"``), ``service_type``,
         ``model``, ``tee_signer``, ``input_price`` and ``output_price`` (wei, as decimal strings),
-        ``price_unit`` (what ``input_price`` is per: ``"token"``, ``"image"`` or ``"second"``;
-        ``output_price`` is always per output token), ``settle_interval`` (seconds or ``None``).
+        ``price_unit`` (what ``input_price`` is per: ``"token"``, ``"image"``, or ``"second"`` for
+        speech-to-text in duration mode; ``output_price`` is always per output token),
+        ``settle_interval`` (seconds or ``None``), and for speech-to-text ``transcription_billing``
+        (``"tokens"`` or ``"duration"``).
         """
+        unit = _PRICE_UNITS.get(self.service_type, "unit")
+        billing: dict[str, Any] = {}
+        if self.service_type == "speech-to-text":
+            billing["transcription_billing"] = self.core.config.transcription_billing
+            if self.core.config.transcription_billing == "duration":
+                unit = "second"
         return {
             "address": self.address,
             "url": self.url,
@@ -120,8 +129,9 @@ class ProviderHandle:
             "tee_signer": self.tee_signer,
             "input_price": str(self.input_price),
             "output_price": str(self.output_price),
-            "price_unit": _PRICE_UNITS.get(self.service_type, "unit"),
+            "price_unit": unit,
             "settle_interval": self.core.config.settle_interval,
+            **billing,
         }
 
     def unsettled_fee(self, user: str) -> int:
@@ -268,7 +278,8 @@ async def start_provider(
         task_group: where the server, the settlement loop and async jobs run.
         service_type: ``"chatbot"``, ``"text-to-image"``, ``"image-editing"`` or ``"speech-to-text"``.
         model: the model name.
-        input_price: wei per input unit (token, image or second of audio).
+        input_price: wei per input unit (token or image; for speech-to-text an input (audio)
+            token, or a second of audio with ``transcription_billing="duration"``).
         output_price: wei per output token.
         account_index: which devnet dev account is the provider (use high indexes such as
             20-29; not 0, the owner). Exactly one of ``account_index`` / ``private_key``.
@@ -280,7 +291,8 @@ async def start_provider(
             unacknowledged, for negative tests).
         http: an ``httpx.AsyncClient`` for JSON-RPC (default: a new one, closed on cancel).
         **config: further :class:`ProviderConfig` fields (``clock_skew_ms``,
-            ``async_job_seconds``, ``transcription_billing``, ...).
+            ``async_job_seconds``, ``transcription_billing`` (``"tokens"``, the default, or
+            ``"duration"``), ...).
 
     Returns:
         The running provider's handle.
@@ -291,6 +303,11 @@ async def start_provider(
     """
     if service_type not in _SERVICE_TYPES:
         raise ConfigError(f"service_type must be one of {_SERVICE_TYPES}, got {service_type!r}")
+    billing_mode = config.get("transcription_billing", "tokens")
+    if billing_mode not in _TRANSCRIPTION_BILLING:
+        raise ConfigError(
+            f"transcription_billing must be one of {_TRANSCRIPTION_BILLING}, got {billing_mode!r}"
+        )
     if (account_index is None) == (private_key is None):
         raise ConfigError("pass exactly one of account_index and private_key")
     if account_index is not None:
@@ -391,8 +408,9 @@ async def start_default_providers(
 ) -> list[ProviderHandle]:
     """Start the four default providers concurrently (see :data:`DEFAULT_PROVIDERS`).
 
-    chatbot (account 20), text-to-image (21), image-editing (22) and speech-to-text (23), each
-    settling every ``settle_interval`` seconds (``None``: only on ``settle_now()``).
+    chatbot (account 20), text-to-image (21), image-editing (22) and speech-to-text (23, billed
+    per output token in token mode), each settling every ``settle_interval`` seconds (``None``:
+    only on ``settle_now()``).
 
     Returns:
         Their handles, in that order.
