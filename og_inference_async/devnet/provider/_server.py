@@ -59,16 +59,24 @@ class DevnetLike(Protocol):
     inference: str
 
     @property
-    def accounts(self) -> list[Any]: ...
+    def accounts(self) -> list[Any]:
+        """The funded dev accounts (``address`` and ``private_key``)."""
+        ...
 
     @property
-    def owner(self) -> Any: ...
+    def owner(self) -> Any:
+        """The contracts' owner account (acknowledges providers' TEE signers)."""
+        ...
 
     async def send_as(
         self, address: str, to: str | None, data: bytes = b"", value: int = 0
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Send a transaction from an unlocked dev account and return its receipt."""
+        ...
 
-    async def set_balance(self, address: str, wei: int) -> None: ...
+    async def set_balance(self, address: str, wei: int) -> None:
+        """Set an address's native balance."""
+        ...
 
 
 def tee_key_for(provider_key: str) -> str:
