@@ -21,7 +21,8 @@ Endpoints (under the service URL): ``POST /v1/proxy/chat/completions`` (JSON or 
 ``/v1/proxy/audio/transcriptions`` (multipart), ``POST /v1/async/images/{generations,edits}`` ->
 202 and ``GET /v1/async/jobs/{id}``, ``GET /v1/proxy/signature/{chat_id}``, ``GET /v1/quote``,
 ``GET /v1/proxy/attestation/report``, ``GET /v1/models`` (no auth) and
-``GET /v1/user/{address}/unsettledfee``.
+``GET /v1/user/{address}/unsettledfee`` (billed and unsettled fees plus those reserved by accepted async
+jobs, so auto-funding tops up for what is about to be owed).
 
 The model: a chat answers ``"Echo: <last user message>"`` (cut to ``max_tokens`` words); tokens
 are whitespace-separated words; images are PNGs coloured from the prompt's hash; a transcription

@@ -565,7 +565,8 @@ def build_app(core: ProviderCore) -> Starlette:
         address = request.path_params["address"]
         if address.lower() != auth.user.lower():
             raise AuthFailure(403, "address_mismatch", "the token's address does not match the URL address")
-        return _json({"unsettledFee": str(core.book.unsettled(auth.user))})
+        # What this user owes now: billed and unsettled, plus the fees reserved by accepted async jobs.
+        return _json({"unsettledFee": str(core.book.owed(auth.user))})
 
     async def outside_proxy(request: Request) -> Response:
         return _json(
