@@ -1003,7 +1003,9 @@ class RequestsMixin:
         """Transcribe audio (``POST /v1/proxy/audio/transcriptions``, multipart).
 
         A streamed answer (``stream=True`` in ``params``) is read whole and assembled. The fee
-        follows the usage the provider reports (per second or per token).
+        follows the usage the provider reports (per second or per token); a plain-text answer
+        (``response_format="text"``) carries no usage, so its fee is counted as 0 locally although
+        the provider bills it: prefer the JSON formats when you rely on ``local_fees``.
 
         Args:
             provider: the provider address.
