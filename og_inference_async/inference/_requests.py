@@ -226,6 +226,18 @@ def _form(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _image_request(
+    model: str, prompt: str, n: int, size: str | None, response_format: str | None, params: Mapping[str, Any]
+) -> bytes:
+    """The JSON body of an image generation (sync or async job)."""
+    payload: dict[str, Any] = {"model": model, "prompt": prompt, "n": n, **params}
+    if size is not None:
+        payload["size"] = size
+    if response_format is not None:
+        payload["response_format"] = response_format
+    return _dumps(payload)
+
+
 class RequestsMixin:
     """Provider requests and response verification for :class:`InferenceAPI`.
 
@@ -895,12 +907,7 @@ class RequestsMixin:
         prov = _norm(provider)
         svc = await self._get_service_cached(prov)
         used = model or svc.model
-        payload: dict[str, Any] = {"model": used, "prompt": prompt, "n": n, **params}
-        if size is not None:
-            payload["size"] = size
-        if response_format is not None:
-            payload["response_format"] = response_format
-        body = _dumps(payload)
+        body = _image_request(used, prompt, n, size, response_format, params)
         reply = await self._request(
             prov,
             "POST",
@@ -1122,12 +1129,7 @@ class RequestsMixin:
         prov = _norm(provider)
         svc = await self._get_service_cached(prov)
         used = model or svc.model
-        payload: dict[str, Any] = {"model": used, "prompt": prompt, "n": n, **params}
-        if size is not None:
-            payload["size"] = size
-        if response_format is not None:
-            payload["response_format"] = response_format
-        body = _dumps(payload)
+        body = _image_request(used, prompt, n, size, response_format, params)
         reply = await self._request(
             prov,
             "POST",
