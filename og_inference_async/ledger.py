@@ -203,7 +203,7 @@ class LedgerAPI:
                 f"{format_og(needed)} OG",
                 required=needed,
                 available=ledger.available,
-                hint="deposit more with ledger.deposit_fund",
+                hint="deposit more with broker.ledger.deposit_fund",
             )
         return await chain.send_ledger(sender, "transferFund", prov, name, wei)
 

@@ -191,20 +191,6 @@ class FundingMixin:
         user = self._b._user
         return LedgerNotExistsError(f"{user} has no ledger", error_args={"user": user}, hint=hint)
 
-    async def _require_ledger_covers(self, amount: int) -> Ledger:
-        ledger = await self._fresh_ledger()
-        if ledger is None:
-            raise self._no_ledger("create one first with broker.ledger.add_ledger(...)")
-        if ledger.available < amount:
-            raise InsufficientBalanceError(
-                f"the ledger has {format_og(ledger.available)} OG available, "
-                f"{format_og(amount)} OG is needed",
-                required=amount,
-                available=ledger.available,
-                hint="deposit more with broker.ledger.deposit_fund",
-            )
-        return ledger
-
     async def _send_transfer(self, provider: str, amount: int) -> TxReceipt:
         with anyio.CancelScope(shield=True):
             try:
@@ -266,7 +252,6 @@ class FundingMixin:
         amount = 0
         if account is None:
             amount = max(initial, await self._b._chain_reader.min_transfer_amount())
-            await self._require_ledger_covers(amount)
             receipt = await self._send_transfer(prov, amount)
             status = "created_account"
         elif account.acknowledged:

@@ -1,13 +1,15 @@
-"""Helpers for integration tests: register bare on-chain providers (no HTTP server) on the devnet."""
+"""Helpers for integration tests: bare on-chain providers, and a bundle of running devnet providers."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
 
 from og_inference_async._chain import inference_abi
+from og_inference_async.devnet.provider import ProviderHandle
 
 
 async def register_provider(
@@ -38,3 +40,18 @@ async def register_provider(
     await dn.send_as(provider, dn.inference, abi.fn("addOrUpdateService").encode(params), value=100 * 10**18)
     await dn.send_as(dn.owner.address, dn.inference, abi.fn("acknowledgeTEESignerByOwner").encode(provider))
     return provider
+
+
+@dataclass
+class Providers:
+    """One running devnet provider of each kind (plus per-token speech-to-text) for a test module."""
+
+    chat: ProviderHandle
+    image: ProviderHandle
+    edit: ProviderHandle
+    audio: ProviderHandle
+    audio_tokens: ProviderHandle
+
+    def all(self) -> list[ProviderHandle]:
+        """Every handle, in a fixed order."""
+        return [self.chat, self.image, self.edit, self.audio, self.audio_tokens]

@@ -9,7 +9,6 @@ import json
 import time
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -42,6 +41,8 @@ from og_inference_async.devnet.provider._billing import (
 from og_inference_async.devnet.provider._rpc import inference_function, ledger_function
 from og_inference_async.devnet.provider._server import DEFAULT_PROVIDERS
 
+from .chain_helpers import Providers
+
 pytestmark = pytest.mark.anyio
 
 OG = 10**18
@@ -50,18 +51,6 @@ IMAGE_PRICE = 10**16
 EDIT_PRICE = 2 * 10**16
 AUDIO_PRICE = 10**14
 TOKEN_IN, TOKEN_OUT = 10**12, 10**13  # the token-mode speech-to-text provider
-
-
-@dataclass
-class Providers:
-    chat: ProviderHandle
-    image: ProviderHandle
-    edit: ProviderHandle
-    audio: ProviderHandle
-    audio_tokens: ProviderHandle
-
-    def all(self) -> list[ProviderHandle]:
-        return [self.chat, self.image, self.edit, self.audio, self.audio_tokens]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -30,6 +29,8 @@ from og_inference_async.inference._requests import ImageJobTimeoutError
 from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 
+from .chain_helpers import Providers
+
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 CHAT_IN, CHAT_OUT = 10**12, 2 * 10**12
@@ -41,18 +42,6 @@ HELLO = [{"role": "user", "content": "hello devnet"}]
 def provider_key(label: str) -> str:
     """A deterministic provider key of this module (no clash with other modules' dev accounts)."""
     return "0x" + bytes(keccak(b"og-test-requests:" + label.encode())).hex()
-
-
-@dataclass
-class Providers:
-    chat: ProviderHandle
-    image: ProviderHandle
-    edit: ProviderHandle
-    audio: ProviderHandle
-    audio_tokens: ProviderHandle
-
-    def all(self) -> list[ProviderHandle]:
-        return [self.chat, self.image, self.edit, self.audio, self.audio_tokens]
 
 
 @pytest.fixture(scope="module")
