@@ -148,20 +148,24 @@ class RetryPolicy:
 
     Attributes:
         attempts: maximum number of attempts (>= 1).
-        max_delay: total time budget in seconds for all attempts.
+        max_delay: total time budget in seconds for all attempts (at least two attempt timeouts
+            by default, so a read that timed out is retried).
         initial_backoff: first backoff in seconds (exponential with jitter after it).
-        max_backoff: cap for one backoff.
+        max_backoff: cap for one backoff (a JSON-RPC ``Retry-After`` may ask for more, up to
+            what is left of ``max_delay``).
+        attempt_timeout: seconds one JSON-RPC request may take before it counts as failed.
     """
 
     attempts: int = 4
-    max_delay: float = 20.0
+    max_delay: float = 30.0
     initial_backoff: float = 0.2
     max_backoff: float = 3.0
+    attempt_timeout: float = 10.0
 
     @classmethod
     def no_wait(cls, attempts: int = 3) -> RetryPolicy:
         """A policy for tests: same attempts, zero waits."""
-        return cls(attempts=attempts, max_delay=5.0, initial_backoff=0.0, max_backoff=0.0)
+        return cls(attempts=attempts, max_delay=5.0, initial_backoff=0.0, max_backoff=0.0, attempt_timeout=5.0)
 
 
 @dataclass(frozen=True)
@@ -193,10 +197,23 @@ class TxPolicy:
     Attributes:
         gas_margin_percent: extra gas over ``eth_estimateGas``, in percent (an int, no floats).
         gas_cap: never send with more gas than this; an estimate above it is refused before signing.
-        receipt_timeout: seconds to wait for a receipt before raising
+        receipt_timeout: seconds to wait for a receipt (a hard bound: no RPC request outlives
+            it); then the transaction is cancelled (see ``cancel_on_timeout``) or reported as
             :class:`~og_inference_async.TransactionOutcomeUnknownError`.
         receipt_poll_interval: first wait between receipt polls in seconds (doubles up to 1 s).
         receipt_attempts: maximum number of receipt polls.
+        rebroadcast_interval: while no receipt has come, the IDENTICAL signed bytes are handed to
+            the node again this often (seconds; doubling), so a send the node lost is redelivered.
+        send_timeout: seconds to keep re-sending the identical bytes after an ambiguous answer to
+            ``eth_sendRawTransaction`` (5xx, 429, reset, timeout) until the node knows it or
+            refuses it.
+        cancel_on_timeout: when no receipt came within ``receipt_timeout``, replace the
+            transaction with a 0-value self-transfer at the same nonce (bumped fees), so the
+            outcome becomes definite: executed, or not executed.
+        cancel_timeout: seconds to wait for the original or the cancelling replacement to be mined.
+        replacement_bump_percent: fee increase of a cancelling replacement, in percent.
+        gap_heal_after: seconds a transaction may wait behind a nonce that this process gave
+            back (refused by the node) before that nonce is filled with a 0-value self-transfer.
         fees: the :class:`FeePolicy`.
     """
 
@@ -205,6 +222,12 @@ class TxPolicy:
     receipt_timeout: float = 120.0
     receipt_poll_interval: float = 0.005
     receipt_attempts: int = 2000
+    rebroadcast_interval: float = 2.0
+    send_timeout: float = 30.0
+    cancel_on_timeout: bool = True
+    cancel_timeout: float = 60.0
+    replacement_bump_percent: int = 15
+    gap_heal_after: float = 2.0
     fees: FeePolicy = field(default_factory=FeePolicy)
 
 
