@@ -27,7 +27,19 @@ from .inference._requests import ImageJobTimeoutError
 from .inference._retry import RequestRetryPolicy
 from .inference._stream import ChatStream
 from .inference._verify import ResponseVerificationError, VerificationPolicy
-from .types import Account, ChainEvent, Ledger, ProviderBalance, Refund, Service, ServiceInfo, TxReceipt
+from .transactions import TransactionsAPI
+from .types import (
+    Account,
+    ChainEvent,
+    Ledger,
+    ProviderBalance,
+    Refund,
+    Service,
+    ServiceInfo,
+    TxReceipt,
+    TxRecord,
+    TxState,
+)
 from .types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
 from .types.funding import (
     AckResult,
@@ -170,11 +182,15 @@ __all__ = [
     "TooManyRefundsError",
     "TooManySettlementsError",
     "TopUpEvent",
+    "TransactionNotExecutedError",
     "TransactionOutcomeUnknownError",
+    "TransactionsAPI",
     "TranscriptionResult",
     "TransferFailedError",
     "TxPolicy",
     "TxReceipt",
+    "TxRecord",
+    "TxState",
     "VerificationError",
     "VerificationHandle",
     "VerificationPolicy",

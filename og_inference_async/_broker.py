@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from ._chain import ChainReader, RpcClient, TxSender
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError
-from ._http import make_http_client
+from ._http import make_http_client, rpc_poster
 
 if TYPE_CHECKING:
     import httpx
@@ -33,10 +33,14 @@ if TYPE_CHECKING:
     from .inference import InferenceAPI
     from .inference._auth import ApiKeyRegistry
     from .ledger import LedgerAPI
+    from .transactions import TransactionsAPI
 
 __all__ = ["AsyncBroker"]
 
-log = logging.getLogger("og_inference_async")
+log = logging.getLogger(__name__)
+
+#: How long closing waits for background work to stop after cancelling it (seconds).
+_CLOSE_GRACE = 10.0
 
 
 class _State(enum.Enum):
@@ -60,13 +64,59 @@ def _load_account(private_key: str | LocalAccount | None) -> LocalAccount | None
 
 
 def _shielded(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """Wrap a close callback so that cancellation of the closer cannot leak a pool."""
+    """Wrap a close callback so that cancellation of the closer cannot leak a pool (bounded)."""
 
     async def run() -> None:
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
             await close()
 
     return run
+
+
+class _HostedTaskGroup:
+    """The broker's task group, entered and exited by a task of its own (on asyncio).
+
+    A task group entered by ``open()`` in the caller's task would tie ``aclose()`` to that same
+    task and cancel-scope nesting: closing inside ``anyio.fail_after(...)`` or from another task
+    would corrupt the caller's cancel scopes. Hosting it in a dedicated task frees ``aclose()``
+    to run anywhere.
+    """
+
+    def __init__(self) -> None:
+        self.group: TaskGroup | None = None
+        self._stop = anyio.Event()
+        self._task: Any = None
+
+    async def start(self) -> TaskGroup:
+        import asyncio
+
+        ready = anyio.Event()
+
+        async def host() -> None:
+            try:
+                async with anyio.create_task_group() as tg:
+                    self.group = tg
+                    ready.set()
+                    await self._stop.wait()
+                    tg.cancel_scope.cancel()
+            except Exception:  # a background task failed; nothing is left to report it to
+                log.exception("background work of the broker failed")
+            finally:
+                ready.set()
+
+        self._task = asyncio.get_running_loop().create_task(host(), name="og-inference-async broker")
+        await ready.wait()
+        if self.group is None:
+            raise BrokerStateError("the broker's task group could not start")
+        return self.group
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self._stop.set()
+        if self._task is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
+                await asyncio.shield(self._task)
 
 
 class AsyncBroker:
@@ -137,6 +187,7 @@ class AsyncBroker:
         self._chain: ChainReader | None = None
         self._tx: TxSender | None = None
         self._task_group: TaskGroup | None = None
+        self._hosted: _HostedTaskGroup | None = None
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -186,17 +237,19 @@ class AsyncBroker:
         self._state = _State.OPENED
         stack = AsyncExitStack()
         try:
-            if self._borrowed_web3 is not None:
-                self._rpc = RpcClient(self._borrowed_web3, owned=False, retry=self.retry)
-            else:
-                assert self.rpc_url is not None
-                self._rpc = RpcClient.for_url(self.rpc_url, retry=self.retry)
-            stack.push_async_callback(_shielded(self._rpc.aclose))
             if self._borrowed_http is not None:
                 self._http = self._borrowed_http
             else:
                 self._http = make_http_client()
                 stack.push_async_callback(_shielded(self._http.aclose))
+            if self._borrowed_web3 is not None:
+                self._rpc = RpcClient(self._borrowed_web3, owned=False, retry=self.retry)
+            else:
+                assert self.rpc_url is not None
+                self._rpc = RpcClient.on_pool(
+                    self.rpc_url, rpc_poster(self._http, self.rpc_url), retry=self.retry
+                )
+            stack.push_async_callback(_shielded(self._rpc.aclose))
             actual = await self._rpc.chain_id()
             if actual != self.network.chain_id:
                 raise NetworkMismatchError(
@@ -206,26 +259,50 @@ class AsyncBroker:
                     actual=actual,
                 )
             self._chain = ChainReader(self._rpc, ledger=self.network.ledger, inference=self.network.inference)
+            await self._start_task_group(stack)
             if self._account is not None:
-                self._tx = TxSender(self._rpc, self._account, actual, self.tx_policy)
+                tg = self._task_group
+                assert tg is not None
+                self._tx = TxSender(self._rpc, self._account, actual, self.tx_policy, spawn=tg.start_soon)
+        except BaseException:
+            self._state = _State.CLOSED
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _start_task_group(self, stack: AsyncExitStack) -> None:
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+            on_asyncio = True
+        except RuntimeError:
+            on_asyncio = False
+        if on_asyncio:
+            hosted = _HostedTaskGroup()
+            self._task_group = await hosted.start()
+            self._hosted = hosted
+            stack.push_async_callback(hosted.stop)
+        else:  # elsewhere the group is entered here, and aclose() must run in this task
             tg = anyio.create_task_group()
             await stack.enter_async_context(tg)
             self._task_group = tg
             stack.callback(tg.cancel_scope.cancel)
-        except BaseException:
-            self._state = _State.CLOSED
-            await stack.aclose()
-            raise
-        self._stack = stack
 
     async def aclose(self) -> None:
-        """Cancel background work and close owned pools. Idempotent; a closed broker stays closed."""
+        """Cancel background work and close owned pools. Idempotent; a closed broker stays closed.
+
+        It may run in any task and inside any cancel scope (``anyio.fail_after``); it is shielded
+        and bounded, so a cancellation of the closer never leaves a pool open.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
         stack, self._stack = self._stack, None
         if stack is not None:
-            await stack.aclose()
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
 
     # -- internals for namespaces ----------------------------------------------------------------
 
@@ -272,8 +349,7 @@ class AsyncBroker:
 
     async def get_wallet_balance(self) -> int:
         """The wallet's native balance in wei."""
-        result = await self._chain_reader.rpc.request("eth_getBalance", [self._user, "latest"])
-        return int(result, 16)
+        return await self._chain_reader.rpc.request_int("eth_getBalance", [self._user, "latest"])
 
     # -- namespaces ------------------------------------------------------------------------------
 
@@ -283,6 +359,13 @@ class AsyncBroker:
         from .ledger import LedgerAPI
 
         return LedgerAPI(self)
+
+    @cached_property
+    def transactions(self) -> TransactionsAPI:
+        """Transactions this wallet signed: in doubt, recent, and their resolution."""
+        from .transactions import TransactionsAPI
+
+        return TransactionsAPI(lambda: self._sender)
 
     @cached_property
     def inference(self) -> InferenceAPI:

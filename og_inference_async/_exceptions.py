@@ -22,7 +22,8 @@ keys, session tokens or signatures.
     │   ├── RPCError                           transport or JSON-RPC failure
     │   ├── ContractRevertError                decoded custom error (name, args, tx hash)
     │   │   └── one subclass per custom error of both ABIs (LedgerNotExistsError, ...)
-    │   ├── TransactionOutcomeUnknownError     sent, but no receipt came: carries the hash
+    │   ├── TransactionOutcomeUnknownError     maybe sent, not resolved within the bounds: carries the hash
+    │   ├── TransactionNotExecutedError        definitely not executed (refused, cancelled or replaced)
     │   └── SettlementTimeoutError             wait_settled ran out of time (also TimeoutError)
     ├── TokenError
     │   ├── TokenDecodeError                   malformed app-sk token
@@ -111,6 +112,7 @@ __all__ = [
     "TooManyProvidersForServiceError",
     "TooManyRefundsError",
     "TooManySettlementsError",
+    "TransactionNotExecutedError",
     "TransactionOutcomeUnknownError",
     "TransferFailedError",
     "VerificationError",
@@ -235,6 +237,8 @@ class RPCError(ChainError):
     Attributes:
         code: the JSON-RPC error code, when there was one.
         retryable: whether the failure looked transient (timeouts, 429, 5xx, rate limits).
+        retry_after: seconds the node asked to wait (HTTP ``Retry-After``), when it did.
+        method: the JSON-RPC method that failed, when known.
     """
 
     def __init__(
@@ -244,11 +248,15 @@ class RPCError(ChainError):
         code: int | None = None,
         data: Any = None,
         retryable: bool = False,
+        retry_after: float | None = None,
+        method: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.data = data
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.method = method
 
 
 class ContractRevertError(ChainError):
@@ -287,17 +295,61 @@ class ContractRevertError(ChainError):
 
 
 class TransactionOutcomeUnknownError(ChainError):
-    """A transaction was sent but no receipt arrived within the bounds.
+    """A transaction may have reached the node, and neither its receipt nor a definite refusal
+    or cancellation came within the bounds.
 
-    It may still be mined. The SDK never resends it; look it up by ``tx_hash``.
+    It may still be mined. The SDK never signs another transaction for the same intent: resolve
+    it with ``broker.transactions.resolve(tx_hash)`` (re-sends the identical bytes) or
+    ``broker.transactions.cancel(tx_hash)`` (a 0-value self-transfer at the same nonce).
+
+    Attributes:
+        tx_hash: the transaction's hash.
+        nonce: its nonce.
+        replacement_hash: the hash of a cancelling replacement that was sent, if any.
     """
 
-    hint = "look the transaction up by its hash before retrying; it may still be mined"
+    hint = "resolve it with broker.transactions.resolve(tx_hash) or cancel it with broker.transactions.cancel"
 
-    def __init__(self, message: str, *, tx_hash: str, nonce: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, tx_hash: str, nonce: int | None = None, replacement_hash: str | None = None
+    ) -> None:
         super().__init__(message)
         self.tx_hash = tx_hash
         self.nonce = nonce
+        self.replacement_hash = replacement_hash
+
+
+class TransactionNotExecutedError(ChainError):
+    """A signed transaction definitely did not execute and never will.
+
+    Either the node refused it, or its nonce was taken by another transaction (a cancelling
+    replacement the SDK sent, or one from elsewhere). Nothing of it happened on chain, so the
+    operation may be tried again.
+
+    Attributes:
+        tx_hash: the transaction's hash.
+        nonce: its nonce.
+        reason: ``"cancelled"`` (replaced by the SDK's 0-value self-transfer) or ``"replaced"``
+            (its nonce was used by another transaction).
+        replacement_hash: the transaction that took the nonce, when known.
+    """
+
+    hint = "nothing was executed; the operation can be tried again"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tx_hash: str,
+        nonce: int | None = None,
+        reason: str = "cancelled",
+        replacement_hash: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.tx_hash = tx_hash
+        self.nonce = nonce
+        self.reason = reason
+        self.replacement_hash = replacement_hash
 
 
 class SettlementTimeoutError(ChainError, TimeoutError):

@@ -57,6 +57,7 @@ __all__ = [
     "make_http_client",
     "open_stream",
     "parse_retry_after",
+    "rpc_poster",
     "retry_after_from",
     "send",
     "transport_name",
@@ -239,14 +240,26 @@ async def send(
     params: Mapping[str, str] | None = None,
     provider: str | None = None,
     what: str = "request",
+    timeout: float | None = None,
 ) -> HttpReply:
     """Send one request and read the whole raw response body.
+
+    Args:
+        timeout: a per-request timeout in seconds (connect, read, write and pool), overriding
+            the client's.
 
     Raises:
         TransportFailure: any transport error (connect, timeout, broken connection).
     """
     try:
-        request = client.build_request(method, _parsed(url), headers=headers, content=content, params=params)
+        request = client.build_request(
+            method,
+            _parsed(url),
+            headers=headers,
+            content=content,
+            params=params,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
         response = await client.send(request, stream=True)
         try:
             if response.is_stream_consumed:  # a (mock) transport that handed back an already-read body
@@ -260,6 +273,29 @@ async def send(
             raise
         raise translate_transport_error(exc, provider=provider, what=what) from exc
     return HttpReply(response.status_code, response.headers, raw)
+
+
+_RPC_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def rpc_poster(client: httpx.AsyncClient, url: str) -> Callable[[bytes, float], Awaitable[HttpReply]]:
+    """A function that POSTs one JSON-RPC body to ``url`` on ``client`` and returns the reply.
+
+    It holds no lock and no state of its own, so a cancelled call leaves nothing behind: the
+    connection goes back to the client's pool or is dropped by it.
+
+    Raises (from the returned function):
+        TransportFailure: the request failed on the wire (``not_sent`` says whether it provably
+            never left).
+    """
+    parsed = _parsed(url)
+
+    async def post(body: bytes, timeout: float) -> HttpReply:
+        return await send(
+            client, "POST", str(parsed), headers=_RPC_HEADERS, content=body, what="JSON-RPC", timeout=timeout
+        )
+
+    return post
 
 
 class HttpStream:

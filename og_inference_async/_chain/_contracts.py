@@ -13,7 +13,7 @@ from .._exceptions import ContractRevertError, RPCError
 from .._singleflight import SingleFlight
 from ..types import Account, Ledger, ProviderBalance, Refund, Service, ServiceInfo, TxReceipt
 from ._abi import ContractABI, Function, inference_abi, ledger_abi
-from ._rpc import RpcClient
+from ._rpc import RpcClient, as_hex_bytes
 from ._tx import TxSender
 
 __all__ = ["ChainReader", "account_from_tuple", "service_from_tuple"]
@@ -120,7 +120,7 @@ class ChainReader:
             if isinstance(res, (RPCError, ContractRevertError)):
                 out.append(res)
             else:
-                out.append(fn.decode(bytes.fromhex(res[2:])))
+                out.append(fn.decode(as_hex_bytes(res, "eth_call")))
         return out
 
     async def _constant(self, key: str, contract: str, fn_name: str, abi: ContractABI) -> int:

@@ -1,14 +1,22 @@
-"""JSON-RPC over web3's async HTTP provider: raw requests, batches, bounded retries for reads.
+"""JSON-RPC on top of a web3 async provider: raw requests, batches, bounded retries for reads.
 
 The web3 contract layer is bypassed on purpose: calldata is pre-encoded (see ``_abi``) and sent
-with ``provider.make_request``, which costs about what a raw ``eth_call`` round trip costs.
-Every foreign exception is translated here into :class:`~og_inference_async.RPCError` (or a
-decoded :class:`~og_inference_async.ContractRevertError` for reverts).
+through the provider, which costs about what a raw ``eth_call`` round trip costs. The broker's
+own provider is :class:`~og_inference_async._chain._provider.PooledHTTPProvider` (lock-free, on
+the shared HTTP pool); a borrowed ``AsyncWeb3`` is driven through ``make_request``.
+
+Bounds: every attempt is cut at ``RetryPolicy.attempt_timeout`` (or less, when the caller's or
+the retry budget's time is shorter); reads are retried on transient failures (transport errors,
+timeouts, HTTP 429/5xx, rate-limit codes) with jittered backoff, honouring a ``Retry-After``,
+within ``RetryPolicy.attempts`` and ``RetryPolicy.max_delay``. Every foreign exception and every
+malformed answer is translated here into :class:`~og_inference_async.RPCError` naming the method
+(or a decoded :class:`~og_inference_async.ContractRevertError` for reverts).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,39 +26,46 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     wait_random_exponential,
 )
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from tenacity.stop import stop_base
+from web3 import AsyncWeb3
 
 from .._config import RetryPolicy
-from .._exceptions import ContractRevertError, RPCError
+from .._exceptions import ContractRevertError, OGError, RPCError
 from ._abi import decode_revert
+from ._provider import PooledHTTPProvider, Poster
 
-__all__ = ["RpcClient"]
+__all__ = ["RpcClient", "as_int", "as_hex_bytes"]
 
-log = logging.getLogger("og_inference_async.chain")
+log = logging.getLogger(__name__)
 
 _RATE_LIMIT_CODES = {-32005, -32029, 429}
 _TRANSIENT_WORDS = ("rate limit", "too many requests", "timeout", "timed out", "temporarily", "try again")
+#: A retry is not started when less than this much of the budget is left (seconds).
+_MIN_ATTEMPT = 0.05
 
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, RPCError) and exc.retryable
 
 
-def _classify_exception(exc: Exception) -> RPCError:
-    """Translate a transport-level exception from the web3 provider stack."""
+def _classify_exception(exc: Exception, method: str) -> RPCError:
+    """Translate a transport-level exception from a foreign provider stack."""
     name = type(exc).__name__
     status = getattr(exc, "status", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    retryable = True
     if isinstance(status, int):
-        retryable = status == 429 or status >= 500
-        return RPCError(f"RPC HTTP error {status} ({name})", retryable=retryable)
-    return RPCError(f"RPC transport error: {name}: {str(exc)[:200]}", retryable=retryable)
+        return RPCError(
+            f"{method}: RPC HTTP error {status} ({name})",
+            retryable=status == 429 or status >= 500,
+            method=method,
+        )
+    return RPCError(f"{method}: RPC transport error ({name})", retryable=True, method=method)
 
 
-def _error_from_response(err: dict[str, Any], method: str) -> RPCError | ContractRevertError:
+def _error_from_response(err: Any, method: str) -> RPCError | ContractRevertError:
+    if not isinstance(err, dict):
+        return RPCError(f"{method}: malformed JSON-RPC error object", retryable=True, method=method)
     code = err.get("code")
     message = str(err.get("message", ""))
     data = err.get("data")
@@ -63,10 +78,48 @@ def _error_from_response(err: dict[str, Any], method: str) -> RPCError | Contrac
     retryable = code in _RATE_LIMIT_CODES or any(w in lowered for w in _TRANSIENT_WORDS)
     return RPCError(
         f"{method}: {message[:300]}",
-        code=code if isinstance(code, int) else None,
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
         data=data,
         retryable=retryable,
+        method=method,
     )
+
+
+def as_int(value: Any, method: str) -> int:
+    """A JSON-RPC quantity (``"0x1a"``) as an int.
+
+    Raises:
+        RPCError: the node answered something else (``null``, a number, junk).
+    """
+    if isinstance(value, str) and value.startswith(("0x", "0X")) and 2 < len(value) <= 66:
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RPCError(f"{method}: the node answered {_shape(value)} where a hex quantity belongs", method=method)
+
+
+def as_hex_bytes(value: Any, method: str) -> bytes:
+    """JSON-RPC data (``"0x..."``) as bytes.
+
+    Raises:
+        RPCError: the node answered something else.
+    """
+    if isinstance(value, str):
+        text = value[2:] if value.startswith(("0x", "0X")) else value
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    raise RPCError(f"{method}: the node answered {_shape(value)} where hex data belongs", method=method)
+
+
+def _shape(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return f"a {type(value).__name__}"
 
 
 class RpcClient:
@@ -83,69 +136,139 @@ class RpcClient:
         self._owned = owned
         self.retry = retry or RetryPolicy()
         self.request_count = 0
+        provider = w3.provider
+        self._pooled: PooledHTTPProvider | None = (
+            provider if isinstance(provider, PooledHTTPProvider) else None
+        )
 
     @classmethod
-    def for_url(cls, rpc_url: str, *, retry: RetryPolicy | None = None, timeout: float = 30.0) -> RpcClient:
-        """Build an owned client for ``rpc_url`` (no I/O happens until the first request)."""
-        provider = AsyncHTTPProvider(
-            rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-        )
-        return cls(AsyncWeb3(provider), owned=True, retry=retry)
+    def on_pool(cls, rpc_url: str, post: Poster, *, retry: RetryPolicy | None = None) -> RpcClient:
+        """Build a client whose requests go through ``post`` (the broker's shared HTTP pool)."""
+        policy = retry or RetryPolicy()
+        provider = PooledHTTPProvider(rpc_url, post, timeout=policy.attempt_timeout)
+        return cls(AsyncWeb3(provider), owned=True, retry=policy)
 
     async def aclose(self) -> None:
-        """Disconnect the provider's session if this client owns it."""
+        """Disconnect the provider if this client owns it."""
         if self._owned:
             try:
                 await self.w3.provider.disconnect()
             except Exception:  # closing must not fail
                 log.debug("error while disconnecting the RPC provider", exc_info=True)
 
-    async def _once(self, method: str, params: Sequence[Any]) -> Any:
+    # -- one attempt -----------------------------------------------------------------------------
+
+    async def _raw(self, method: str, params: list[Any], timeout: float) -> Any:
+        """One request, cut at ``timeout`` seconds; foreign exceptions translated."""
         self.request_count += 1
-        try:
-            response = await self.w3.provider.make_request(method, list(params))
-        except (RPCError, ContractRevertError):
-            raise
-        except Exception as exc:  # the web3/aiohttp boundary: translate everything
-            raise _classify_exception(exc) from exc
+        with anyio.move_on_after(timeout) as scope:
+            try:
+                if self._pooled is not None:
+                    return await self._pooled.request(method, params, timeout=timeout)
+                return await self.w3.provider.make_request(method, params)
+            except OGError:
+                raise
+            except Exception as exc:  # a foreign provider stack: translate everything
+                raise _classify_exception(exc, method) from None
+        assert scope.cancelled_caught
+        raise RPCError(f"{method}: no answer within {timeout:g} s", retryable=True, method=method)
+
+    async def _once(self, method: str, params: Sequence[Any], timeout: float) -> Any:
+        response = await self._raw(method, list(params), timeout)
         if not isinstance(response, dict):
-            raise RPCError(f"{method}: malformed JSON-RPC response")
+            raise RPCError(f"{method}: malformed JSON-RPC response", retryable=True, method=method)
         if response.get("error"):
             raise _error_from_response(response["error"], method)
-        return response.get("result")
+        if "result" not in response:
+            raise RPCError(f"{method}: JSON-RPC response without a result", retryable=True, method=method)
+        return response["result"]
 
-    def _retrying(self) -> AsyncRetrying:
+    async def _batch_once(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], timeout: float
+    ) -> list[Any | RPCError | ContractRevertError]:
+        self.request_count += 1
+        items = [(m, list(p)) for m, p in calls]
+        responses: Any = None
+        with anyio.move_on_after(timeout):
+            try:
+                if self._pooled is not None:
+                    responses = await self._pooled.request_batch(items, timeout=timeout)
+                else:
+                    responses = await self.w3.provider.make_batch_request(items)
+            except OGError:
+                raise
+            except Exception as exc:
+                raise _classify_exception(exc, "batch") from None
+        if responses is None:
+            raise RPCError(f"batch: no answer within {timeout:g} s", retryable=True, method="batch")
+        if not isinstance(responses, list) or len(responses) != len(calls):
+            err = responses.get("error") if isinstance(responses, dict) else None
+            if isinstance(err, dict):
+                raise _error_from_response(err, "batch")
+            raise RPCError("batch: malformed JSON-RPC batch response", retryable=True, method="batch")
+        out: list[Any | RPCError | ContractRevertError] = []
+        for (method, _), resp in zip(calls, responses):
+            if not isinstance(resp, dict):
+                out.append(RPCError(f"{method}: malformed item in a batch response", method=method))
+            elif resp.get("error"):
+                out.append(_error_from_response(resp["error"], method))
+            else:
+                out.append(resp.get("result"))
+        return out
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def _retrying(self, deadline: float) -> AsyncRetrying:
         policy = self.retry
+        backoff = wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = backoff(state)
+            asked = getattr(exc, "retry_after", None)
+            if isinstance(asked, (int, float)) and asked > delay:
+                delay = float(asked)
+            return max(0.0, min(delay, deadline - time.monotonic() - _MIN_ATTEMPT))
+
         return AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_delay),
-            wait=wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff),
+            stop=stop_after_attempt(policy.attempts) | _OutOfTime(deadline),
+            wait=wait,
             retry=retry_if_exception(_is_retryable),
             sleep=anyio.sleep,
             reraise=True,
             before_sleep=_log_retry,
         )
 
-    async def request(self, method: str, params: Sequence[Any] = (), *, retry: bool = True) -> Any:
-        """Send one JSON-RPC request.
+    def _attempt_timeout(self, deadline: float, timeout: float | None) -> float:
+        left = deadline - time.monotonic()
+        cap = self.retry.attempt_timeout if timeout is None else min(timeout, self.retry.attempt_timeout)
+        return max(_MIN_ATTEMPT, min(cap, left))
+
+    async def request(
+        self, method: str, params: Sequence[Any] = (), *, retry: bool = True, timeout: float | None = None
+    ) -> Any:
+        """Send one JSON-RPC request and return its ``result``.
 
         Args:
             method: the JSON-RPC method.
             params: its parameters.
             retry: retry transient failures (only for idempotent reads; never for sends).
+            timeout: the most one attempt may take (seconds; default ``RetryPolicy.attempt_timeout``).
 
         Raises:
-            RPCError: transport failure or JSON-RPC error.
+            RPCError: transport failure, timeout, malformed answer, or JSON-RPC error.
             ContractRevertError: the call reverted (decoded).
         """
+        deadline = time.monotonic() + self.retry.max_delay
         if not retry:
-            return await self._once(method, params)
-        async for attempt in self._retrying():
+            return await self._once(method, params, self._attempt_timeout(deadline, timeout))
+        async for attempt in self._retrying(deadline):
             with attempt:
-                return await self._once(method, params)
+                return await self._once(method, params, self._attempt_timeout(deadline, timeout))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def batch(
-        self, calls: Sequence[tuple[str, Sequence[Any]]]
+        self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
     ) -> list[Any | RPCError | ContractRevertError]:
         """Send read requests as one JSON-RPC batch; each item is a result or the (not raised) error.
 
@@ -153,31 +276,17 @@ class RpcClient:
         """
         if not calls:
             return []
-        async for attempt in self._retrying():
+        deadline = time.monotonic() + self.retry.max_delay
+        async for attempt in self._retrying(deadline):
             with attempt:
-                return await self._batch_once(calls)
+                return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _batch_once(
-        self, calls: Sequence[tuple[str, Sequence[Any]]]
-    ) -> list[Any | RPCError | ContractRevertError]:
-        self.request_count += 1
-        try:
-            responses = await self.w3.provider.make_batch_request([(m, list(p)) for m, p in calls])
-        except Exception as exc:
-            raise _classify_exception(exc) from exc
-        if not isinstance(responses, list):
-            err = responses.get("error") if isinstance(responses, dict) else None
-            if isinstance(err, dict):
-                raise _error_from_response(err, "batch")
-            raise RPCError("malformed JSON-RPC batch response")
-        out: list[Any | RPCError | ContractRevertError] = []
-        for (method, _), resp in zip(calls, responses):
-            if resp.get("error"):
-                out.append(_error_from_response(resp["error"], method))
-            else:
-                out.append(resp.get("result"))
-        return out
+    # -- typed helpers ---------------------------------------------------------------------------
+
+    async def request_int(self, method: str, params: Sequence[Any] = (), **kwargs: Any) -> int:
+        """:meth:`request` for a quantity result (``eth_blockNumber``, ``eth_getBalance``, ...)."""
+        return as_int(await self.request(method, params, **kwargs), method)
 
     async def eth_call(
         self, to: str, data: bytes, *, sender: str | None = None, block: str = "latest"
@@ -187,17 +296,21 @@ class RpcClient:
         if sender is not None:
             tx["from"] = sender
         result = await self.request("eth_call", [tx, block])
-        return _hex_to_bytes(result)
+        return as_hex_bytes(result, "eth_call")
 
     async def chain_id(self) -> int:
         """The chain id the node reports."""
-        return int(await self.request("eth_chainId", []), 16)
+        return await self.request_int("eth_chainId", [])
 
 
-def _hex_to_bytes(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise RPCError("eth_call returned a non-string result")
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
+class _OutOfTime(stop_base):
+    """Stop when less than one minimal attempt fits before the deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline - time.monotonic() < _MIN_ATTEMPT
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -1,162 +1,144 @@
-"""Transactions: one nonce allocator per (event loop, chain, account), gas and fee policy, receipts.
+"""Transactions: signing, delivery, receipts, and resolution of transactions in doubt.
 
 Rules this module keeps:
 
-* Nonces are allocated under a lock from a counter seeded with ``eth_getTransactionCount(pending)``;
-  a nonce whose transaction the node never accepted is given back; "nonce too low" resyncs.
+* Nonces come from one allocator per (chain, account) for the whole process (``_nonce``); taking
+  one never awaits, so a cancellation never leaks it. Signing failures give it back.
 * Gas comes from ``eth_estimateGas`` plus a margin, capped. A revert during estimation is raised
   (decoded) before anything is signed or sent.
-* Once ``eth_sendRawTransaction`` may have reached the node, the transaction is never re-signed
-  or resent. If no receipt arrives within the bounds, :class:`TransactionOutcomeUnknownError`
-  carries the hash.
+* Only a JSON-RPC error that proves a refusal (nonce too low, insufficient funds, underpriced,
+  invalid) counts as "not sent". Any other failure of ``eth_sendRawTransaction`` (5xx, 429, a
+  reset, a timeout, an unexpected error) means "maybe sent": the IDENTICAL signed bytes are handed
+  to the node again with backoff until it knows them or refuses them. Same bytes, same hash, same
+  nonce: they execute at most once.
+* While no receipt has come, the identical bytes are re-sent now and then (a node that lost
+  them gets them back), and nonces this process gave back below ours are filled with 0-value
+  self-transfers, so a transaction is never held hostage by a gap.
+* Every wait is bounded: no RPC request outlives ``receipt_timeout``. When it runs out, the
+  transaction is cancelled by a 0-value self-transfer at the same nonce with bumped fees, so the
+  outcome becomes definite: its receipt (it won), or :class:`TransactionNotExecutedError` (the
+  replacement won). Only when neither lands in ``cancel_timeout`` is the caller told
+  :class:`TransactionOutcomeUnknownError`, with the hash; it stays listed in
+  ``broker.transactions`` until resolved. A different transaction for the same intent is signed
+  only when the first can never execute (its nonce went to another transaction).
+* A caller cancelled after the bytes may have reached the node does not abandon them: the
+  broker's task group finishes the transaction in the background and records its outcome
+  (``broker.transactions.recent()``), logged with its hash.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_result,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from .._config import TxPolicy
 from .._exceptions import (
     ConfigError,
     ContractRevertError,
     InsufficientBalanceError,
+    OGError,
     RPCError,
+    TransactionNotExecutedError,
     TransactionOutcomeUnknownError,
 )
-from .._singleflight import SingleFlight
-from ..types import ChainEvent, TxReceipt
+from ..types import ChainEvent, TxReceipt, TxRecord, TxState
 from ._abi import decode_revert, inference_abi, ledger_abi
-from ._rpc import RpcClient
+from ._nonce import NonceAllocator, Tracked, get_nonce_allocator, reset_nonce_allocators
+from ._rpc import RpcClient, as_int
 
 __all__ = ["NonceAllocator", "TxSender", "get_nonce_allocator", "reset_nonce_allocators"]
 
-log = logging.getLogger("og_inference_async.chain")
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
+
+# Outcomes of one eth_sendRawTransaction.
+KNOWN = "known"  # the node has these bytes (accepted now, or already)
+NONCE_USED = "nonce_used"  # "nonce too low": the nonce is consumed on chain
+TAKEN = "taken"  # another transaction holds the nonce in the pool (replacement underpriced)
+FUNDS = "funds"  # the wallet cannot pay value plus gas
+REFUSED = "refused"  # any other definite refusal
+AMBIGUOUS = "ambiguous"  # no proof either way: the node may have them
+
+_KNOWN_WORDS = ("already known", "already imported", "known transaction", "already in the pool")
+_REFUSAL_WORDS = (
+    "intrinsic gas too low",
+    "exceeds block gas limit",
+    "gas limit reached",
+    "invalid sender",
+    "invalid signature",
+    "invalid transaction",
+    "transaction underpriced",
+    "less than block base fee",
+    "fee cap",
+    "tip above",
+    "oversized data",
+    "invalid chain",
+    "chain id",
+    "gas too low",
+    "exceeds the configured cap",
+)
+_FILLER_GAS = 21000
+_MAX_SLEEP = 1.0
 
 
-class NonceAllocator:
-    """Hands out consecutive nonces for one account on one chain to every coroutine of the process.
-
-    The counter is guarded by a thread lock that is never held across an await, so one allocator
-    serves any number of coroutines, tasks and event loops. It is seeded from the node's
-    ``pending`` transaction count (one read per event loop, single-flight).
-
-    Args:
-        chain_id: the chain.
-        address: the account.
-    """
-
-    def __init__(self, chain_id: int, address: str) -> None:
-        self.chain_id = chain_id
-        self.address = address
-        self._next: int | None = None
-        self._returned: set[int] = set()
-        self._lock = threading.Lock()
-        self._seeds: dict[object, SingleFlight[str, int]] = {}
-        self.allocated = 0
-
-    def __repr__(self) -> str:
-        return f"NonceAllocator(chain_id={self.chain_id}, address={self.address}, next={self._next})"
-
-    async def allocate(self, rpc: RpcClient) -> int:
-        """Reserve the next nonce (seeding from the node's pending count when needed)."""
-        while True:
-            with self._lock:
-                if self._next is not None:
-                    if self._returned:
-                        nonce = min(self._returned)
-                        self._returned.discard(nonce)
-                    else:
-                        nonce = self._next
-                        self._next += 1
-                    self.allocated += 1
-                    return nonce
-            flights = self._seeds.setdefault(anyio.lowlevel.current_token(), SingleFlight())
-            count = await flights.run("seed", lambda: self._read_pending(rpc))
-            with self._lock:
-                if self._next is None:
-                    self._next = count
-                    self._returned.clear()
-
-    async def _read_pending(self, rpc: RpcClient) -> int:
-        return int(await rpc.request("eth_getTransactionCount", [self.address, "pending"]), 16)
-
-    def release(self, nonce: int) -> None:
-        """Give back a nonce whose transaction the node never accepted."""
-        with self._lock:
-            if self._next is None:
-                return
-            if nonce == self._next - 1:
-                self._next -= 1
-                while self._next - 1 in self._returned:
-                    self._next -= 1
-                    self._returned.discard(self._next)
-            elif nonce < self._next:
-                self._returned.add(nonce)
-
-    def resync(self) -> None:
-        """Forget the counter; the next allocation reseeds from the node."""
-        with self._lock:
-            self._next = None
-            self._returned.clear()
+def classify_send_error(exc: RPCError | ContractRevertError) -> str:
+    """What an error answer to ``eth_sendRawTransaction`` proves (one of the outcome names)."""
+    if isinstance(exc, ContractRevertError):
+        return REFUSED
+    if exc.code is None and exc.retryable:
+        return AMBIGUOUS  # transport, timeout, HTTP 429/5xx: no answer from the node itself
+    text = exc.message.lower()
+    if any(w in text for w in _KNOWN_WORDS):
+        return KNOWN
+    if "nonce too low" in text or "nonce is too low" in text or "nonce has already been used" in text:
+        return NONCE_USED
+    if "replacement transaction underpriced" in text or "replacement fee too low" in text:
+        return TAKEN
+    if "insufficient funds" in text:
+        return FUNDS
+    if any(w in text for w in _REFUSAL_WORDS):
+        return REFUSED
+    return AMBIGUOUS
 
 
-_ALLOCATORS: dict[tuple[int, str], NonceAllocator] = {}
-_ALLOCATORS_LOCK = threading.Lock()
-
-
-def get_nonce_allocator(chain_id: int, address: str) -> NonceAllocator:
-    """The process-wide allocator for ``(chain_id, address)``."""
-    key = (chain_id, address.lower())
-    with _ALLOCATORS_LOCK:
-        alloc = _ALLOCATORS.get(key)
-        if alloc is None:
-            alloc = NonceAllocator(chain_id=chain_id, address=address)
-            _ALLOCATORS[key] = alloc
-        return alloc
-
-
-def reset_nonce_allocators(chain_id: int | None = None) -> None:
-    """Make every allocator (of ``chain_id``, or all) reseed from the node on next use.
-
-    Call it after rewinding a chain (``evm_revert``): the counters would otherwise run ahead of
-    the node and transactions would queue behind a nonce gap. The devnet's ``revert`` calls it.
-    """
-    with _ALLOCATORS_LOCK:
-        allocators = [a for (cid, _), a in _ALLOCATORS.items() if chain_id is None or cid == chain_id]
-    for alloc in allocators:
-        alloc.resync()
-
-
-def _events_from_logs(logs: list[dict[str, Any]]) -> tuple[ChainEvent, ...]:
+def _events_from_logs(logs: Any) -> tuple[ChainEvent, ...]:
     out: list[ChainEvent] = []
+    if not isinstance(logs, list):
+        return ()
     abis = (ledger_abi(), inference_abi())
     for entry in logs:
         for abi in abis:
-            ev = abi.decode_log(entry)
+            try:
+                ev = abi.decode_log(entry)
+            except Exception:  # a malformed log from the node: skip it, keep the receipt
+                log.debug("undecodable log entry skipped")
+                break
             if ev is not None:
                 out.append(ChainEvent(name=ev.name, address=ev.address, args=ev.args, log_index=ev.log_index))
                 break
     return tuple(out)
 
 
-def _is_nonce_too_low(err: RPCError) -> bool:
-    text = err.message.lower()
-    return "nonce too low" in text or "nonce is too low" in text or "already used" in text
+def _parse_receipt(value: Any) -> tuple[int, int, int, Any] | None:
+    """``(status, block, gas used, logs)`` of a well-formed receipt; ``None`` for anything else."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        block = as_int(value.get("blockNumber"), "eth_getTransactionReceipt")
+        gas = as_int(value.get("gasUsed"), "eth_getTransactionReceipt")
+        status = as_int(value.get("status", "0x1"), "eth_getTransactionReceipt")
+    except RPCError:
+        log.warning("the node answered a malformed receipt; polling on")
+        return None
+    return status, block, gas, value.get("logs", [])
 
 
 class TxSender:
@@ -166,19 +148,31 @@ class TxSender:
         rpc: the JSON-RPC client.
         account: the local signer (its key never leaves this object).
         chain_id: the chain id (checked when the broker opened).
-        policy: gas, fee and receipt policy.
+        policy: gas, fee, receipt and resolution policy.
+        spawn: starts a coroutine in the broker's task group (finishes transactions whose caller
+            was cancelled); ``None`` leaves them listed as in doubt.
     """
 
-    def __init__(self, rpc: RpcClient, account: LocalAccount, chain_id: int, policy: TxPolicy) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        account: LocalAccount,
+        chain_id: int,
+        policy: TxPolicy,
+        spawn: Spawn | None = None,
+    ) -> None:
         self._rpc = rpc
         self._account = account
         self.address: str = account.address
         self.chain_id = chain_id
         self.policy = policy
+        self.spawn = spawn
         self.nonces = get_nonce_allocator(chain_id, account.address)
 
     def __repr__(self) -> str:
         return f"TxSender(address={self.address}, chain_id={self.chain_id})"
+
+    # -- fees and gas ----------------------------------------------------------------------------
 
     async def _fees_and_gas(self, tx: dict[str, Any], gas: int | None, context: str) -> dict[str, Any]:
         fees = self.policy.fees
@@ -195,11 +189,9 @@ class TxSender:
         results = dict(zip([c[0] for c in calls], await self._rpc.batch(calls))) if calls else {}
         for method, value in results.items():
             if isinstance(value, ContractRevertError):
-                err = decode_revert(value.data, context=context)
-                raise err
+                raise decode_revert(value.data, context=context)
             if isinstance(value, RPCError) and method == "eth_estimateGas":
-                text = value.message.lower()
-                if "insufficient funds" in text:
+                if "insufficient funds" in value.message.lower():
                     raise InsufficientBalanceError(
                         f"{context}: the wallet cannot pay for value plus gas",
                         hint="fund the wallet with native 0G",
@@ -209,7 +201,7 @@ class TxSender:
                 raise value
         out: dict[str, Any] = {}
         if gas is None:
-            estimate = int(str(results["eth_estimateGas"]), 16)
+            estimate = as_int(results["eth_estimateGas"], "eth_estimateGas")
             if estimate > self.policy.gas_cap:
                 raise ConfigError(
                     f"{context}: the node estimates {estimate} gas, above the configured cap "
@@ -220,7 +212,7 @@ class TxSender:
         out["gas"] = gas
         block = results.get("eth_getBlockByNumber")
         base_fee = (
-            int(block["baseFeePerGas"], 16)
+            as_int(block["baseFeePerGas"], "eth_getBlockByNumber")
             if isinstance(block, dict) and block.get("baseFeePerGas")
             else None
         )
@@ -230,7 +222,7 @@ class TxSender:
             tip = (
                 fees.priority_fee
                 if fees.priority_fee is not None
-                else (int(tip_raw, 16) if isinstance(tip_raw, str) else 10**9)
+                else (as_int(tip_raw, "eth_maxPriorityFeePerGas") if isinstance(tip_raw, str) else 10**9)
             )
             max_fee = 2 * (base_fee or 0) + tip
             if fees.max_gas_price is not None and max_fee > fees.max_gas_price:
@@ -240,13 +232,65 @@ class TxSender:
             out["maxPriorityFeePerGas"] = tip
             out["type"] = 2
         else:
-            price = fees.gas_price if fees.gas_price is not None else int(str(results["eth_gasPrice"]), 16)
+            price = (
+                fees.gas_price
+                if fees.gas_price is not None
+                else as_int(results["eth_gasPrice"], "eth_gasPrice")
+            )
             if fees.max_gas_price is not None and price > fees.max_gas_price:
                 raise RPCError(
                     f"{context}: gas price {price} is above the configured maximum {fees.max_gas_price}"
                 )
             out["gasPrice"] = price
         return out
+
+    # -- signing ---------------------------------------------------------------------------------
+
+    async def _read_pending(self) -> int:
+        return await self._rpc.request_int("eth_getTransactionCount", [self.address, "pending"])
+
+    def _sign_at(
+        self,
+        nonce: int,
+        to: str,
+        data: bytes,
+        value: int,
+        fields: dict[str, Any],
+        context: str,
+        *,
+        owns_nonce: bool = True,
+    ) -> Tracked:
+        """Sign at ``nonce`` and start tracking; gives the nonce back if signing fails (when it owns it)."""
+        tx = {"to": to, "data": data, "value": value, "nonce": nonce, "chainId": self.chain_id, **fields}
+        try:
+            raw = bytes(self._account.sign_transaction(tx).raw_transaction)
+        except Exception as exc:  # eth-account boundary: a field it cannot serialise
+            if owns_nonce:
+                self.nonces.release(nonce)
+            raise ConfigError(
+                f"{context}: the transaction could not be signed ({type(exc).__name__}); nothing was sent",
+                hint="check TxPolicy / FeePolicy values",
+            ) from None
+        except BaseException:
+            if owns_nonce:
+                self.nonces.release(nonce)
+            raise
+        record = Tracked(
+            tx_hash="0x" + keccak(raw).hex(),
+            nonce=nonce,
+            raw=raw,
+            context=context,
+            to=to,
+            value=value,
+            fees={
+                k: v for k, v in fields.items() if k in ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas")
+            },
+            call={"from": self.address, "to": to, "data": "0x" + data.hex(), "value": hex(value)},
+        )
+        self.nonces.track(record)
+        return record
+
+    # -- sending ---------------------------------------------------------------------------------
 
     async def send(
         self,
@@ -257,7 +301,7 @@ class TxSender:
         gas: int | None = None,
         context: str = "transaction",
     ) -> TxReceipt:
-        """Estimate, sign, send and wait for one transaction.
+        """Estimate, sign, deliver and wait for one transaction, within the policy's bounds.
 
         Args:
             to: the contract address.
@@ -272,119 +316,500 @@ class TxSender:
         Raises:
             ContractRevertError: the estimate or the mined transaction reverted (decoded).
             InsufficientBalanceError: the wallet cannot pay value plus gas.
-            TransactionOutcomeUnknownError: sent, but no receipt within the bounds.
-            RPCError: the node refused the transaction or could not be reached before sending.
+            TransactionNotExecutedError: no receipt came in time and the cancelling replacement
+                won: nothing was executed.
+            TransactionOutcomeUnknownError: neither the transaction nor its cancellation was
+                mined within the bounds (see ``broker.transactions``).
+            RPCError: the node refused the transaction, or could not be reached before sending.
         """
-        base: dict[str, Any] = {
+        call: dict[str, Any] = {
             "from": self.address,
             "to": to,
             "data": "0x" + data.hex(),
             "value": hex(value),
         }
-        fee_fields = await self._fees_and_gas(base, gas, context)
+        fields = await self._fees_and_gas(call, gas, context)
         for _ in range(3):
-            # Shielded: a cancellation between taking a nonce and handing the transaction to the
-            # node would leak the nonce (a gap that stalls every later transaction).
-            with anyio.CancelScope(shield=True):
-                submitted = await self._submit(to, data, value, fee_fields, context)
-            if submitted is not None:
-                tx_hash, nonce = submitted
-                return await self._wait_receipt(tx_hash, nonce, context, base)
-        raise RPCError(f"{context}: the node kept reporting 'nonce too low'")
+            nonce = await self.nonces.allocate(self._read_pending)
+            record = self._sign_at(nonce, to, data, value, fields, context)
+            receipt = await self._drive(record)
+            if receipt is not None:
+                return receipt
+            # The nonce went to another transaction: this one can never execute; sign afresh.
+            log.info("nonce %d of %s was used elsewhere; %s is signed again", nonce, self.address, context)
+            self.nonces.resync()
+        raise RPCError(f"{context}: the node kept reporting that the nonce was already used")
 
-    async def _submit(
-        self, to: str, data: bytes, value: int, fee_fields: dict[str, Any], context: str
-    ) -> tuple[str, int] | None:
-        """Take a nonce, sign and hand the transaction to the node.
+    async def _drive(self, record: Tracked) -> TxReceipt | None:
+        """Deliver and settle ``record``; ``None`` when its nonce went to a foreign transaction."""
+        try:
+            start = time.monotonic()
+            outcome = await self._broadcast(record, until=start + self.policy.send_timeout)
+            if outcome in (NONCE_USED, TAKEN):
+                self.nonces.finish(record, TxState.REPLACED)
+                return None
+            return await self._settle(record, start, cancel=self.policy.cancel_on_timeout)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled (or interrupted) mid-flight
+                self._abandon(record)
+            raise
+
+    def _abandon(self, record: Tracked) -> None:
+        """The caller went away: never leave the nonce held, never lose a maybe-sent transaction."""
+        if record.state.is_final:
+            return
+        if not record.maybe_sent:
+            self.nonces.release(record.nonce)
+            self.nonces.finish(record, TxState.DISCARDED)
+            return
+        record.caller_gave_up = True
+        record.owned = False
+        log.warning(
+            "caller cancelled after %s (%s, nonce %d) may have reached the node; %s",
+            record.context,
+            record.tx_hash,
+            record.nonce,
+            "finishing it in the background" if self.spawn else "it is listed in broker.transactions",
+        )
+        if self.spawn is not None:
+            self.spawn(partial(self._finish_in_background, record))
+
+    async def _finish_in_background(self, record: Tracked) -> None:
+        record.owned = True
+        try:
+            receipt = await self._settle(record, time.monotonic(), cancel=self.policy.cancel_on_timeout)
+            log.info(
+                "%s (%s) finished in the background: mined in block %d",
+                record.context,
+                record.tx_hash,
+                receipt.block_number,
+            )
+        except OGError as exc:
+            log.warning(
+                "%s (%s) finished in the background: %s", record.context, record.tx_hash, type(exc).__name__
+            )
+        finally:
+            record.owned = False
+
+    async def _send_once(
+        self, record: Tracked, timeout: float
+    ) -> tuple[str, RPCError | ContractRevertError | None]:
+        """Hand the identical bytes to the node once."""
+        record.maybe_sent = True
+        try:
+            await self._rpc.request("eth_sendRawTransaction", [record.raw_hex], retry=False, timeout=timeout)
+        except (RPCError, ContractRevertError) as exc:
+            return classify_send_error(exc), exc
+        return KNOWN, None
+
+    async def _lookup(self, record: Tracked) -> tuple[Any, bool]:
+        """``(receipt or None, whether the node knows the transaction)``; errors count as unknown."""
+        try:
+            receipt, known = await self._rpc.batch(
+                [
+                    ("eth_getTransactionReceipt", [record.tx_hash]),
+                    ("eth_getTransactionByHash", [record.tx_hash]),
+                ],
+                timeout=self._rpc.retry.attempt_timeout,
+            )
+        except (RPCError, ContractRevertError):
+            return None, False
+        found = receipt if _parse_receipt(receipt) is not None else None
+        return found, found is not None or isinstance(known, dict)
+
+    async def _broadcast(self, record: Tracked, *, until: float, raise_refusal: bool = True) -> str:
+        """Deliver the identical bytes until the node knows them or refuses them (or ``until``).
 
         Returns:
-            ``(tx_hash, nonce)`` once the node may hold it, or ``None`` after "nonce too low"
-            (resynced; the caller tries again with a fresh nonce).
+            ``KNOWN``, ``NONCE_USED``, ``TAKEN``, ``AMBIGUOUS`` (time ran out), or ``REFUSED`` /
+            ``FUNDS`` when ``raise_refusal`` is false.
+
+        Raises:
+            InsufficientBalanceError, RPCError: a definite refusal (nonce given back).
         """
-        nonce = await self.nonces.allocate(self._rpc)
-        tx = {"to": to, "data": data, "value": value, "nonce": nonce, "chainId": self.chain_id, **fee_fields}
-        signed = self._account.sign_transaction(tx)
-        raw: bytes = bytes(signed.raw_transaction)
-        tx_hash = "0x" + keccak(raw).hex()
-        try:
-            await self._rpc.request("eth_sendRawTransaction", ["0x" + raw.hex()], retry=False)
-        except RPCError as exc:
-            if exc.code is None and exc.retryable:
-                # Transport failure: the node may or may not have the transaction. Never resend.
-                log.warning("send of %s (%s) hit a transport error; waiting for it by hash", context, tx_hash)
-                return tx_hash, nonce
-            text = exc.message.lower()
-            if "already known" in text or "known transaction" in text:
-                return tx_hash, nonce
-            if _is_nonce_too_low(exc):
-                log.info("nonce %d too low for %s; resyncing from the node", nonce, self.address)
-                self.nonces.resync()
-                return None
-            self.nonces.release(nonce)
-            if "insufficient funds" in text:
-                raise InsufficientBalanceError(
-                    f"{context}: the wallet cannot pay for value plus gas", hint="fund the wallet"
-                ) from None
-            raise
-        except ContractRevertError:
-            self.nonces.release(nonce)
-            raise
-        except BaseException:
-            self.nonces.release(nonce)
-            raise
-        return tx_hash, nonce
-
-    async def _wait_receipt(self, tx_hash: str, nonce: int, context: str, call: dict[str, Any]) -> TxReceipt:
-        policy = self.policy
-
-        async def poll() -> dict[str, Any] | None:
-            try:
-                result = await self._rpc.request("eth_getTransactionReceipt", [tx_hash], retry=False)
-            except RPCError:
-                return None
-            return result if isinstance(result, dict) else None
-
-        receipt: dict[str, Any] | None = None
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(policy.receipt_attempts) | stop_after_delay(policy.receipt_timeout),
-                wait=wait_exponential(multiplier=policy.receipt_poll_interval, max=1.0),
-                retry=retry_if_result(lambda r: r is None),
-                sleep=anyio.sleep,
-            ):
-                with attempt:
-                    receipt = await poll()
-                if not attempt.retry_state.outcome or not attempt.retry_state.outcome.failed:
-                    attempt.retry_state.set_result(receipt)
-        except RetryError:
-            receipt = None
-        if receipt is None:
-            # Reseed from the node's pending count: if the node never got this transaction its
-            # nonce is reused by the next one (so at most one of them can ever be mined), instead
-            # of leaving a gap that would stall every later transaction of this wallet.
-            self.nonces.resync()
-            raise TransactionOutcomeUnknownError(
-                f"{context}: no receipt for {tx_hash} after {policy.receipt_timeout:g} s; "
-                "it was not resent and may still be mined",
-                tx_hash=tx_hash,
-                nonce=nonce,
+        delay = 0.05
+        tried = False
+        while True:
+            left = until - time.monotonic()
+            outcome, error = await self._send_once(
+                record, max(0.05, min(self._rpc.retry.attempt_timeout, left))
             )
-        status = int(receipt.get("status", "0x1"), 16)
-        block_number = int(receipt["blockNumber"], 16)
+            if outcome == KNOWN:
+                record.state = TxState.PENDING
+                return KNOWN
+            if outcome != AMBIGUOUS:
+                if tried:
+                    # An earlier attempt may have got through: believe the chain, not the answer.
+                    _, known = await self._lookup(record)
+                    if known:
+                        record.state = TxState.PENDING
+                        return KNOWN
+                if outcome in (FUNDS, REFUSED):
+                    if not raise_refusal:
+                        return outcome
+                    self.nonces.release(record.nonce)
+                    self.nonces.finish(record, TxState.REFUSED)
+                    if outcome == FUNDS:
+                        raise InsufficientBalanceError(
+                            f"{record.context}: the wallet cannot pay for value plus gas",
+                            hint="fund the wallet",
+                        )
+                    assert error is not None
+                    if isinstance(error, ContractRevertError):
+                        raise error
+                    raise RPCError(
+                        f"{record.context}: the node refused the transaction: {error.message}",
+                        code=error.code,
+                        method="eth_sendRawTransaction",
+                    )
+                return outcome
+            tried = True
+            record.state = TxState.PENDING
+            if time.monotonic() + delay >= until:
+                log.warning(
+                    "%s (%s): no definite answer to the send yet; waiting by hash",
+                    record.context,
+                    record.tx_hash,
+                )
+                return AMBIGUOUS
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _MAX_SLEEP)
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    async def _poll(self, tx_hash: str, timeout: float) -> Any:
+        try:
+            return await self._rpc.request(
+                "eth_getTransactionReceipt", [tx_hash], retry=False, timeout=timeout
+            )
+        except (RPCError, ContractRevertError):
+            return None
+
+    async def _wait_receipt(self, record: Tracked, deadline: float) -> Any:
+        """Poll for the receipt until ``deadline``, re-sending the identical bytes now and then.
+
+        Returns:
+            The raw receipt, ``NONCE_USED`` when the nonce went to another transaction, or
+            ``None`` when the time ran out.
+        """
+        policy = self.policy
+        interval = policy.receipt_poll_interval
+        gap = policy.rebroadcast_interval
+        now = time.monotonic()
+        next_send = now + gap
+        next_heal = now + policy.gap_heal_after
+        for _ in range(policy.receipt_attempts):
+            left = deadline - now
+            if left <= 0:
+                return None
+            receipt = await self._poll(record.tx_hash, min(self._rpc.retry.attempt_timeout, left))
+            if _parse_receipt(receipt) is not None:
+                return receipt
+            now = time.monotonic()
+            if now >= next_send and now < deadline:
+                outcome, _ = await self._send_once(
+                    record, max(0.05, min(self._rpc.retry.attempt_timeout, deadline - now))
+                )
+                if outcome == NONCE_USED:
+                    found, _ = await self._lookup(record)
+                    return found if found is not None else NONCE_USED
+                gap *= 2
+                now = time.monotonic()
+                next_send = now + gap
+            if now >= next_heal and now < deadline:
+                await self._heal_gaps(record, deadline)
+                now = time.monotonic()
+                next_heal = now + policy.gap_heal_after
+            await anyio.sleep(max(0.0, min(interval, deadline - now)))
+            interval = min(interval * 2, _MAX_SLEEP)
+            now = time.monotonic()
+        return None
+
+    async def _heal_gaps(self, record: Tracked, deadline: float) -> None:
+        """Fill nonces this process gave back below ``record`` and re-send abandoned ones."""
+        try:
+            latest = await self._rpc.request_int(
+                "eth_getTransactionCount",
+                [self.address, "latest"],
+                retry=False,
+                timeout=max(0.05, min(self._rpc.retry.attempt_timeout, deadline - time.monotonic())),
+            )
+        except (RPCError, ContractRevertError):
+            return
+        if latest >= record.nonce:
+            return
+        for other in self.nonces.open_records():
+            if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
+                await self._send_once(other, self._rpc.retry.attempt_timeout)
+        for nonce in self.nonces.claim_returned_below(record.nonce, latest):
+            filler = self._sign_at(
+                nonce,
+                self.address,
+                b"",
+                0,
+                {**record.fees, "gas": _FILLER_GAS},
+                f"nonce gap filler before {record.tx_hash}",
+            )
+            filler.owned = False
+            log.info("filling nonce gap %d of %s with %s", nonce, self.address, filler.tx_hash)
+            outcome, _ = await self._send_once(filler, self._rpc.retry.attempt_timeout)
+            if outcome in (FUNDS, REFUSED):
+                self.nonces.release(nonce)
+                self.nonces.finish(filler, TxState.REFUSED)
+            elif outcome in (NONCE_USED, TAKEN):
+                self.nonces.finish(filler, TxState.REPLACED)
+            else:
+                filler.state = TxState.PENDING
+                if self.spawn is not None:
+                    self.spawn(partial(self._finish_in_background, filler))
+
+    async def _settle(self, record: Tracked, start: float, *, cancel: bool) -> TxReceipt:
+        """Wait for the receipt; on time-out cancel (if asked) so the outcome becomes definite."""
+        raw = await self._wait_receipt(record, start + self.policy.receipt_timeout)
+        if raw == NONCE_USED:
+            return self._lost_nonce(record)
+        if raw is not None:
+            return await self._conclude(record, raw)
+        if not cancel:
+            return self._unknown(record)
+        receipt = await self._cancel(record, raise_if_cancelled=True)
+        assert receipt is not None  # a won cancellation raised
+        return receipt
+
+    def _lost_nonce(self, record: Tracked) -> TxReceipt:
+        state = TxState.CANCELLED if record.replacement_hash else TxState.REPLACED
+        self.nonces.finish(record, state)
+        raise TransactionNotExecutedError(
+            f"{record.context}: {record.tx_hash} was not executed: its nonce {record.nonce} was used by "
+            + ("its cancelling replacement" if record.replacement_hash else "another transaction"),
+            tx_hash=record.tx_hash,
+            nonce=record.nonce,
+            reason=state.value,
+            replacement_hash=record.replacement_hash,
+        )
+
+    def _unknown(self, record: Tracked) -> TxReceipt:
+        self.nonces.finish(record, TxState.UNKNOWN)
+        record.owned = False  # later transactions re-send it if it holds them back
+        raise TransactionOutcomeUnknownError(
+            f"{record.context}: no receipt for {record.tx_hash} within the bounds; it may still be "
+            "mined (see broker.transactions)",
+            tx_hash=record.tx_hash,
+            nonce=record.nonce,
+            replacement_hash=record.replacement_hash,
+        )
+
+    async def _conclude(self, record: Tracked, raw: dict[str, Any]) -> TxReceipt:
+        parsed = _parse_receipt(raw)
+        assert parsed is not None
+        status, block, gas_used, logs = parsed
+        receipt = TxReceipt(
+            tx_hash=record.tx_hash,
+            block_number=block,
+            gas_used=gas_used,
+            status=status,
+            events=_events_from_logs(logs),
+        )
+        record.receipt = receipt
+        for other in self.nonces.by_nonce(record.nonce):
+            if other is not record:
+                self.nonces.finish(other, TxState.REPLACED)
         if status != 1:
-            # Replay the call on the parent state to learn the reason; never resend.
+            self.nonces.finish(record, TxState.REVERTED)
             data = None
             try:
-                await self._rpc.request("eth_call", [call, hex(max(block_number - 1, 0))])
+                await self._rpc.request("eth_call", [record.call, hex(max(block - 1, 0))])
             except ContractRevertError as exc:
                 data = exc.data
             except RPCError:
                 data = None
-            raise decode_revert(data, tx_hash=tx_hash, context=context)
-        return TxReceipt(
-            tx_hash=tx_hash,
-            block_number=block_number,
-            gas_used=int(receipt["gasUsed"], 16),
-            status=status,
-            events=_events_from_logs(receipt.get("logs", [])),
+            raise decode_revert(data, tx_hash=record.tx_hash, context=record.context)
+        self.nonces.finish(record, TxState.MINED)
+        return receipt
+
+    # -- cancellation by replacement -------------------------------------------------------------
+
+    async def _floor_price(self) -> int:
+        try:
+            return await self._rpc.request_int("eth_gasPrice", [], timeout=self._rpc.retry.attempt_timeout)
+        except (RPCError, ContractRevertError):
+            return 0
+
+    def _bumped(self, fees: dict[str, int], percent: int, floor: int) -> dict[str, Any]:
+        def up(v: int) -> int:
+            return v * (100 + percent) // 100 + 1
+
+        if "gasPrice" in fees:
+            return {"gasPrice": max(up(fees["gasPrice"]), floor), "gas": _FILLER_GAS}
+        tip = up(fees.get("maxPriorityFeePerGas", 0))
+        max_fee = max(up(fees.get("maxFeePerGas", 0)), floor + tip)
+        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2, "gas": _FILLER_GAS}
+
+    async def _cancel(
+        self, record: Tracked, *, raise_if_cancelled: bool, timeout: float | None = None
+    ) -> TxReceipt | None:
+        """Replace ``record`` by a 0-value self-transfer at its nonce and wait for one of them.
+
+        Returns:
+            The original's receipt when it was mined after all; ``None`` when the replacement
+            won and ``raise_if_cancelled`` is false.
+
+        Raises:
+            TransactionNotExecutedError: the replacement won (when ``raise_if_cancelled``).
+            TransactionOutcomeUnknownError: neither was mined within the bound.
+        """
+        deadline = time.monotonic() + (self.policy.cancel_timeout if timeout is None else timeout)
+        floor = await self._floor_price()
+        replacement: Tracked | None = None
+        for round_ in range(1, 4):
+            fields = self._bumped(record.fees, self.policy.replacement_bump_percent * round_, floor)
+            candidate = self._sign_at(
+                record.nonce, self.address, b"", 0, fields, f"cancel of {record.tx_hash}", owns_nonce=False
+            )
+            outcome = await self._broadcast(
+                candidate,
+                until=min(deadline, time.monotonic() + self.policy.send_timeout),
+                raise_refusal=False,
+            )
+            if outcome == NONCE_USED:
+                self.nonces.finish(candidate, TxState.REPLACED)
+                found, _ = await self._lookup(record)
+                if found is not None:
+                    return await self._conclude(record, found)
+                return self._lost_nonce(record)
+            if outcome in (KNOWN, AMBIGUOUS):
+                replacement = candidate
+                record.replacement_hash = candidate.tx_hash
+                break
+            self.nonces.finish(candidate, TxState.REFUSED)
+            if outcome != TAKEN:
+                break
+        if replacement is None:
+            return self._unknown(record)
+        log.warning(
+            "%s (%s) timed out; cancelling it with %s", record.context, record.tx_hash, replacement.tx_hash
         )
+        interval = self.policy.receipt_poll_interval
+        next_send = time.monotonic() + self.policy.rebroadcast_interval
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                mine, theirs = await self._rpc.batch(
+                    [
+                        ("eth_getTransactionReceipt", [record.tx_hash]),
+                        ("eth_getTransactionReceipt", [replacement.tx_hash]),
+                    ],
+                    timeout=max(0.05, min(self._rpc.retry.attempt_timeout, left)),
+                )
+            except (RPCError, ContractRevertError):
+                mine = theirs = None
+            if isinstance(mine, dict) and _parse_receipt(mine) is not None:
+                return await self._conclude(record, mine)
+            if isinstance(theirs, dict) and _parse_receipt(theirs) is not None:
+                await self._conclude(replacement, theirs)
+                self.nonces.finish(record, TxState.CANCELLED)
+                if raise_if_cancelled:
+                    raise TransactionNotExecutedError(
+                        f"{record.context}: {record.tx_hash} timed out and was cancelled by "
+                        f"{replacement.tx_hash}; nothing was executed",
+                        tx_hash=record.tx_hash,
+                        nonce=record.nonce,
+                        reason="cancelled",
+                        replacement_hash=replacement.tx_hash,
+                    )
+                return None
+            if time.monotonic() >= next_send:
+                outcome, _ = await self._send_once(
+                    replacement, max(0.05, min(self._rpc.retry.attempt_timeout, left))
+                )
+                next_send = time.monotonic() + self.policy.rebroadcast_interval
+            await anyio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+            interval = min(interval * 2, _MAX_SLEEP)
+        replacement.owned = False
+        replacement.state = TxState.PENDING
+        return self._unknown(record)
+
+    # -- resolution API (broker.transactions) ----------------------------------------------------
+
+    def record(self, tx_hash: str) -> Tracked:
+        """The record of a transaction this process signed for this account.
+
+        Raises:
+            ConfigError: unknown hash (not signed here, or forgotten).
+        """
+        found = self.nonces.get(tx_hash) if isinstance(tx_hash, str) else None
+        if found is None:
+            raise ConfigError(f"{tx_hash!r} is not a transaction this process signed for {self.address}")
+        return found
+
+    async def status(self, tx_hash: str) -> TxState:
+        """Ask the node where ``tx_hash`` stands (see :meth:`TransactionsAPI.status`)."""
+        receipt, known = await self._rpc.batch(
+            [("eth_getTransactionReceipt", [tx_hash]), ("eth_getTransactionByHash", [tx_hash])]
+        )
+        parsed = _parse_receipt(receipt)
+        if parsed is not None:
+            return TxState.MINED if parsed[0] == 1 else TxState.REVERTED
+        if isinstance(known, dict):
+            return TxState.PENDING
+        record = self.nonces.get(tx_hash)
+        nonce = record.nonce if record is not None else None
+        if nonce is None:
+            return TxState.UNKNOWN
+        latest = await self._rpc.request_int("eth_getTransactionCount", [self.address, "latest"])
+        if latest > nonce:
+            assert record is not None
+            return TxState.CANCELLED if record.state is TxState.CANCELLED else TxState.REPLACED
+        return TxState.DROPPED
+
+    async def resolve(self, tx_hash: str, timeout: float | None = None) -> TxRecord:
+        """Re-send the identical bytes and wait (bounded) for a definite outcome."""
+        record = self.record(tx_hash)
+        if record.state.is_final:
+            return record.snapshot()
+        was_owned, record.owned = record.owned, True
+        try:
+            start = time.monotonic()
+            limit = self.policy.receipt_timeout if timeout is None else timeout
+            outcome = await self._broadcast(
+                record, until=start + min(limit, self.policy.send_timeout), raise_refusal=False
+            )
+            if outcome in (NONCE_USED, TAKEN):
+                found, _ = await self._lookup(record)
+                if found is not None:
+                    await self._conclude_quietly(record, found)
+                else:
+                    self.nonces.finish(
+                        record, TxState.CANCELLED if record.replacement_hash else TxState.REPLACED
+                    )
+                return record.snapshot()
+            raw = await self._wait_receipt(record, start + limit)
+            if raw == NONCE_USED:
+                self.nonces.finish(record, TxState.CANCELLED if record.replacement_hash else TxState.REPLACED)
+            elif raw is not None:
+                await self._conclude_quietly(record, raw)
+            else:
+                self._unknown(record)
+            return record.snapshot()
+        finally:
+            record.owned = was_owned
+
+    async def cancel(self, tx_hash: str, timeout: float | None = None) -> TxRecord:
+        """Replace ``tx_hash`` with a 0-value self-transfer at its nonce; wait for either to land."""
+        record = self.record(tx_hash)
+        if record.state.is_final:
+            return record.snapshot()
+        was_owned, record.owned = record.owned, True
+        try:
+            try:
+                await self._cancel(record, raise_if_cancelled=False, timeout=timeout)
+            except (ContractRevertError, TransactionNotExecutedError):
+                pass  # the record holds the outcome
+            return record.snapshot()
+        finally:
+            record.owned = was_owned
+
+    async def _conclude_quietly(self, record: Tracked, raw: dict[str, Any]) -> None:
+        try:
+            await self._conclude(record, raw)
+        except ContractRevertError:
+            pass  # recorded as reverted

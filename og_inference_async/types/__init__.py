@@ -5,6 +5,7 @@ All amounts are ``int`` wei. On-chain timestamps are seconds; token timestamps a
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +21,8 @@ __all__ = [
     "Service",
     "ServiceInfo",
     "TxReceipt",
+    "TxRecord",
+    "TxState",
 ]
 
 
@@ -172,3 +175,69 @@ class TxReceipt(_Frozen):
     def events_named(self, name: str) -> list[ChainEvent]:
         """The events called ``name``."""
         return [e for e in self.events if e.name == name]
+
+
+class TxState(str, enum.Enum):
+    """Where a transaction sent by the SDK stands.
+
+    Open states: ``signed`` (not yet handed to the node), ``pending`` (the node has it, or may
+    have it), ``dropped`` (the node does not know it and its nonce is still free: re-sending the
+    same bytes may still execute it), ``unknown`` (the bounds ran out while it might be mined).
+
+    Final states: ``mined`` / ``reverted`` (in a block, status 1 / 0); ``refused`` (the node
+    refused the bytes); ``discarded`` (signed, never handed to the node); ``cancelled`` (its nonce
+    went to the SDK's 0-value self-transfer); ``replaced`` (its nonce went to another
+    transaction). All final states but the first two mean it did not and never will execute.
+    """
+
+    SIGNED = "signed"
+    PENDING = "pending"
+    DROPPED = "dropped"
+    UNKNOWN = "unknown"
+    MINED = "mined"
+    REVERTED = "reverted"
+    REFUSED = "refused"
+    DISCARDED = "discarded"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the outcome is settled for good (not signed, pending, dropped or unknown)."""
+        return self not in (TxState.SIGNED, TxState.PENDING, TxState.DROPPED, TxState.UNKNOWN)
+
+    @property
+    def executed(self) -> bool | None:
+        """``True`` when mined (even reverted), ``False`` when it never will be, ``None`` while open."""
+        if self in (TxState.MINED, TxState.REVERTED):
+            return True
+        return False if self.is_final else None
+
+
+class TxRecord(_Frozen):
+    """A snapshot of one transaction the SDK signed (``broker.transactions``).
+
+    Attributes:
+        tx_hash: its hash.
+        nonce: its nonce.
+        context: what it was for (``"LedgerManager.depositFund"``, ``"cancel of 0x.."``).
+        to: the recipient.
+        value: wei sent with it.
+        state: see :class:`TxState`.
+        created_at: when it was signed (unix seconds).
+        replacement_hash: the cancelling replacement, when one was sent.
+        receipt: the receipt once mined.
+        caller_gave_up: the caller was cancelled after the transaction may have reached the node;
+            the broker finished it in the background.
+    """
+
+    tx_hash: str
+    nonce: int
+    context: str
+    to: str
+    value: int
+    state: TxState
+    created_at: float
+    replacement_hash: str | None = None
+    receipt: TxReceipt | None = None
+    caller_gave_up: bool = False

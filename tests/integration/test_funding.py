@@ -423,7 +423,9 @@ async def test_unknown_top_up_is_never_sent_twice(devnet: Devnet) -> None:
 
     provider = await register_provider(devnet)
     user = devnet.accounts[5]
-    fast = TxPolicy(receipt_timeout=0.3, receipt_poll_interval=0.01, receipt_attempts=50)
+    fast = TxPolicy(
+        receipt_timeout=0.3, receipt_poll_interval=0.01, receipt_attempts=50, cancel_on_timeout=False
+    )
     async with AsyncBroker(user.private_key, network=devnet.network, tx_policy=fast) as broker:
         await broker.ledger.add_ledger(og("10"))
         await devnet.rpc("evm_setAutomine", [False])

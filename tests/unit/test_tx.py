@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,7 +28,14 @@ pytestmark = pytest.mark.anyio
 
 KEY = "0x" + "11" * 32
 TO = "0x" + "22" * 20
-FAST = TxPolicy(receipt_timeout=0.5, receipt_poll_interval=0.001, receipt_attempts=5)
+FAST = TxPolicy(
+    receipt_timeout=0.5,
+    receipt_poll_interval=0.001,
+    receipt_attempts=5,
+    rebroadcast_interval=0.01,
+    send_timeout=0.5,
+    cancel_timeout=0.3,
+)
 
 
 def _receipt(status: int = 1) -> dict[str, Any]:
@@ -113,31 +121,94 @@ async def test_nonce_too_low_resyncs_and_retries_with_a_fresh_nonce() -> None:
     assert tx.nonces._next == 10
 
 
-async def test_missing_receipt_is_outcome_unknown_with_hash_and_no_resend() -> None:
-    """No receipt within bounds raises TransactionOutcomeUnknownError carrying the hash; sent once."""
+async def test_missing_receipt_without_cancel_is_outcome_unknown_and_only_identical_bytes_resent() -> None:
+    """No receipt in bounds: TransactionOutcomeUnknownError carries the hash; re-sends are the same bytes."""
     node = _node(eth_getTransactionReceipt=lambda p: None)
-    tx = _sender(node)
+    policy = TxPolicy(
+        receipt_timeout=0.3, receipt_poll_interval=0.001, rebroadcast_interval=0.01, cancel_on_timeout=False
+    )
+    tx = _sender(node, policy)
     with pytest.raises(TransactionOutcomeUnknownError) as info:
         await tx.send(TO, b"\x01")
     assert info.value.tx_hash.startswith("0x") and len(info.value.tx_hash) == 66
-    assert node.count("eth_sendRawTransaction") == 1
-    assert node.count("eth_getTransactionReceipt") == FAST.receipt_attempts
+    sent = {p[0] for m, p in node.calls if m == "eth_sendRawTransaction"}
+    assert len(sent) == 1  # re-sent, but always the identical signed bytes
+    assert node.count("eth_sendRawTransaction") >= 2
+    (doubt,) = tx.nonces.open_records()
+    assert doubt.tx_hash == info.value.tx_hash and doubt.state.value == "unknown"
 
 
-async def test_transport_error_on_send_waits_by_hash_instead_of_resending() -> None:
-    """A transport failure while sending is never resent; the hash is awaited instead."""
+async def test_missing_receipt_is_cancelled_by_a_self_transfer_at_the_same_nonce() -> None:
+    """After the receipt bound, a 0-value self-transfer takes the nonce; the caller learns 'not executed'."""
+    from eth_utils import keccak
+
+    from og_inference_async import TransactionNotExecutedError
+
+    hashes: list[str] = []
+
+    def send(p: list[Any]) -> Any:
+        h = "0x" + keccak(bytes.fromhex(p[0][2:])).hex()
+        if h not in hashes:
+            hashes.append(h)
+        return h
+
+    def receipt(p: list[Any]) -> Any:
+        return _receipt() if len(hashes) > 1 and p[0] == hashes[1] else None
+
+    node = _node(eth_sendRawTransaction=send, eth_getTransactionReceipt=receipt)
+    tx = _sender(node)
+    with pytest.raises(TransactionNotExecutedError) as info:
+        await tx.send(TO, b"\x01")
+    assert info.value.reason == "cancelled"
+    assert info.value.tx_hash == hashes[0]
+    assert info.value.replacement_hash == hashes[1]
+    assert len(hashes) == 2  # the original (maybe several times) and one replacement
+    assert tx.nonces.open_records() == []
+    assert tx.nonces._next == 8  # the replacement reused nonce 7
+
+
+async def test_transport_error_on_send_resends_the_identical_bytes() -> None:
+    """A transport failure while sending is 'maybe sent': the same bytes go again until the node answers."""
 
     class Boom(Exception):
         pass
 
+    answers = iter([Boom("connection reset"), Boom("connection reset"), "0x" + "00" * 32])
+
     def send(p: list[Any]) -> Any:
-        raise Boom("connection reset")
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     node = _node(eth_sendRawTransaction=send)
     tx = _sender(node)
     receipt = await tx.send(TO, b"\x01")
     assert receipt.status == 1
-    assert node.count("eth_sendRawTransaction") == 1
+    raws = [p[0] for m, p in node.calls if m == "eth_sendRawTransaction"]
+    assert len(raws) == 3 and len(set(raws)) == 1
+
+
+async def test_error_after_the_node_took_it_is_never_reported_as_failed() -> None:
+    """Forward-then-drop: the node has the transaction but the client got an error; 'nonce too low' on the
+    re-send is checked by hash and the mined receipt is returned (the nonce is not given back)."""
+    state = {"sent": 0}
+
+    def send(p: list[Any]) -> Any:
+        state["sent"] += 1
+        if state["sent"] == 1:
+            return {"__error__": {"code": -32603, "message": "internal error"}}
+        return {"__error__": {"code": -32000, "message": "nonce too low"}}
+
+    node = _node(
+        eth_sendRawTransaction=send,
+        eth_getTransactionReceipt=lambda p: _receipt(),
+        eth_getTransactionByHash=lambda p: {"hash": p[0]},
+    )
+    tx = _sender(node)
+    receipt = await tx.send(TO, b"\x01")
+    assert receipt.status == 1
+    assert tx.nonces._next == 8
 
 
 async def test_reverted_receipt_raises_decoded_error_with_hash() -> None:
@@ -221,16 +292,21 @@ async def test_estimate_above_gas_cap_is_refused_before_signing() -> None:
     assert node.count("eth_sendRawTransaction") == 0
 
 
-async def test_outcome_unknown_reseeds_the_allocator() -> None:
-    """After an unknown outcome the counter reseeds from the node, so a lost send leaves no gap."""
-    node = _node(eth_getTransactionReceipt=lambda p: None)
-    tx = _sender(node)
-    with pytest.raises(TransactionOutcomeUnknownError):
+async def test_outcome_unknown_keeps_its_nonce_and_resolves_later() -> None:
+    """An unknown outcome keeps its nonce (no reseed, no reuse) and resolves when it is mined."""
+    mined: set[str] = set()
+    node = _node(eth_getTransactionReceipt=lambda p: _receipt() if p[0] in mined else None)
+    policy = TxPolicy(
+        receipt_timeout=0.2, receipt_poll_interval=0.001, rebroadcast_interval=0.01, cancel_on_timeout=False
+    )
+    tx = _sender(node, policy)
+    with pytest.raises(TransactionOutcomeUnknownError) as info:
         await tx.send(TO, b"\x01")
-    assert tx.nonces._next is None
-    node.handlers["eth_getTransactionReceipt"] = lambda p: _receipt()
-    await tx.send(TO, b"\x02")
-    assert node.count("eth_getTransactionCount") == 2  # reseeded: nonce 7 is reused, not skipped
+    assert tx.nonces._next == 8
+    mined.add(info.value.tx_hash)
+    record = await tx.resolve(info.value.tx_hash, None)
+    assert record.state.value == "mined"
+    assert tx.nonces.open_records() == []
 
 
 def test_one_allocator_serves_several_event_loops() -> None:
@@ -247,7 +323,8 @@ def test_one_allocator_serves_several_event_loops() -> None:
             for _ in range(100):
 
                 async def one() -> None:
-                    got.append(await alloc.allocate(rpc))
+                    pending = partial(rpc.request_int, "eth_getTransactionCount", [TO, "pending"])
+                    got.append(await alloc.allocate(pending))
 
                 tg.start_soon(one)
 

@@ -1,0 +1,240 @@
+"""One nonce allocator per (chain, account) for the whole process, and the record of every
+transaction signed with it.
+
+The counter is guarded by a thread lock that is never held across an await, so one allocator
+serves any number of coroutines, tasks, brokers and event loops, and a cancellation can never
+leave it held. It is seeded from the node's ``pending`` transaction count (single-flight per
+event loop), never below a nonce this process still has in flight.
+
+Every signed transaction is tracked (:class:`Tracked`) from signing until its outcome is final:
+the signed bytes are kept so that the SAME transaction can be handed to the node again, never a
+different one for the same intent.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.lowlevel
+
+from .._singleflight import SingleFlight
+from ..types import TxReceipt, TxRecord, TxState
+
+__all__ = ["NonceAllocator", "Tracked", "get_nonce_allocator", "reset_nonce_allocators"]
+
+#: How many finished records an allocator keeps for ``broker.transactions.recent()``.
+HISTORY = 1000
+
+
+@dataclass(eq=False)
+class Tracked:
+    """A transaction this process signed, with its exact bytes (never shown in ``repr``).
+
+    Attributes:
+        tx_hash: keccak of ``raw``.
+        nonce: its nonce.
+        raw: the signed bytes.
+        context: a label (``"LedgerManager.depositFund"``).
+        to: recipient.
+        value: wei sent.
+        fees: the fee fields it was signed with (``gasPrice`` or the EIP-1559 pair).
+        state: see :class:`~og_inference_async.types.TxState`.
+        maybe_sent: the bytes may have reached the node (a send was attempted).
+        call: the call as a JSON-RPC object (replayed on a revert to learn its reason).
+    """
+
+    tx_hash: str
+    nonce: int
+    raw: bytes = field(repr=False)
+    context: str
+    to: str
+    value: int
+    fees: dict[str, int]
+    call: dict[str, Any] = field(repr=False, default_factory=dict)
+    state: TxState = TxState.SIGNED
+    maybe_sent: bool = False
+    created_at: float = field(default_factory=time.time)
+    replacement_hash: str | None = None
+    receipt: TxReceipt | None = None
+    caller_gave_up: bool = False
+    owned: bool = True  # a coroutine is driving it (the caller, or a background resolver)
+
+    @property
+    def raw_hex(self) -> str:
+        """The signed bytes as ``0x`` hex, as ``eth_sendRawTransaction`` takes them."""
+        return "0x" + self.raw.hex()
+
+    def snapshot(self) -> TxRecord:
+        """The public, immutable view."""
+        return TxRecord(
+            tx_hash=self.tx_hash,
+            nonce=self.nonce,
+            context=self.context,
+            to=self.to,
+            value=self.value,
+            state=self.state,
+            created_at=self.created_at,
+            replacement_hash=self.replacement_hash,
+            receipt=self.receipt,
+            caller_gave_up=self.caller_gave_up,
+        )
+
+
+class NonceAllocator:
+    """Hands out consecutive nonces for one account on one chain to every coroutine of the process.
+
+    Args:
+        chain_id: the chain.
+        address: the account.
+    """
+
+    def __init__(self, chain_id: int, address: str) -> None:
+        self.chain_id = chain_id
+        self.address = address
+        self._next: int | None = None
+        self._returned: set[int] = set()
+        self._lock = threading.Lock()
+        self._seeds: dict[object, SingleFlight[str, int]] = {}
+        self._records: dict[str, Tracked] = {}
+        self._history: collections.deque[Tracked] = collections.deque(maxlen=HISTORY)
+        self.allocated = 0
+
+    def __repr__(self) -> str:
+        return f"NonceAllocator(chain_id={self.chain_id}, address={self.address}, next={self._next})"
+
+    # -- allocation ------------------------------------------------------------------------------
+
+    def try_take(self) -> int | None:
+        """The next nonce, or ``None`` when the counter must be seeded first (no await: never leaks)."""
+        with self._lock:
+            if self._next is None:
+                return None
+            if self._returned:
+                nonce = min(self._returned)
+                self._returned.discard(nonce)
+            else:
+                nonce = self._next
+                self._next += 1
+            self.allocated += 1
+            return nonce
+
+    async def seed(self, read_pending: Callable[[], Awaitable[int]]) -> None:
+        """Seed the counter from the node (single-flight per event loop) unless it is seeded."""
+        if self._next is not None:
+            return
+        flights = self._seeds.setdefault(anyio.lowlevel.current_token(), SingleFlight())
+        count = await flights.run("seed", read_pending)
+        with self._lock:
+            if self._next is None:
+                inflight = [r.nonce for r in self._records.values() if not r.state.is_final]
+                self._next = max([count, *(n + 1 for n in inflight)])
+                self._returned.clear()
+
+    async def allocate(self, read_pending: Callable[[], Awaitable[int]]) -> int:
+        """Reserve the next nonce, seeding from the node when needed."""
+        while True:
+            nonce = self.try_take()
+            if nonce is not None:
+                return nonce
+            await self.seed(read_pending)
+
+    def release(self, nonce: int) -> None:
+        """Give back a nonce whose transaction the node definitely does not hold."""
+        with self._lock:
+            if self._next is None:
+                return
+            if nonce == self._next - 1:
+                self._next -= 1
+                while self._next - 1 in self._returned:
+                    self._next -= 1
+                    self._returned.discard(self._next)
+            elif nonce < self._next:
+                self._returned.add(nonce)
+
+    def claim_returned_below(self, nonce: int, floor: int) -> list[int]:
+        """Take the given-back nonces in ``[floor, nonce)``: gaps that hold ``nonce`` back."""
+        with self._lock:
+            taken = sorted(n for n in self._returned if floor <= n < nonce)
+            self._returned.difference_update(taken)
+            self.allocated += len(taken)
+            return taken
+
+    def resync(self) -> None:
+        """Forget the counter; the next allocation reseeds from the node."""
+        with self._lock:
+            self._next = None
+            self._returned.clear()
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def track(self, record: Tracked) -> None:
+        """Start tracking a freshly signed transaction."""
+        with self._lock:
+            self._records[record.tx_hash] = record
+            self._history.append(record)
+
+    def finish(self, record: Tracked, state: TxState) -> None:
+        """Record a final (or ``unknown``) state; final records leave the in-flight set."""
+        with self._lock:
+            record.state = state
+            if state.is_final:
+                self._records.pop(record.tx_hash, None)
+
+    def get(self, tx_hash: str) -> Tracked | None:
+        """The record of ``tx_hash`` (in flight or in the recent history)."""
+        key = tx_hash.lower()
+        with self._lock:
+            found = self._records.get(key)
+            if found is not None:
+                return found
+            return next((r for r in reversed(self._history) if r.tx_hash == key), None)
+
+    def open_records(self) -> list[Tracked]:
+        """Records whose outcome is not final yet, by nonce."""
+        with self._lock:
+            return sorted(self._records.values(), key=lambda r: r.nonce)
+
+    def by_nonce(self, nonce: int) -> list[Tracked]:
+        """Open records at ``nonce`` (the original and any cancelling replacement)."""
+        with self._lock:
+            return [r for r in self._records.values() if r.nonce == nonce]
+
+    def recent(self, limit: int) -> list[Tracked]:
+        """The newest ``limit`` records, newest first."""
+        with self._lock:
+            return list(reversed(self._history))[:limit]
+
+
+_ALLOCATORS: dict[tuple[int, str], NonceAllocator] = {}
+_ALLOCATORS_LOCK = threading.Lock()
+
+
+def get_nonce_allocator(chain_id: int, address: str) -> NonceAllocator:
+    """The process-wide allocator for ``(chain_id, address)``."""
+    key = (chain_id, address.lower())
+    with _ALLOCATORS_LOCK:
+        alloc = _ALLOCATORS.get(key)
+        if alloc is None:
+            alloc = NonceAllocator(chain_id=chain_id, address=address)
+            _ALLOCATORS[key] = alloc
+        return alloc
+
+
+def reset_nonce_allocators(chain_id: int | None = None) -> None:
+    """Make every allocator (of ``chain_id``, or all) reseed from the node on next use.
+
+    Call it after rewinding a chain (``evm_revert``): the counters would otherwise run ahead of
+    the node and transactions would queue behind a nonce gap. The devnet's ``revert`` calls it.
+    Records of transactions the rewind erased are dropped too.
+    """
+    with _ALLOCATORS_LOCK:
+        allocators = [a for (cid, _), a in _ALLOCATORS.items() if chain_id is None or cid == chain_id]
+    for alloc in allocators:
+        with alloc._lock:
+            alloc._records.clear()
+        alloc.resync()
