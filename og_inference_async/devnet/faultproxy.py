@@ -29,7 +29,9 @@ knob                        what the client sees
                             is forwarded and, after the delay, the answer is HTTP 504
 ``forward_then_drop_rate``  the request is forwarded and fully executed (a transaction is accepted, an
                             inference is billed), then the client gets ``drop_mode`` instead of the
-                            answer: ``"error"`` (an ``error_statuses`` status) or ``"reset"``
+                            answer: ``"error"`` (a ``drop_statuses`` status, default 502, 504, 500:
+                            what a gateway says when the upstream may have served; the SDK reads
+                            503 as "not served" and may resend) or ``"reset"``
 ``cut_rate`` (HTTP only)    the response starts normally, then the connection is reset after at most
                             ``cut_after_bytes`` body bytes (never the whole body)
 ==========================  ===========================================================================
@@ -245,6 +247,7 @@ class _FaultProxy:
     slow_forward: bool
     forward_then_drop_rate: float
     drop_mode: str
+    drop_statuses: tuple[int, ...]
     pause_timeout: float
     upstream_timeout: float
     max_body: int
@@ -399,8 +402,7 @@ class _FaultProxy:
         with self._lock:
             return self._rng.random() < fraction
 
-    def _error_status(self) -> int:
-        statuses = self.error_statuses
+    def _error_status(self, statuses: tuple[int, ...]) -> int:
         if len(statuses) == 1:
             return statuses[0]
         with self._lock:
@@ -496,6 +498,7 @@ def _common_knobs() -> dict[str, tuple[Callable[[str, Any], Any], Any]]:
         "slow_forward": (_flag, True),
         "forward_then_drop_rate": (_rate, 0.0),
         "drop_mode": (_drop_mode, "error"),
+        "drop_statuses": (_statuses, (502, 504, 500)),
         "pause_timeout": (_seconds, 30.0),
         "upstream_timeout": (_seconds, 60.0),
         "max_body": (_positive, 64 * 1024 * 1024),
@@ -595,7 +598,7 @@ class RpcFaultProxy(_FaultProxy):
             _reset_connection(request)
             return web.Response(status=502)  # never written: the connection is gone
         if kind == "error":
-            return _plain_error(self._error_status())
+            return _plain_error(self._error_status(self.error_statuses))
         if kind == "rate_limit":
             if self._chance(self.json_rate_limit_fraction):
                 return self._json_rate_limit(body, calls)
@@ -619,7 +622,7 @@ class RpcFaultProxy(_FaultProxy):
         if self.drop_mode == "reset":
             _reset_connection(request)
             return web.Response(status=502)
-        return _plain_error(self._error_status())
+        return _plain_error(self._error_status(self.drop_statuses))
 
     @staticmethod
     def _json_rate_limit(body: bytes, calls: list[dict[str, Any]]) -> web.Response:
@@ -766,7 +769,7 @@ class HttpFaultProxy(_FaultProxy):
             _reset_connection(request)
             return web.Response(status=502)
         if kind == "error":
-            return _plain_error(self._error_status())
+            return _plain_error(self._error_status(self.error_statuses))
         if kind == "rate_limit":
             error = {"error": {"code": "rate_limited", "message": "fault proxy: too many requests"}}
             return web.json_response(error, status=429, headers=self._retry_after_headers())
@@ -798,7 +801,7 @@ class HttpFaultProxy(_FaultProxy):
                     if self.drop_mode == "reset":
                         _reset_connection(request)
                         return web.Response(status=502)
-                    return _plain_error(self._error_status())
+                    return _plain_error(self._error_status(self.drop_statuses))
                 if kind == "slow":
                     await asyncio.sleep(self.slow_seconds)
                 return await self._stream_back(request, answer, kind == "cut", throttle)
