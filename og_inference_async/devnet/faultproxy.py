@@ -718,6 +718,8 @@ class HttpFaultProxy(_FaultProxy):
         cut_after_bytes: how many body bytes a cut response relays at most.
         chunk_delay: seconds slept after relaying each response body chunk of an eligible request
             (a throttle, not a random fault; 0 by default).
+        chunk_bytes: relay eligible response bodies in pieces of at most this many bytes (0: as
+            they arrive); with ``chunk_delay`` it makes a stream trickle event by event.
         paths_seen: requests seen, by path.
         (and the knobs and counters listed in the module docstring)
     """
@@ -727,6 +729,7 @@ class HttpFaultProxy(_FaultProxy):
         "cut_rate": (_rate, 0.0),
         "cut_after_bytes": (_count, 64),
         "chunk_delay": (_seconds, 0.0),
+        "chunk_bytes": (_count, 0),
         "paths": (lambda n, v: _names(n, v, optional=True), None),
         "skip_paths": (lambda n, v: _names(n, v, optional=False), frozenset()),
     }
@@ -736,6 +739,7 @@ class HttpFaultProxy(_FaultProxy):
     cut_rate: float
     cut_after_bytes: int
     chunk_delay: float
+    chunk_bytes: int
     paths: frozenset[str] | None
     skip_paths: frozenset[str]
 
@@ -776,10 +780,11 @@ class HttpFaultProxy(_FaultProxy):
         if kind == "slow" and not self.slow_forward:
             await asyncio.sleep(self.slow_seconds)
             return _plain_error(504)
-        return await self._relay(request, body, kind, throttle=self.chunk_delay if eligible else 0.0)
+        throttle = (self.chunk_delay, self.chunk_bytes) if eligible else (0.0, 0)
+        return await self._relay(request, body, kind, throttle=throttle)
 
     async def _relay(
-        self, request: web.BaseRequest, body: bytes, kind: str | None, *, throttle: float
+        self, request: web.BaseRequest, body: bytes, kind: str | None, *, throttle: tuple[float, int]
     ) -> web.StreamResponse:
         upstream, session = self._upstream, self._session
         if upstream is None or session is None:
@@ -814,7 +819,7 @@ class HttpFaultProxy(_FaultProxy):
         request: web.BaseRequest,
         answer: aiohttp.ClientResponse,
         cut: bool,
-        throttle: float,
+        throttle: tuple[float, int],
     ) -> web.StreamResponse:
         out_headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP]
         response = web.StreamResponse(status=answer.status, reason=answer.reason)
@@ -825,11 +830,12 @@ class HttpFaultProxy(_FaultProxy):
             response.content_length = length
         budget = _cut_budget(self.cut_after_bytes, length) if cut else None
         relayed = 0
+        delay, piece = throttle
         try:
             await response.prepare(request)
             while relayed <= self.max_body:  # bounded by the body size (and upstream_timeout)
                 try:
-                    chunk = await answer.content.readany()
+                    chunk = await (answer.content.read(piece) if piece else answer.content.readany())
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     # the upstream broke off mid-body: the client must see a broken body too
                     self.upstream_errors += 1
@@ -844,8 +850,8 @@ class HttpFaultProxy(_FaultProxy):
                     return response
                 await response.write(chunk)
                 relayed += len(chunk)
-                if throttle > 0:
-                    await asyncio.sleep(throttle)
+                if delay > 0:
+                    await asyncio.sleep(delay)
             if budget is not None:
                 _reset_connection(request)  # the body ended within the budget: still never complete
                 return response

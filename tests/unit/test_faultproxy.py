@@ -415,7 +415,7 @@ async def test_http_slow_headers_and_path_filter(upstream: Upstream) -> None:
 
 async def test_http_upstream_set_later(upstream: Upstream, client: httpx.AsyncClient) -> None:
     """Without an upstream requests get 502; setting one makes them flow; chunk_delay keeps bodies whole."""
-    async with start_http_fault_proxy(None, chunk_delay=0.001) as proxy:
+    async with start_http_fault_proxy(None, chunk_delay=0.001, chunk_bytes=100) as proxy:
         assert isinstance(proxy, HttpFaultProxy)
         assert (await client.get(proxy.url + "/big")).status_code == 502
         proxy.upstream = upstream.url
