@@ -8,29 +8,17 @@ import httpx
 import pytest
 from eth_account import Account
 
-from og_inference_async import AsyncBroker, ProviderError, ProviderServerError, og
+from og_inference_async import AsyncBroker, ProviderError, ProviderServerError
 from og_inference_async.devnet import Devnet
 from og_inference_async.devnet.faultproxy import RpcFaultProxy
-from og_inference_async.devnet.provider import ProviderHandle
-from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 
 from ..conftest import ProxiedProviderFactory
+from .chain_helpers import funded_broker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 HELLO = [{"role": "user", "content": "hello through the proxy"}]
-
-
-async def funded(dn: Devnet, index: int, provider: ProviderHandle) -> AsyncBroker:
-    """An unopened broker for accounts[index] with a ledger and a funded sub-account with ``provider``."""
-    key = dn.accounts[index].private_key
-    async with AsyncBroker(key, network=dn.network) as setup:
-        await setup.ledger.add_ledger(og("5"))
-        await setup.ledger.transfer_fund(provider.address, og("3"))
-    broker = AsyncBroker(key, network=dn.network)
-    broker.inference.retry_policy = RequestRetryPolicy.no_wait()
-    return broker
 
 
 async def test_dropped_transaction_is_mined(devnet: Devnet, rpc_fault_proxy: RpcFaultProxy) -> None:
@@ -80,7 +68,7 @@ async def test_sdk_through_a_proxied_provider(
     """Through the proxy: chat is BOUND; forward-then-drop bills once and raises; a cut stream raises."""
     chat, proxy = await proxied_provider()
     assert chat.url == proxy.url != chat.local_url
-    broker = await funded(devnet, 8, chat)
+    broker = await funded_broker(devnet, 8, chat)
     async with broker:
         result = await broker.inference.chat(chat.address, HELLO, verify="required")
         assert result.content == "Echo: hello through the proxy"
