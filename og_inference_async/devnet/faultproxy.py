@@ -46,8 +46,17 @@ Knobs are plain attributes, checked when set (:class:`~og_inference_async.Config
 value) and read once per request, so they may be changed at any time, also from another thread;
 the random draws are serialised with a lock. Counters: ``requests_seen``, ``forwarded``,
 ``faults`` (by kind), ``faults_by_target`` (by ``(kind, method or path)``), plus per-proxy extras
-(``calls`` and ``dropped_tx_hashes`` for JSON-RPC, ``paths`` for HTTP); :meth:`reset_counters`
-clears them, :meth:`reset_faults` turns every fault off.
+(``calls`` and ``dropped_tx_hashes`` for JSON-RPC, ``paths_seen`` for HTTP), ``upstream_errors``;
+:meth:`reset_counters` clears them, :meth:`reset_faults` restores every knob's default (all off).
+
+The other knobs, with their defaults: ``error_statuses=(502, 503, 500)``,
+``drop_statuses=(502, 504, 500)``, ``retry_after=1`` (whole seconds), ``retry_after_fraction=1.0``,
+``slow_seconds=5.0``, ``slow_forward=True``, ``drop_mode="error"``, ``pause_timeout=30.0``,
+``upstream_timeout=60.0`` (seconds for one upstream exchange, a streamed body included),
+``max_body=64 MiB``; JSON-RPC only: ``json_rate_limit_fraction=0.0``, ``methods=None``,
+``skip_methods=()``; HTTP only: ``cut_after_bytes=64``, ``paths=None``, ``skip_paths=()``, and a
+throttle that is not a random fault: ``chunk_delay=0.0`` seconds after each relayed body piece of
+``chunk_bytes`` bytes at most (0: as they arrive), for the eligible requests.
 
 Both proxies listen on 127.0.0.1 only and connect only to an upstream on 127.0.0.1 (``localhost``
 is read as 127.0.0.1). They run on asyncio (aiohttp); the HTTP proxy streams response bodies
@@ -151,6 +160,13 @@ def _seconds(name: str, value: Any) -> float:
     return float(value)
 
 
+def _timeout(name: str, value: Any) -> float:
+    seconds = _seconds(name, value)
+    if seconds <= 0:
+        raise ConfigError(f"{name} must be above 0 seconds, got {value!r}")
+    return seconds
+
+
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be an int >= 0, got {value!r}")
@@ -213,12 +229,12 @@ def _plain_error(status: int) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/html")
 
 
-async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:
-    """The whole request body, or ``None`` when it is over ``limit`` bytes."""
+async def _read_all(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """A whole body (request or upstream answer), or ``None`` when it is over ``limit`` bytes."""
     parts: list[bytes] = []
     size = 0
     while True:  # bounded: stops at EOF or past ``limit`` bytes
-        chunk = await request.content.readany()
+        chunk = await stream.readany()
         if not chunk:
             return b"".join(parts)
         size += len(chunk)
@@ -413,6 +429,9 @@ class _FaultProxy:
         for target in targets:
             self.faults_by_target[(kind, target)] += 1
 
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.upstream_timeout, connect=min(5.0, self.upstream_timeout))
+
     def _retry_after_headers(self) -> dict[str, str]:
         if self._chance(self.retry_after_fraction):
             return {"Retry-After": str(self.retry_after)}
@@ -427,7 +446,6 @@ class _FaultProxy:
             self._gate.set()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256),
-            timeout=aiohttp.ClientTimeout(total=self.upstream_timeout, connect=5.0),
             auto_decompress=False,
             trust_env=False,
             # send exactly the client's headers: no Accept-Encoding, User-Agent or Content-Type of our own
@@ -500,7 +518,7 @@ def _common_knobs() -> dict[str, tuple[Callable[[str, Any], Any], Any]]:
         "drop_mode": (_drop_mode, "error"),
         "drop_statuses": (_statuses, (502, 504, 500)),
         "pause_timeout": (_seconds, 30.0),
-        "upstream_timeout": (_seconds, 60.0),
+        "upstream_timeout": (_timeout, 60.0),
         "max_body": (_positive, 64 * 1024 * 1024),
     }
 
@@ -583,7 +601,7 @@ class RpcFaultProxy(_FaultProxy):
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405, text="JSON-RPC takes POST\n", headers={"Allow": "POST"})
-        body = await _read_body(request, self.max_body)
+        body = await _read_all(request.content, self.max_body)
         if body is None:
             return web.Response(status=413, text="request body too large\n")
         calls = _calls(body)
@@ -645,10 +663,13 @@ class RpcFaultProxy(_FaultProxy):
         self.forwarded += 1
         try:
             async with session.post(
-                upstream, data=body, headers={"Content-Type": "application/json"}
+                upstream,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeout(),
             ) as answer:
-                data = await answer.content.read(self.max_body + 1)
-                if len(data) > self.max_body:
+                data = await _read_all(answer.content, self.max_body)
+                if data is None:
                     self.upstream_errors += 1
                     return _plain_error(502)
                 headers = {"Content-Type": answer.headers.get("Content-Type", "application/json")}
@@ -761,7 +782,7 @@ class HttpFaultProxy(_FaultProxy):
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         self.paths_seen[path] += 1
-        body = await _read_body(request, self.max_body)
+        body = await _read_all(request.content, self.max_body)
         if body is None:
             return web.Response(status=413, text="request body too large\n")
         await self._hold()
@@ -799,10 +820,11 @@ class HttpFaultProxy(_FaultProxy):
                 data=body if body or request.method not in ("GET", "HEAD") else None,
                 headers=headers,
                 allow_redirects=False,
+                timeout=self._timeout(),
             ) as answer:
                 if kind == "forward_then_drop":
                     # let the upstream finish (and bill) the whole answer, then drop it
-                    await answer.content.read(self.max_body)
+                    await _read_all(answer.content, self.max_body)
                     if self.drop_mode == "reset":
                         _reset_connection(request)
                         return web.Response(status=502)
@@ -833,7 +855,7 @@ class HttpFaultProxy(_FaultProxy):
         delay, piece = throttle
         try:
             await response.prepare(request)
-            while relayed <= self.max_body:  # bounded by the body size (and upstream_timeout)
+            while True:  # bounded: EOF, a cut, max_body or upstream_timeout ends it
                 try:
                     chunk = await (answer.content.read(piece) if piece else answer.content.readany())
                 except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -850,6 +872,9 @@ class HttpFaultProxy(_FaultProxy):
                     return response
                 await response.write(chunk)
                 relayed += len(chunk)
+                if relayed > self.max_body:
+                    _reset_connection(request)  # too long to relay: break it rather than truncate it
+                    return response
                 if delay > 0:
                     await asyncio.sleep(delay)
             if budget is not None:

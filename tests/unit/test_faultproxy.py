@@ -48,7 +48,7 @@ class Upstream:
         self.requests.append((request.method, request.path_qs, dict(request.headers)))
         self.seen.set()
         if request.path == "/":
-            return self.rpc(body)
+            return await self.rpc(request, body)
         if request.path == "/sse":
             return await self.sse(request)
         if request.path == "/big":
@@ -64,14 +64,31 @@ class Upstream:
         }
         return web.json_response(answer, headers={"X-Upstream": "yes", "ZG-Res-Key": "abc"})
 
-    def rpc(self, body: bytes) -> web.Response:
+    async def rpc(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
         payload = json.loads(body)
+        if isinstance(payload, dict) and payload.get("method") == "eth_getLogs":
+            return await self.pieces(request, payload)
+        if isinstance(payload, dict) and payload.get("method") == "hang":
+            with anyio.fail_after(10):
+                await self.go.wait()
 
         def one(call: dict[str, Any]) -> dict[str, Any]:
             return {"jsonrpc": "2.0", "id": call.get("id"), "result": call.get("method")}
 
         self.finished += 1
         return web.json_response([one(c) for c in payload] if isinstance(payload, list) else one(payload))
+
+    async def pieces(self, request: web.BaseRequest, payload: dict[str, Any]) -> web.StreamResponse:
+        """A large answer written in several pieces (chunked), as a node streams a big result."""
+        data = json.dumps({"jsonrpc": "2.0", "id": payload["id"], "result": ["0x" + "ab" * 64] * 2000})
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        raw = data.encode()
+        for start in range(0, len(raw), 50_000):
+            await response.write(raw[start : start + 50_000])
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
 
     async def sse(self, request: web.BaseRequest) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -135,6 +152,20 @@ async def test_rpc_forwards_single_and_batch(upstream: Upstream, client: httpx.A
         assert rpc.requests_seen == 2 and rpc.forwarded == 2 and not rpc.faults
         assert rpc.calls == {"eth_chainId": 1, "eth_blockNumber": 1, "eth_call": 1}
         assert len(upstream.bodies) == 2
+
+
+async def test_rpc_bounds(upstream: Upstream, client: httpx.AsyncClient) -> None:
+    """A big answer in pieces comes back whole; a body over max_body is 413; a stuck node is a 502."""
+    async with start_rpc_fault_proxy(upstream.url, upstream_timeout=0.3) as rpc:
+        logs = await client.post(rpc.url, json=call("eth_getLogs", 4))
+        assert logs.status_code == 200 and len(logs.json()["result"]) == 2000
+        with anyio.fail_after(5):
+            assert (await client.post(rpc.url, json=call("hang"))).status_code == 502
+        rpc.max_body = 10
+        assert (await client.post(rpc.url, json=call("eth_chainId"))).status_code == 413
+        assert rpc.upstream_errors == 1 and rpc.forwarded == 2
+        with pytest.raises(ConfigError, match="upstream_timeout"):
+            rpc.upstream_timeout = 0
 
 
 async def test_rpc_error_is_5xx_without_forwarding(upstream: Upstream, client: httpx.AsyncClient) -> None:
