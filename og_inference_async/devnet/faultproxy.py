@@ -77,7 +77,8 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -254,7 +255,7 @@ class _FaultProxy:
     # declared for mypy; the values live in the instance __dict__ (set through __setattr__)
     reset_rate: float
     error_rate: float
-    error_statuses: tuple[int, ...]
+    error_statuses: Sequence[int]
     rate_limit_rate: float
     retry_after_fraction: float
     retry_after: int
@@ -263,7 +264,7 @@ class _FaultProxy:
     slow_forward: bool
     forward_then_drop_rate: float
     drop_mode: str
-    drop_statuses: tuple[int, ...]
+    drop_statuses: Sequence[int]
     pause_timeout: float
     upstream_timeout: float
     max_body: int
@@ -418,7 +419,7 @@ class _FaultProxy:
         with self._lock:
             return self._rng.random() < fraction
 
-    def _error_status(self, statuses: tuple[int, ...]) -> int:
+    def _error_status(self, statuses: Sequence[int]) -> int:
         if len(statuses) == 1:
             return statuses[0]
         with self._lock:
@@ -579,8 +580,8 @@ class RpcFaultProxy(_FaultProxy):
     _what: ClassVar[str] = "JSON-RPC fault proxy"
 
     json_rate_limit_fraction: float
-    methods: frozenset[str] | None
-    skip_methods: frozenset[str]
+    methods: AbstractSet[str] | None
+    skip_methods: AbstractSet[str]
 
     def __init__(self, upstream: str, *, seed: int, knobs: dict[str, Any]) -> None:
         super().__init__(upstream, seed=seed, knobs=knobs)
@@ -761,8 +762,8 @@ class HttpFaultProxy(_FaultProxy):
     cut_after_bytes: int
     chunk_delay: float
     chunk_bytes: int
-    paths: frozenset[str] | None
-    skip_paths: frozenset[str]
+    paths: AbstractSet[str] | None
+    skip_paths: AbstractSet[str]
 
     def __init__(self, upstream: str | None, *, seed: int, knobs: dict[str, Any]) -> None:
         super().__init__(upstream, seed=seed, knobs=knobs)
