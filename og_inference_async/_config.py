@@ -165,9 +165,7 @@ class RetryPolicy:
     @classmethod
     def no_wait(cls, attempts: int = 3) -> RetryPolicy:
         """A policy for tests: same attempts, zero waits."""
-        return cls(
-            attempts=attempts, max_delay=5.0, initial_backoff=0.0, max_backoff=0.0, attempt_timeout=5.0
-        )
+        return cls(attempts=attempts, max_delay=5.0, initial_backoff=0.0, max_backoff=0.0, attempt_timeout=5.0)
 
 
 @dataclass(frozen=True)
