@@ -8,8 +8,10 @@ from typing import Any
 
 from eth_account import Account
 
+from og_inference_async import AsyncBroker, og
 from og_inference_async._chain import inference_abi
 from og_inference_async.devnet.provider import ProviderHandle
+from og_inference_async.inference._retry import RequestRetryPolicy
 
 
 async def register_provider(
@@ -55,3 +57,19 @@ class Providers:
     def all(self) -> list[ProviderHandle]:
         """Every handle, in a fixed order."""
         return [self.chat, self.image, self.edit, self.audio, self.audio_tokens]
+
+
+async def funded_broker(dn: Any, index: int, provider: ProviderHandle, *, network: Any = None) -> AsyncBroker:
+    """An unopened broker for ``dn.accounts[index]``: a 5 OG ledger, 3 OG in a sub-account with ``provider``.
+
+    Its requests retry with no waits and skip verification. ``network`` (default ``dn.network``) is
+    the one the returned broker uses; the funding always goes straight to the devnet.
+    """
+    key = dn.accounts[index].private_key
+    async with AsyncBroker(key, network=dn.network) as setup:
+        await setup.ledger.add_ledger(og("5"))
+        await setup.ledger.transfer_fund(provider.address, og("3"))
+    broker = AsyncBroker(key, network=network or dn.network)
+    broker.inference.retry_policy = RequestRetryPolicy.no_wait()
+    broker.inference.verification = "off"
+    return broker

@@ -246,6 +246,11 @@ class FeeBook:
                 return True
         return False
 
+    def records(self, user: str) -> list[FeeRecord]:
+        """The billed, unsettled records of ``user`` (open ones, then those in flight), as a new list."""
+        key = self._key(user)
+        return [*self._open.get(key, []), *self._in_flight.get(key, [])]
+
     def unsettled(self, user: str) -> int:
         """Fees billed to ``user`` and not yet settled on chain (open, in flight or in doubt)."""
         return self._owed.get(self._key(user), 0)

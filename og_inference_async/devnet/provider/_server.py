@@ -91,7 +91,10 @@ class ProviderHandle:
 
     Attributes:
         address: the provider's account address (its on-chain identity).
-        url: the service URL registered on chain (``http://127.0.0.1:<port>``).
+        url: the service URL registered on chain (``http://127.0.0.1:<port>``, or the
+            ``advertised_url`` it was started with).
+        local_url: where the provider's own server listens (equal to ``url`` unless an
+            ``advertised_url``, e.g. a fault proxy in front of it, was registered instead).
         tee_signer: the TEE signer address (registered and acknowledged by the owner).
         service_type: the registered service type.
         model: the registered model.
@@ -110,7 +113,12 @@ class ProviderHandle:
     output_price: int
     faults: ProviderFaults
     core: ProviderCore = field(repr=False)
+    local_url: str = ""
     _scope: anyio.CancelScope | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.local_url:
+            self.local_url = self.url
 
     def info(self) -> dict[str, Any]:
         """The provider's public facts as a JSON-able dict.
@@ -271,6 +279,7 @@ async def start_provider(
     settle_interval: float | None = 2.0,
     acknowledge: bool = True,
     http: httpx.AsyncClient | None = None,
+    advertised_url: str | None = None,
     **config: Any,
 ) -> ProviderHandle:
     """Start one devnet provider: serve its HTTP API, register it on chain, settle periodically.
@@ -298,6 +307,10 @@ async def start_provider(
         acknowledge: have the owner acknowledge the TEE signer (``False`` leaves it
             unacknowledged, for negative tests).
         http: an ``httpx.AsyncClient`` for JSON-RPC (default: a new one, closed on cancel).
+        advertised_url: the service URL to register on chain instead of the server's own
+            ``http://127.0.0.1:<port>``, e.g. the URL of an
+            :class:`~og_inference_async.devnet.faultproxy.HttpFaultProxy` forwarding to
+            :attr:`ProviderHandle.local_url`, so that SDK clients go through the proxy.
         **config: further :class:`ProviderConfig` fields (``clock_skew_ms``,
             ``async_job_seconds``, ``transcription_billing`` (``"tokens"``, the default, or
             ``"duration"``), ...).
@@ -318,6 +331,10 @@ async def start_provider(
         )
     if (account_index is None) == (private_key is None):
         raise ConfigError("pass exactly one of account_index and private_key")
+    if advertised_url is not None and (
+        not isinstance(advertised_url, str) or not advertised_url.startswith(("http://", "https://"))
+    ):
+        raise ConfigError(f"advertised_url must be an http(s):// URL, got {advertised_url!r}")
     if account_index is not None:
         if not 1 <= account_index < len(dn.accounts):
             raise ConfigError(f"account_index must be within [1, {len(dn.accounts) - 1}] (0 is the owner)")
@@ -353,7 +370,8 @@ async def start_provider(
 
     sock = _bind()
     port = sock.getsockname()[1]
-    core.url = f"http://127.0.0.1:{port}"
+    local_url = f"http://127.0.0.1:{port}"
+    core.url = advertised_url.rstrip("/") if advertised_url is not None else local_url
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(core),
@@ -407,6 +425,7 @@ async def start_provider(
         output_price=svc.output_price,
         faults=core.faults,
         core=core,
+        local_url=local_url,
         _scope=outer_scope,
     )
 
