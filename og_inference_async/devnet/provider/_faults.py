@@ -29,6 +29,11 @@ class ProviderFaults:
             connection is closed without the final usage chunk and without ``[DONE]``; such a
             response is not billed and has no signature.
         wrong_signature: the signature endpoint signs with a key that is not the TEE signer.
+        tamper: change every signed response body AFTER its signature text was taken (a
+            man-in-the-middle as the client sees it): the signature stays genuine but covers the
+            original bytes. Chat text ``Echo`` becomes ``Evil`` (JSON and SSE), transcription
+            text gets an ``Evil: `` prefix, images are replaced by another PNG (sync answers and
+            async job results).
     """
 
     latency: float = 0.0
@@ -39,6 +44,7 @@ class ProviderFaults:
     unavailable: int = 0
     cut_stream_after: int | None = None
     wrong_signature: bool = False
+    tamper: bool = False
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +64,7 @@ class ProviderFaults:
         self.unavailable = 0
         self.cut_stream_after = None
         self.wrong_signature = False
+        self.tamper = False
         self._rng = random.Random(self.seed)
 
     def draw(self) -> tuple[int, str, str] | None:
