@@ -367,6 +367,50 @@ async def test_required_stream_raises_at_its_end_and_counts_once(env: Env) -> No
     assert stream.result is None and env.api.local_fees(PROVIDER) == 30
 
 
+async def test_required_stream_with_hold_hands_over_nothing_unverified(env: Env) -> None:
+    """hold_until_verified: a failing stream yields no chunk; a passing one yields all after the verdict."""
+    usage = {"prompt_tokens": 1, "completion_tokens": 2}
+    body = b"".join(sse(chunk("Evil"), chunk(" text", finish="stop", usage=usage)))
+    route = env.router.post(CHAT_URL).mock(
+        return_value=httpx.Response(200, content=body, headers={"ZG-Res-Key": "k"})
+    )
+    signed = {"body": b"something else"}
+
+    def sign(request: httpx.Request) -> httpx.Response:
+        text = f"{sha(route.calls[-1].request.content)}:{sha(signed['body'])}"
+        return httpx.Response(200, json={"text": text, "signature": personal_sign_text(text, TEE)})
+
+    fetched = env.router.get(URL + "/v1/proxy/signature/k").mock(side_effect=sign)
+    async with env.api.chat_stream(PROVIDER, MESSAGES, verify="required", hold_until_verified=True) as stream:
+        seen: list[str] = []
+        with pytest.raises(ResponseVerificationError) as info:
+            async for piece in stream:
+                seen.append(piece.content)
+        assert seen == [] and stream.content == "" and stream.result is None
+        assert info.value.verification.status is VerificationStatus.NOT_BOUND
+        assert stream.verification is info.value.verification
+    signed["body"] = body
+    async with env.api.chat_stream(PROVIDER, MESSAGES, verify="required", hold_until_verified=True) as stream:
+        calls_before = fetched.call_count
+        first = await stream.__anext__()
+        assert fetched.call_count == calls_before + 1  # verified before the first chunk came out
+        assert first.content == "Evil" and stream.content == "Evil"
+        rest = [p.content async for p in stream]
+    assert rest == [" text"] and stream.result is not None and stream.content == "Evil text"
+    assert stream.verification is not None and stream.verification.status is VerificationStatus.BOUND
+
+
+async def test_hold_until_verified_needs_the_required_policy(env: Env) -> None:
+    """hold_until_verified under another policy is a ConfigError before anything is sent."""
+    from og_inference_async import ConfigError
+
+    route = env.router.post(CHAT_URL)
+    for mode in ("off", "background"):
+        with pytest.raises(ConfigError):
+            env.api.chat_stream(PROVIDER, MESSAGES, verify=mode, hold_until_verified=True)
+    assert route.call_count == 0
+
+
 def test_policy_coercion() -> None:
     """Mode names coerce to policies; unknown modes are ConfigErrors."""
     from og_inference_async import ConfigError

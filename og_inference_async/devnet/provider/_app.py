@@ -241,6 +241,15 @@ def build_app(core: ProviderCore) -> Starlette:
                     fault()
                 return await fn(request)
             except AuthFailure as failure:
+                if core.faults.echo_headers:
+                    echoed = json.dumps(dict(request.headers))
+                    failure = AuthFailure(
+                        failure.status,
+                        failure.code,
+                        f"{failure.message} (request headers: {echoed})",
+                        extra=failure.extra,
+                        headers=failure.headers,
+                    )
                 return _error(failure)
 
         return endpoint

@@ -34,6 +34,9 @@ class ProviderFaults:
             original bytes. Chat text ``Echo`` becomes ``Evil`` (JSON and SSE), transcription
             text gets an ``Evil: `` prefix, images are replaced by another PNG (sync answers and
             async job results).
+        echo_headers: every error answer quotes the request's headers (``Authorization``
+            included) in its message, as a misconfigured gateway does: for testing that clients
+            keep no secret from remote text.
     """
 
     latency: float = 0.0
@@ -45,6 +48,7 @@ class ProviderFaults:
     cut_stream_after: int | None = None
     wrong_signature: bool = False
     tamper: bool = False
+    echo_headers: bool = False
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +69,7 @@ class ProviderFaults:
         self.cut_stream_after = None
         self.wrong_signature = False
         self.tamper = False
+        self.echo_headers = False
         self._rng = random.Random(self.seed)
 
     def draw(self) -> tuple[int, str, str] | None:
