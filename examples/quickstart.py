@@ -60,8 +60,8 @@ async def run(dn: Any, *, settle: Callable[[], Awaitable[Any]] | None = None) ->
         again = await broker.inference.acknowledge_provider_signer(provider)
         say("ack", f"second call: {again.status} (idempotent, nothing sent)")
 
-        await broker.ledger.transfer_fund(provider, og("2"))
-        say("transfer", f"moved 2 OG more to {provider}")
+        await broker.ledger.transfer_fund(provider, og("1"))
+        say("transfer", f"moved 1 OG more to {provider}")
 
         headers = await broker.inference.get_request_headers(provider)
         say(

@@ -20,6 +20,7 @@ from ._config import (
     get_network,
 )
 from ._exceptions import *  # noqa: F403  (the error tree is part of the public API)
+from ._redact import redact
 from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
@@ -204,5 +205,6 @@ __all__ = [
     "format_og",
     "get_network",
     "og",
+    "redact",
     "to_wei",
 ]

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._redact import redact
+
 __all__ = [
     "AccountExistsError",
     "AccountNotExistsError",
@@ -385,9 +387,13 @@ class TokenVerificationError(TokenError):
 class ProviderError(OGError):
     """The provider's HTTP API answered with an error.
 
+    The message, ``body`` and hint may quote the provider's answer, which may echo what it
+    received: all three pass through :func:`~og_inference_async.redact` (bearer tokens,
+    ``app-sk-`` tokens, API keys and 32/65-byte hex values are replaced by ``[redacted]``).
+
     Attributes:
         status_code: the HTTP status, when there was a response.
-        body: the (size-limited) response body text, when there was one.
+        body: the (size-limited, redacted) response body text, when there was one.
         provider: the provider address.
         retryable: whether retrying the same request could succeed.
     """
@@ -403,9 +409,9 @@ class ProviderError(OGError):
         provider: str | None = None,
         hint: str | None = None,
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(redact(message), hint=redact(hint) if hint is not None else None)
         self.status_code = status_code
-        self.body = body
+        self.body = redact(body) if body is not None else None
         self.provider = provider
 
 

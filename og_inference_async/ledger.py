@@ -3,11 +3,17 @@
 Every write checks what can be checked first (addresses, amounts, on-chain minimums, balances,
 existence) and raises a typed error without sending anything. Amounts are ``int`` wei or
 ``Decimal`` / ``str`` OG (see :func:`og_inference_async.og`); floats are refused.
+
+Every write that changes a provider sub-account (``transfer_fund``, ``retrieve_fund*``, a
+``refund`` that deletes the ledger, ``delete_ledger``) drops what ``broker.inference`` cached
+about that account (account reads, acknowledgement, "no sub-account", session tokens) once the
+transaction was sent, whatever its outcome, so the next request sees the new state.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import checksum
 from ._exceptions import (
@@ -34,6 +40,8 @@ __all__ = ["LedgerAPI"]
 MAX_ADDITIONAL_INFO = 4096
 RETRIEVE_BATCH = 20
 
+T = TypeVar("T")
+
 
 def _positive(amount: Amount, what: str = "amount") -> int:
     wei = to_wei(amount)
@@ -47,6 +55,22 @@ class LedgerAPI:
 
     def __init__(self, broker: AsyncBroker) -> None:
         self._b = broker
+
+    async def _touching(self, providers: Iterable[str] | None, send: Awaitable[T]) -> T:
+        """Await the write ``send``, then drop the inference caches of ``providers`` (``None``: all).
+
+        The caches are dropped whatever the outcome (mined, reverted, unknown): a transaction
+        that may have changed an account must not leave a stale answer behind.
+        """
+        try:
+            return await send
+        finally:
+            auth = self._b.inference.auth
+            if providers is None:
+                auth.forget()
+            else:
+                for provider in providers:
+                    auth.forget(provider)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -205,7 +229,7 @@ class LedgerAPI:
                 available=ledger.available,
                 hint="deposit more with broker.ledger.deposit_fund",
             )
-        return await chain.send_ledger(sender, "transferFund", prov, name, wei)
+        return await self._touching([prov], chain.send_ledger(sender, "transferFund", prov, name, wei))
 
     async def retrieve_fund(self, providers: list[str] | None = None) -> list[TxReceipt]:
         """Request refunds from providers and collect matured ones (batches of 20 per transaction).
@@ -243,7 +267,8 @@ class LedgerAPI:
         receipts: list[TxReceipt] = []
         for i in range(0, len(targets), RETRIEVE_BATCH):
             batch = targets[i : i + RETRIEVE_BATCH]
-            receipts.append(await chain.send_ledger(sender, "retrieveFund", batch, name))
+            send = chain.send_ledger(sender, "retrieveFund", batch, name)
+            receipts.append(await self._touching(batch, send))
         return receipts
 
     async def retrieve_fund_from_provider(self, provider: str) -> TxReceipt:
@@ -284,7 +309,10 @@ class LedgerAPI:
                 amount=remaining,
                 minimum=minimum,
             )
-        return await chain.send_ledger(sender, "refund", wei)
+        send = chain.send_ledger(sender, "refund", wei)
+        if ledger.total == wei:  # the ledger empties: the contract deletes it with its sub-accounts
+            return await self._touching(None, send)
+        return await send
 
     async def delete_ledger(self) -> TxReceipt:
         """Delete this wallet's (empty) ledger.
@@ -300,7 +328,7 @@ class LedgerAPI:
                 f"the ledger still holds {format_og(ledger.total)} OG",
                 error_args={"totalBalance": ledger.total},
             )
-        return await self._b._chain_reader.send_ledger(sender, "deleteLedger")
+        return await self._touching(None, self._b._chain_reader.send_ledger(sender, "deleteLedger"))
 
     # -- checks ----------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .._exceptions import (
     ServiceNotFoundError,
 )
 from .._http import send as http_send
+from .._redact import redact
 from .._session import ApiKey
 from ..types import Service, TxReceipt
 from ..types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
@@ -186,7 +187,7 @@ class InferenceAPI(RequestsMixin, FundingMixin):
                 try:
                     results[name] = await self._get_json(f"{base}/{name}", provider=None, what="status API")
                 except OGError as exc:
-                    log.info("status API %s unavailable: %s", name, exc)
+                    log.info("status API %s unavailable: %s", name, redact(str(exc)))
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(fetch, "health")

@@ -145,7 +145,19 @@ class AuthManager:
                 cache.popitem(last=False)
 
     def forget(self, provider: str | None = None) -> None:
-        """Drop cached account reads, acknowledgements and session tokens (one provider or all)."""
+        """Drop cached account reads, acknowledgements and session tokens (one provider or all).
+
+        Called after every write that changes a sub-account (ledger transfers, retrievals,
+        refunds that delete the ledger, acknowledgements, revocations), so a cached answer
+        (including "no sub-account") never outlives the transaction that changed it. A read
+        already in flight does not store its result.
+        """
+        self.forget_account(provider)
+        if self._tokens is not None:
+            self._tokens.invalidate(provider)
+
+    def forget_account(self, provider: str | None = None) -> None:
+        """Drop cached account reads and acknowledgements (one provider or all), keeping session tokens."""
         if provider is None:
             self._epoch_all += 1
             self._epochs.clear()
@@ -155,8 +167,6 @@ class AuthManager:
             self._epochs[provider] = self._epochs.get(provider, 0) + 1
             self._accounts.pop(provider, None)
             self._acks.pop(provider, None)
-        if self._tokens is not None:
-            self._tokens.invalidate(provider)
 
     async def _generation(self, provider: str) -> int:
         account = await self.read_account(provider)
@@ -268,11 +278,13 @@ class AuthManager:
         if account is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
         chain = self._b._chain_reader
-        if len(token_ids) == 1:
-            receipt = await chain.send_inference(sender, "revokeToken", prov, token_ids[0])
-        else:
-            receipt = await chain.send_inference(sender, "revokeTokens", prov, list(token_ids))
-        self._accounts.pop(prov, None)
+        try:
+            if len(token_ids) == 1:
+                receipt = await chain.send_inference(sender, "revokeToken", prov, token_ids[0])
+            else:
+                receipt = await chain.send_inference(sender, "revokeTokens", prov, list(token_ids))
+        finally:
+            self.forget_account(prov)  # the revoked bitmap changed (or may have)
         return receipt
 
     async def revoke_all_tokens(self, provider: str) -> TxReceipt:
@@ -287,6 +299,8 @@ class AuthManager:
         sender = self._b._sender
         if await self.read_account(prov, fresh=True) is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
-        receipt = await self._b._chain_reader.send_inference(sender, "revokeAllTokens", prov)
-        self.forget(prov)
+        try:
+            receipt = await self._b._chain_reader.send_inference(sender, "revokeAllTokens", prov)
+        finally:
+            self.forget(prov)
         return receipt

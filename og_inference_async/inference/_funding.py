@@ -73,6 +73,7 @@ __all__ = [
     "DEFAULT_BUFFER",
     "DEFAULT_MIN_BALANCE",
     "DEFAULT_MIN_TRANSFER",
+    "PROVIDER_RESERVE",
     "FundingMixin",
     "SettlementTimeoutError",
 ]
@@ -81,6 +82,9 @@ log = logging.getLogger("og_inference_async.funding")
 
 #: ``ensure_ready``'s default spendable balance: 2 OG (the provider keeps 1 OG in reserve).
 DEFAULT_MIN_BALANCE = 2 * WEI_PER_OG
+#: What a provider keeps in reserve above the fees it serves (``MIN_LOCKED_BALANCE``, PROTOCOL 2.6):
+#: it refuses a request (402) unless ``balance - pendingRefund >= unsettled + fee + 1 OG``.
+PROVIDER_RESERVE = WEI_PER_OG
 #: Auto-funding's default margin above the unsettled fee: 2 OG (2 x the provider's 1 OG reserve).
 DEFAULT_BUFFER = 2 * WEI_PER_OG
 #: Auto-funding's smallest top-up: 1 OG (the TS SDK's ``MIN_LOCKED_BALANCE``).
@@ -204,7 +208,10 @@ class FundingMixin:
         chain = self._b._chain_reader
         sender = self._b._sender
         with anyio.CancelScope(shield=True):
-            receipt = await chain.send_inference(sender, "acknowledgeTEESigner", provider, True)
+            try:
+                receipt = await chain.send_inference(sender, "acknowledgeTEESigner", provider, True)
+            finally:
+                self.auth.forget(provider)  # whatever the outcome: the cached "unacknowledged" is stale
         return receipt
 
     # -- acknowledgement ---------------------------------------------------------------------------
@@ -215,15 +222,25 @@ class FundingMixin:
         """Acknowledge ``provider``'s TEE signer for this wallet, opening the sub-account if needed.
 
         Idempotent: an acknowledged provider costs two reads and no transaction. Without a
-        sub-account, one is opened with ``max(initial_amount, MIN_TRANSFER_AMOUNT)`` from the
-        ledger; the contract acknowledges it in the same transaction, so no second one is sent.
-        An existing, unacknowledged sub-account gets ``acknowledgeTEESigner(provider, true)``.
-        The cached account reads and session tokens for the provider are dropped afterwards.
+        sub-account, one is opened from the ledger (one ``transferFund``; the contract
+        acknowledges it in the same transaction, so no second one is sent) with:
+
+        - by default, ``max(2 OG, MIN_TRANSFER_AMOUNT + 1 OG)``: the provider keeps a 1 OG
+          reserve (it answers 402 unless ``balance - pendingRefund >= unsettled fees + fee +
+          1 OG``), so the on-chain minimum alone (1 OG on mainnet and the devnet) would let no
+          request through; 2 OG leaves 1 OG to spend, as the official TS SDK's inline top-up;
+        - with ``initial_amount``, ``max(initial_amount, MIN_TRANSFER_AMOUNT)`` (less than
+          minimum + 1 OG opens the account but the provider refuses requests until topped up).
+
+        An existing, unacknowledged sub-account gets ``acknowledgeTEESigner(provider, true)``
+        (its balance is left as it is). The cached account reads and session tokens for the
+        provider are dropped afterwards.
 
         Args:
             provider: the provider address.
             initial_amount: what to fund a new sub-account with (``int`` wei, or ``Decimal`` /
-                ``str`` OG); raised to the on-chain minimum. Ignored when the account exists.
+                ``str`` OG); raised to the on-chain minimum; default: see above. Ignored when
+                the account exists.
 
         Returns:
             The status (``created_account`` / ``acknowledged`` / ``already_acknowledged``), the
@@ -238,12 +255,12 @@ class FundingMixin:
             InsufficientBalanceError: the ledger cannot fund the new sub-account.
         """
         prov = checksum(provider, what="provider")
-        initial = to_wei(initial_amount) if initial_amount is not None else 0
+        initial = to_wei(initial_amount) if initial_amount is not None else None
         self._b._sender  # noqa: B018 - fail early on a read-only or closed broker
         async with self._money_lock(prov):
             return await self._acknowledge(prov, initial)
 
-    async def _acknowledge(self, prov: str, initial: int) -> AckResult:
+    async def _acknowledge(self, prov: str, initial: int | None) -> AckResult:
         service = await self._funding_service(prov)
         warning = self._tee_warning(service)
         warnings = (warning,) if warning else ()
@@ -251,7 +268,11 @@ class FundingMixin:
         status: AckStatus
         amount = 0
         if account is None:
-            amount = max(initial, await self._b._chain_reader.min_transfer_amount())
+            minimum = await self._b._chain_reader.min_transfer_amount()
+            if initial is None:
+                amount = max(DEFAULT_MIN_BALANCE, minimum + PROVIDER_RESERVE)
+            else:
+                amount = max(initial, minimum)
             receipt = await self._send_transfer(prov, amount)
             status = "created_account"
         elif account.acknowledged:

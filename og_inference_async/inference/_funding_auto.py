@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .._redact import redact
 from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent
 
 __all__ = ["AutoFunder", "AutoFundingConfig", "CheckOutcome", "describe_error", "plan_top_up"]
@@ -44,8 +45,8 @@ def plan_top_up(
 
 
 def describe_error(exc: BaseException) -> str:
-    """``"<Type>: <message>"`` cut to 300 characters (SDK messages never hold secrets)."""
-    text = str(exc)
+    """``"<Type>: <message>"`` cut to 300 characters, secrets redacted (the message may quote remote text)."""
+    text = redact(str(exc))
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -49,6 +49,7 @@ from .._http import (
     retry_after_from,
     send,
 )
+from .._redact import redact_bytes
 from .._singleflight import SingleFlight
 from ..types import Service
 from ..types.inference import (
@@ -332,6 +333,7 @@ class RequestsMixin:
     def _failure(
         self, prov: str, status: int, headers: Mapping[str, str], raw: bytes, *, what: str, auth: bool
     ) -> _Failed:
+        raw = redact_bytes(raw)  # the answer may echo our Authorization header
         stale = auth and status == 401 and error_code(raw) in REFRESH_CODES
         error = error_for_status(status, headers, raw, provider=prov, what=what)
         if isinstance(error, NotAcknowledgedError):
@@ -502,7 +504,7 @@ class RequestsMixin:
         )
 
     async def _notify(self, policy: VerificationPolicy, outcome: VerificationResult) -> None:
-        if outcome.status is VerificationStatus.REJECTED:
+        if outcome.status in (VerificationStatus.REJECTED, VerificationStatus.NOT_BOUND):
             log.warning(
                 "response %s from provider %s failed verification: %s",
                 outcome.chat_id,
@@ -599,10 +601,12 @@ class RequestsMixin:
             reason = policy.failure(outcome)
             if reason is not None:
                 detail = f": {outcome.reason}" if outcome.reason else ""
+                # fail closed: the content is withheld (the result is not attached to the error)
                 raise ResponseVerificationError(
                     f"{reason} (provider {prov}, chat id {outcome.chat_id}){detail}",
                     verification=outcome,
-                    response=result,
+                    fee=result.fee,
+                    usage=result.usage,
                 )
 
     async def process_response(
@@ -749,6 +753,7 @@ class RequestsMixin:
         include_usage: bool = True,
         drain_on_exit: bool = True,
         drain_timeout: float = 60.0,
+        hold_until_verified: bool = False,
         **params: Any,
     ) -> ChatStream:
         """A streamed chat completion: use ``async with ... as stream: async for chunk in stream``.
@@ -764,10 +769,17 @@ class RequestsMixin:
                 the broker's task group so the fee is counted and the response verified (the
                 provider bills the whole answer anyway); ``False`` closes at once.
             drain_timeout: most seconds that background read may take.
+            hold_until_verified: under ``required``, hand over no chunk before the whole answer
+                was received and its signature passed (no streaming to the caller, but no
+                unverified text either). By default chunks are delivered as they arrive and
+                the verdict comes after the last one (see :class:`ChatStream`).
             **params: other OpenAI parameters.
 
         Returns:
             The :class:`ChatStream` (nothing is sent before ``async with``).
+
+        Raises:
+            ConfigError: ``hold_until_verified`` without the ``required`` policy.
         """
         payload: dict[str, Any] = {"model": model, "messages": list(messages), **params, "stream": True}
         if include_usage and "stream_options" not in params:
@@ -779,6 +791,7 @@ class RequestsMixin:
             self._policy(verify),
             drain_on_exit=drain_on_exit,
             drain_timeout=drain_timeout,
+            hold_until_verified=hold_until_verified,
         )
 
     async def _open_chat_stream(

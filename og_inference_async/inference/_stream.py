@@ -2,7 +2,8 @@
 
 The raw SSE bytes are hashed as they arrive (a TEE signature covers the whole raw body), parsed
 incrementally, and the usage of the final chunk is kept for the fee. When the stream has ended
-(``[DONE]`` and end of body) the fee is recorded and the verification policy applied.
+(``[DONE]`` and end of body) the fee is recorded and the verification policy applied: the
+verdict on a stream can only come after its last byte (see :class:`ChatStream`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import anyio
 
 from .._exceptions import ConfigError, OGError, ProviderConnectionError, ProviderResponseError
 from .._http import HttpStream, TransportFailure, error_for_status
+from .._redact import redact_bytes
 from ..types import Service
-from ..types.inference import ChatChunk, ChatResult
+from ..types.inference import ChatChunk, ChatResult, VerificationResult
 from ._sse import DONE, SSEEvent, SSEParser
-from ._verify import VerificationPolicy
+from ._verify import ResponseVerificationError, VerificationPolicy
 
 if TYPE_CHECKING:
     from ._requests import RequestsMixin
@@ -39,7 +41,7 @@ def stream_error(obj: dict[str, Any], *, provider: str) -> Exception:
     status = err.get("status") if isinstance(err, dict) else None
     if not isinstance(status, int) or isinstance(status, bool) or status < 400:
         status = 502
-    raw = json.dumps(obj).encode()
+    raw = redact_bytes(json.dumps(obj).encode())  # the event may echo our Authorization header
     return error_for_status(status, {}, raw, provider=provider, what="chat stream (error event)")
 
 
@@ -60,11 +62,30 @@ class ChatStream:
     the result once that is done. A stream that failed, was left by cancellation, or was closed
     with :meth:`aclose` is closed at once and its result stays ``None`` (no usage, no fee).
 
+    Verification: the provider signs ``sha256(request):sha256(whole raw body)``, so a stream can
+    only be verified after its last byte. What a caller sees under each policy:
+
+    - ``"off"`` / ``"background"``: chunks arrive as they are received; when the stream ends,
+      ``stream.result`` is set and ``await stream.result.verification`` gives the outcome
+      (``SKIPPED``, or the background check's outcome).
+    - ``"required"`` (default delivery): chunks arrive as they are received and are NOT
+      verified. After the last chunk, the iteration fetches and checks the signature before it
+      stops. If the check passes, iteration ends normally, ``stream.result`` is set and
+      ``stream.verification`` is the passing outcome. If it fails, the ``async for`` raises
+      :class:`ResponseVerificationError` (with the failed outcome, the fee and the usage, no
+      content); ``stream.result`` stays ``None``, ``final()`` raises, and ``stream.verification``
+      holds the failed outcome. Text already shown to a user must then be treated as unverified.
+    - ``"required"`` with ``hold_until_verified=True``: no chunk is handed over before the
+      verdict. The first ``__anext__`` reads the whole answer, verifies it, and only then
+      yields the chunks one by one (or raises :class:`ResponseVerificationError`, having yielded
+      nothing). :attr:`content` shows only what was handed over.
+
     Attributes:
         provider: the provider address.
         model: the model asked for.
         chat_id: the ``ZG-Res-Key`` header, else the first chunk's ``id`` (known after the first chunk).
-        result: the :class:`ChatResult`, once the stream ended; ``None`` before.
+        result: the :class:`ChatResult`, once the stream ended (and, under ``required``, passed
+            verification); ``None`` before and after a failure.
     """
 
     def __init__(
@@ -76,13 +97,20 @@ class ChatStream:
         *,
         drain_on_exit: bool = True,
         drain_timeout: float = 60.0,
+        hold_until_verified: bool = False,
     ) -> None:
+        if hold_until_verified and (policy is None or policy.mode != "required"):
+            raise ConfigError("hold_until_verified needs the 'required' verification policy")
         self._api = api
         self.provider = provider
         self._payload = payload
         self._policy = policy
         self._drain_on_exit = drain_on_exit
         self._drain_timeout = drain_timeout
+        self._hold = hold_until_verified
+        self._held: deque[ChatChunk] | None = None
+        self._shown: list[str] = []
+        self._outcome: VerificationResult | None = None
         self._done: anyio.Event | None = None
         self._failed = False
         self._finalized = False
@@ -199,12 +227,29 @@ class ChatStream:
                 "use 'async with broker.inference.chat_stream(...) as stream:' before iterating"
             )
         try:
-            return await self._next()
+            chunk = await (self._next_held() if self._hold else self._next())
         except StopAsyncIteration:
             raise
         except Exception:
             self._failed = True
             raise
+        if chunk.content:
+            self._shown.append(chunk.content)
+        return chunk
+
+    async def _next_held(self) -> ChatChunk:
+        """Read the whole answer and verify it before handing over its first chunk."""
+        if self._held is None:
+            held: deque[ChatChunk] = deque()
+            while True:
+                try:
+                    held.append(await self._next())
+                except StopAsyncIteration:
+                    break
+            self._held = held  # reached only when the stream ended and passed verification
+        if self._held:
+            return self._held.popleft()
+        raise StopAsyncIteration
 
     async def _next(self) -> ChatChunk:
         while True:
@@ -293,14 +338,29 @@ class ChatStream:
                 provider=self.provider,
             )
         assert self._svc is not None
-        self.result = await self._api._finish_chat_stream(self, self._svc)
+        try:
+            result = await self._api._finish_chat_stream(self, self._svc)
+        except ResponseVerificationError as exc:
+            self._outcome = exc.verification
+            raise
+        self._outcome = result.verification.result
+        self.result = result
 
     # -- convenience -------------------------------------------------------------------------------
 
     @property
     def content(self) -> str:
-        """The text received so far."""
-        return "".join(self._parts)
+        """The text handed to you so far (unverified until :attr:`result` is set under ``required``)."""
+        return "".join(self._shown)
+
+    @property
+    def verification(self) -> VerificationResult | None:
+        """The verification outcome once known: set when the stream ended under ``required``
+        (passed or failed) or ``off``; ``None`` before, and while a ``background`` check runs
+        (``await stream.result.verification`` then)."""
+        if self._outcome is None and self.result is not None:
+            return self.result.verification.result
+        return self._outcome
 
     @property
     def usage(self) -> dict[str, Any] | None:

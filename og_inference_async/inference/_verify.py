@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import ConfigError, VerificationError
+from .._redact import redact
 from .._session import recover_personal_signer
 from ..types import Service
 from ..types.inference import (
@@ -31,28 +32,42 @@ __all__ = [
     "check_signature",
     "compose_check",
     "expected_signer",
+    "is_bindable",
     "parse_additional_info",
     "report_signer",
     "sha256_hex",
 ]
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_HASH_PAIR = re.compile(r"[0-9a-f]{64}:[0-9a-f]{64}")
 _MODES = ("off", "background", "required")
 
 
 class ResponseVerificationError(VerificationError):
     """A response failed verification under the ``required`` policy (fail closed).
 
+    The content of the response is withheld: it is neither returned nor attached here (the
+    provider may have changed it after signing). What the response cost is kept, because the
+    provider bills it anyway.
+
     Attributes:
-        verification: the outcome that failed the policy.
-        response: the result that was withheld (its content is NOT verified), or ``None`` for a
-            stream (whose chunks were already delivered).
+        verification: the outcome that failed the policy (chat id, signer, hashes, reason).
+        fee: the fee (wei) counted locally for the withheld response (see ``local_fees``).
+        usage: the usage the provider reported for it, when it did (unverified).
     """
 
-    def __init__(self, message: str, *, verification: VerificationResult, response: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        verification: VerificationResult,
+        fee: int = 0,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.verification = verification
-        self.response = response
+        self.fee = fee
+        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -68,17 +83,36 @@ class VerificationPolicy:
       call ``process_response`` yourself.
     - ``"background"`` (default): the response is returned at once; the signature is fetched and
       checked in the broker's task group. ``await result.verification`` (or ``on_result``)
-      delivers the outcome; a ``REJECTED`` outcome is also logged as a warning.
-    - ``"required"``: fail closed. The check runs before the call returns and a failure raises
-      :class:`ResponseVerificationError` (the unverified result is attached). ``REJECTED``
-      always fails; ``NOT_BOUND`` fails when ``require_bound``; ``UNAVAILABLE`` unless
-      ``allow_unavailable``; ``NOT_VERIFIABLE`` unless ``allow_unverifiable``. For streams the
-      chunks reach you before the verdict, which is raised when the stream ends.
+      delivers the outcome; a ``REJECTED`` or ``NOT_BOUND`` outcome is also logged as a warning.
+    - ``"required"``: fail closed. The check runs before the call returns, and a failure raises
+      :class:`ResponseVerificationError` without handing over the content. Outcomes under
+      ``required``:
+
+      ========================  ==============================================================
+      ``BOUND``                 passes
+      ``SIGNED``                passes (only when the SDK had no body to compare, e.g. a job
+                                resumed without its request hash)
+      ``REJECTED``              always fails (another key, malformed, unacknowledged signer)
+      ``NOT_BOUND``, hashes     always fails: the signed text is ``<sha256>:<sha256>`` and
+      differ                    differs from the bytes sent and received (tampered content)
+      ``NOT_BOUND``, text not   fails unless ``accept_unbindable``: the signature is genuine
+      of the hash shape         but its text cannot be compared with any bytes
+      ``UNAVAILABLE``           fails unless ``allow_unavailable``
+      ``NOT_VERIFIABLE``        fails unless ``allow_unverifiable``
+      ========================  ==============================================================
+
+      Streams (``chat_stream``): the signature covers the whole body, so the verdict can only
+      come after the last byte. By default the chunks are handed to you as they arrive, and
+      they are NOT verified: after the last one, iteration fetches and checks the signature and
+      either ends normally (``stream.result`` is set, verified) or raises
+      :class:`ResponseVerificationError` (``stream.result`` stays ``None``). Pass
+      ``hold_until_verified=True`` to ``chat_stream`` to receive no chunk before the verdict.
 
     Attributes:
         mode: ``"off"``, ``"background"`` or ``"required"``.
-        require_bound: under ``required``, also fail when the signature is genuine but covers
-            other bytes than the SDK sent and received.
+        accept_unbindable: under ``required``, accept a genuine signature whose signed text is
+            not of the ``<64 hex>:<64 hex>`` shape (so it cannot be bound to any bytes). A text
+            of that shape whose hashes differ from ours is never accepted.
         allow_unavailable: under ``required``, accept responses whose signature cannot be fetched.
         allow_unverifiable: under ``required``, accept services that do not sign responses.
         on_result: called with every outcome (a function or a coroutine function); exceptions
@@ -90,7 +124,7 @@ class VerificationPolicy:
     """
 
     mode: str = "background"
-    require_bound: bool = False
+    accept_unbindable: bool = False
     allow_unavailable: bool = False
     allow_unverifiable: bool = False
     on_result: VerificationCallback | None = None
@@ -122,13 +156,22 @@ class VerificationPolicy:
         status = result.status
         if status is VerificationStatus.REJECTED:
             return "the response signature was rejected"
-        if status is VerificationStatus.NOT_BOUND and self.require_bound:
-            return "the signature does not cover the bytes sent and received"
+        if status is VerificationStatus.NOT_BOUND:
+            if not is_bindable(result.signed_text):
+                if self.accept_unbindable:
+                    return None
+                return "the signed text cannot be bound to the bytes sent and received"
+            return "the signature covers other bytes than those sent and received (tampered?)"
         if status is VerificationStatus.UNAVAILABLE and not self.allow_unavailable:
             return "the response signature is unavailable"
         if status is VerificationStatus.NOT_VERIFIABLE and not self.allow_unverifiable:
             return "the service does not sign its responses"
         return None
+
+
+def is_bindable(text: str | None) -> bool:
+    """Whether a signed text has the ``<sha256 hex>:<sha256 hex>`` shape a response is bound by."""
+    return text is not None and _HASH_PAIR.fullmatch(text.strip().lower()) is not None
 
 
 def sha256_hex(data: bytes) -> str:
@@ -198,7 +241,8 @@ def check_signature(
         "provider": provider,
         "chat_id": chat_id,
         "expected_signer": expected,
-        "signed_text": text,
+        # remote text: kept as is when it is the hash pair, else redacted (it may echo anything)
+        "signed_text": text if is_bindable(text) else redact(text),
         "request_sha256": request_sha256,
         "response_sha256": response_sha256,
     }
@@ -219,7 +263,6 @@ def check_signature(
             reason=f"signed by {signer}, not by the TEE signer {expected}",
             **base,
         )
-    signed_req, sep, signed_resp = text.strip().lower().partition(":")
     if request_sha256 is None and response_sha256 is None:
         return VerificationResult(
             status=VerificationStatus.SIGNED,
@@ -227,14 +270,20 @@ def check_signature(
             reason="genuine signature; the content was not compared (no bodies given)",
             **base,
         )
+    if not is_bindable(text):
+        return VerificationResult(
+            status=VerificationStatus.NOT_BOUND,
+            signer=signer,
+            reason="genuine signature, but the signed text is not '<request sha256>:<response sha256>' "
+            "(it cannot be bound to any bytes)",
+            **base,
+        )
+    signed_req, _, signed_resp = text.strip().lower().partition(":")
     mismatched = []
-    if not sep:
-        mismatched.append("the signed text is not '<request hash>:<response hash>'")
-    else:
-        if request_sha256 is not None and signed_req != request_sha256.lower():
-            mismatched.append("the request hash differs")
-        if response_sha256 is not None and signed_resp != response_sha256.lower():
-            mismatched.append("the response hash differs")
+    if request_sha256 is not None and signed_req != request_sha256.lower():
+        mismatched.append("the request hash differs")
+    if response_sha256 is not None and signed_resp != response_sha256.lower():
+        mismatched.append("the response hash differs")
     if mismatched:
         return VerificationResult(
             status=VerificationStatus.NOT_BOUND,

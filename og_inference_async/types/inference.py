@@ -40,9 +40,11 @@ class VerificationStatus(str, enum.Enum):
     """The outcome of checking a response's TEE signature.
 
     Only ``BOUND`` proves that the provider's TEE signed exactly what you sent and received.
-    ``SIGNED`` and ``NOT_BOUND`` mean the signature is genuine but (respectively) the content
-    was not compared, or differs from what the provider signed (a re-encoding proxy can cause
-    that). ``REJECTED`` is the real failure.
+    ``SIGNED`` means the signature is genuine but the content was not compared. ``NOT_BOUND``
+    means the signature is genuine but covers other bytes than those sent and received: the
+    content was changed after signing (tampering, or a re-encoding proxy), or the signed text
+    is not of the ``<sha256>:<sha256>`` shape at all. The ``required`` policy fails on it (see
+    ``VerificationPolicy``). ``REJECTED``: the signature itself is bad.
     """
 
     #: The TEE signer signed ``sha256(request):sha256(response)`` of exactly these bytes.

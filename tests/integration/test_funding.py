@@ -128,8 +128,8 @@ async def test_acknowledge_opens_the_account_once_then_is_idempotent(devnet: Dev
         assert await _nonce(devnet, me) == n0 + 1
 
 
-async def test_acknowledge_uses_the_onchain_minimum_by_default(devnet: Devnet) -> None:
-    """With no initial amount (or a smaller one) the new sub-account gets MIN_TRANSFER_AMOUNT."""
+async def test_acknowledge_raises_a_small_amount_to_the_onchain_minimum(devnet: Devnet) -> None:
+    """An initial amount below MIN_TRANSFER_AMOUNT is raised to it (the default is 2 OG: test_safety)."""
     provider = await register_provider(devnet)
     async with _broker(devnet, 16) as broker:
         await broker.ledger.add_ledger(og("3"))
@@ -168,7 +168,8 @@ async def test_acknowledge_checks_before_sending(devnet: Devnet) -> None:
         n0 = await _nonce(devnet, me)
         with pytest.raises(InsufficientBalanceError) as info:
             await broker.inference.acknowledge_provider_signer(provider)
-        assert info.value.required == OG and info.value.available == og("0.5")
+        # changed: a new sub-account now opens with 2 OG by default (was the 1 OG on-chain minimum)
+        assert info.value.required == 2 * OG and info.value.available == og("0.5")
         assert await _nonce(devnet, me) == n0
 
 

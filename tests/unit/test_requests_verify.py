@@ -194,7 +194,7 @@ async def test_required_policy_binds_chat_responses(env: Env) -> None:
 
 
 async def test_required_policy_fails_closed_on_rejection(env: Env) -> None:
-    """Under 'required', an impostor's signature raises ResponseVerificationError with the result attached."""
+    """Under 'required', an impostor's signature raises ResponseVerificationError; the content is withheld."""
     env.router.post(CHAT_URL).mock(
         return_value=httpx.Response(200, json=completion(), headers={"ZG-Res-Key": "k"})
     )
@@ -203,20 +203,50 @@ async def test_required_policy_fails_closed_on_rejection(env: Env) -> None:
     with pytest.raises(ResponseVerificationError) as info:
         await env.api.chat(PROVIDER, MESSAGES)
     assert info.value.verification.status is VerificationStatus.REJECTED
-    assert info.value.response is not None and info.value.response.content == "Echo: hi"
+    # changed: the unverified result used to be attached; fail closed withholds the content
+    assert not hasattr(info.value, "response") and "Echo" not in str(info.value)
+    assert info.value.fee == env.api.local_fees(PROVIDER) == 80 and info.value.usage is not None
 
 
-async def test_not_bound_fails_only_when_the_policy_says_so(env: Env) -> None:
-    """NOT_BOUND passes 'required' by default and fails with require_bound=True."""
+async def test_unbindable_text_fails_unless_accepted(env: Env) -> None:
+    """A genuine signature over a text that is not a hash pair fails 'required' unless accept_unbindable.
+
+    Changed: this test used to assert that NOT_BOUND passes 'required' by default (require_bound=False).
+    """
     env.router.post(CHAT_URL).mock(
         return_value=httpx.Response(200, json=completion(), headers={"ZG-Res-Key": "k"})
     )
     signature_route(env, "k", "00:11")
-    result = await env.api.chat(PROVIDER, MESSAGES, verify="required")
+    with pytest.raises(ResponseVerificationError) as info:
+        await env.api.chat(PROVIDER, MESSAGES, verify="required")
+    assert info.value.verification.status is VerificationStatus.NOT_BOUND
+    assert "cannot be bound" in str(info.value)
+    lenient = VerificationPolicy(mode="required", accept_unbindable=True)
+    result = await env.api.chat(PROVIDER, MESSAGES, verify=lenient)
     assert result.verification.result is not None
     assert result.verification.result.status is VerificationStatus.NOT_BOUND
-    with pytest.raises(ResponseVerificationError):
-        await env.api.chat(PROVIDER, MESSAGES, verify=VerificationPolicy(mode="required", require_bound=True))
+
+
+async def test_tampered_content_fails_required_even_when_unbindable_is_accepted(env: Env) -> None:
+    """A genuine hash-pair signature over other bytes (tampered content) never passes 'required'."""
+    original = json.dumps(completion(content="Echo: hi")).encode()
+    tampered = json.dumps(completion(content="Evil: hi")).encode()
+    route = env.router.post(CHAT_URL).mock(
+        return_value=httpx.Response(200, content=tampered, headers={"ZG-Res-Key": "k"})
+    )
+
+    def sign(request: httpx.Request) -> httpx.Response:
+        text = f"{sha(route.calls[-1].request.content)}:{sha(original)}"
+        return httpx.Response(200, json={"text": text, "signature": personal_sign_text(text, TEE)})
+
+    env.router.get(URL + "/v1/proxy/signature/k").mock(side_effect=sign)
+    for policy in ("required", VerificationPolicy(mode="required", accept_unbindable=True)):
+        with pytest.raises(ResponseVerificationError) as info:
+            await env.api.chat(PROVIDER, MESSAGES, verify=policy)
+        assert info.value.verification.status is VerificationStatus.NOT_BOUND
+        assert "Evil" not in str(info.value) and "Evil" not in repr(info.value)
+    background = await env.api.chat(PROVIDER, MESSAGES, verify="background")
+    assert (await background.verification).status is VerificationStatus.NOT_BOUND
 
 
 async def test_required_unavailable_and_unverifiable(env: Env) -> None:
@@ -330,9 +360,55 @@ async def test_required_stream_raises_at_its_end_and_counts_once(env: Env) -> No
         with pytest.raises(ResponseVerificationError) as info:
             async for piece in stream:
                 seen.append(piece.content)
-        assert seen == ["a"] and info.value.response is not None
+        # chunks arrive before the verdict (documented); the error carries the outcome, not the content
+        assert seen == ["a"] and info.value.verification.status is VerificationStatus.REJECTED
+        assert stream.verification is info.value.verification
         assert [p async for p in stream] == []  # finished: no second verification, no second fee
     assert stream.result is None and env.api.local_fees(PROVIDER) == 30
+
+
+async def test_required_stream_with_hold_hands_over_nothing_unverified(env: Env) -> None:
+    """hold_until_verified: a failing stream yields no chunk; a passing one yields all after the verdict."""
+    usage = {"prompt_tokens": 1, "completion_tokens": 2}
+    body = b"".join(sse(chunk("Evil"), chunk(" text", finish="stop", usage=usage)))
+    route = env.router.post(CHAT_URL).mock(
+        return_value=httpx.Response(200, content=body, headers={"ZG-Res-Key": "k"})
+    )
+    signed = {"body": b"something else"}
+
+    def sign(request: httpx.Request) -> httpx.Response:
+        text = f"{sha(route.calls[-1].request.content)}:{sha(signed['body'])}"
+        return httpx.Response(200, json={"text": text, "signature": personal_sign_text(text, TEE)})
+
+    fetched = env.router.get(URL + "/v1/proxy/signature/k").mock(side_effect=sign)
+    async with env.api.chat_stream(PROVIDER, MESSAGES, verify="required", hold_until_verified=True) as stream:
+        seen: list[str] = []
+        with pytest.raises(ResponseVerificationError) as info:
+            async for piece in stream:
+                seen.append(piece.content)
+        assert seen == [] and stream.content == "" and stream.result is None
+        assert info.value.verification.status is VerificationStatus.NOT_BOUND
+        assert stream.verification is info.value.verification
+    signed["body"] = body
+    async with env.api.chat_stream(PROVIDER, MESSAGES, verify="required", hold_until_verified=True) as stream:
+        calls_before = fetched.call_count
+        first = await stream.__anext__()
+        assert fetched.call_count == calls_before + 1  # verified before the first chunk came out
+        assert first.content == "Evil" and stream.content == "Evil"
+        rest = [p.content async for p in stream]
+    assert rest == [" text"] and stream.result is not None and stream.content == "Evil text"
+    assert stream.verification is not None and stream.verification.status is VerificationStatus.BOUND
+
+
+async def test_hold_until_verified_needs_the_required_policy(env: Env) -> None:
+    """hold_until_verified under another policy is a ConfigError before anything is sent."""
+    from og_inference_async import ConfigError
+
+    route = env.router.post(CHAT_URL)
+    for mode in ("off", "background"):
+        with pytest.raises(ConfigError):
+            env.api.chat_stream(PROVIDER, MESSAGES, verify=mode, hold_until_verified=True)
+    assert route.call_count == 0
 
 
 def test_policy_coercion() -> None:

@@ -93,6 +93,43 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_PNG_PREFIX = "data:image/png;base64,"
+
+
+def _tampered(value: Any, key: str | None = None) -> Any:
+    """``value`` with its content changed as the ``tamper`` fault does (see ``ProviderFaults``)."""
+    if isinstance(value, dict):
+        return {k: _tampered(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tampered(v, key) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    if key == "b64_json":
+        return b64(png_image(b"og-devnet:tampered"))
+    if key == "url" and value.startswith(_PNG_PREFIX):
+        return _PNG_PREFIX + b64(png_image(b"og-devnet:tampered"))
+    if key in ("content", "text", "delta"):
+        if "Echo" in value:
+            return value.replace("Echo", "Evil")
+        if key == "text":
+            return "Evil: " + value
+    return value
+
+
+def _tamper_json(data: bytes) -> bytes:
+    """A JSON body with its content changed (the ``tamper`` fault)."""
+    return _dumps(_tampered(json.loads(data)))
+
+
+def _tamper_event(event: bytes) -> bytes:
+    """One encoded SSE event (``data: {...}`` and a blank line) with its content changed (``tamper``)."""
+    prefix = b"data: "
+    payload = event[len(prefix) :].strip() if event.startswith(prefix) else b""
+    if not payload or payload == b"[DONE]":
+        return event
+    return prefix + _tamper_json(payload) + b"\n\n"
+
+
 class _SSEResponse:
     """A raw ASGI streaming response that hashes what it sends and can be cut midway.
 
@@ -103,6 +140,8 @@ class _SSEResponse:
             connection as the client sees it), or ``None``.
         on_done: called with the sha256 hex of the whole body once it was fully sent.
         on_cut: called when the response was cut.
+        sent: the events actually sent in place of ``events`` (the ``tamper`` fault): ``on_done``
+            still gets the hash of ``events``, so the signature covers what was NOT sent.
     """
 
     def __init__(
@@ -113,8 +152,10 @@ class _SSEResponse:
         cut_after: int | None,
         on_done: Callable[[str], None],
         on_cut: Callable[[], None],
+        sent: list[bytes] | None = None,
     ) -> None:
         self.events = events
+        self.sent = sent if sent is not None else events
         self.headers = headers
         self.cut_after = cut_after
         self.on_done = on_done
@@ -134,7 +175,7 @@ class _SSEResponse:
                 _CUT_STREAM.set(True)
                 return  # the server closes the connection: the body never completes
             digest.update(event)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": self.sent[i], "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.on_done(digest.hexdigest())
 
@@ -200,6 +241,15 @@ def build_app(core: ProviderCore) -> Starlette:
                     fault()
                 return await fn(request)
             except AuthFailure as failure:
+                if core.faults.echo_headers:
+                    echoed = json.dumps(dict(request.headers))
+                    failure = AuthFailure(
+                        failure.status,
+                        failure.code,
+                        f"{failure.message} (request headers: {echoed})",
+                        extra=failure.extra,
+                        headers=failure.headers,
+                    )
                 return _error(failure)
 
         return endpoint
@@ -207,6 +257,8 @@ def build_app(core: ProviderCore) -> Starlette:
     def signed_json(obj: Any, body: bytes, chat_id: str, status: int = 200) -> Response:
         data = _dumps(obj)
         core.store_signature(chat_id, f"{_sha(body)}:{_sha(data)}")
+        if core.faults.tamper:
+            data = _tamper_json(data)
         return Response(
             data, status_code=status, media_type="application/json", headers={"ZG-Res-Key": chat_id}
         )
@@ -223,6 +275,7 @@ def build_app(core: ProviderCore) -> Starlette:
             cut_after=core.faults.cut_stream_after,
             on_done=lambda h: core.store_signature(chat_id, f"{body_hash}:{h}"),
             on_cut=unbill,
+            sent=[_tamper_event(e) for e in events] if core.faults.tamper else None,
         )
 
     # -- chat -------------------------------------------------------------------------------
@@ -397,6 +450,8 @@ def build_app(core: ProviderCore) -> Starlette:
         if fields.get("response_format") == "text":
             data = result.text.encode()
             core.store_signature(chat_id, f"{_sha(body)}:{_sha(data)}")
+            if core.faults.tamper:
+                data = b"Evil: " + data
             return Response(data, media_type="text/plain", headers={"ZG-Res-Key": chat_id})
         return signed_json({"text": result.text, "usage": usage}, body, chat_id)
 
@@ -434,6 +489,8 @@ def build_app(core: ProviderCore) -> Starlette:
         job.updated_at = int(time.time() * 1000)
         job.result_body = _dumps({**job_status(job), "chatId": chat_id, "data": data})
         core.store_signature(chat_id, f"{_sha(body)}:{_sha(job.result_body)}")
+        if core.faults.tamper:
+            job.result_body = _tamper_json(job.result_body)
 
     def submit(
         auth: AuthContext, fee: int, body: bytes, make: Callable[[], list[dict[str, Any]]]

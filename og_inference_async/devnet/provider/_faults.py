@@ -29,6 +29,14 @@ class ProviderFaults:
             connection is closed without the final usage chunk and without ``[DONE]``; such a
             response is not billed and has no signature.
         wrong_signature: the signature endpoint signs with a key that is not the TEE signer.
+        tamper: change every signed response body AFTER its signature text was taken (a
+            man-in-the-middle as the client sees it): the signature stays genuine but covers the
+            original bytes. Chat text ``Echo`` becomes ``Evil`` (JSON and SSE), transcription
+            text gets an ``Evil: `` prefix, images are replaced by another PNG (sync answers and
+            async job results).
+        echo_headers: every error answer quotes the request's headers (``Authorization``
+            included) in its message, as a misconfigured gateway does: for testing that clients
+            keep no secret from remote text.
     """
 
     latency: float = 0.0
@@ -39,6 +47,8 @@ class ProviderFaults:
     unavailable: int = 0
     cut_stream_after: int | None = None
     wrong_signature: bool = False
+    tamper: bool = False
+    echo_headers: bool = False
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +68,8 @@ class ProviderFaults:
         self.unavailable = 0
         self.cut_stream_after = None
         self.wrong_signature = False
+        self.tamper = False
+        self.echo_headers = False
         self._rng = random.Random(self.seed)
 
     def draw(self) -> tuple[int, str, str] | None:
