@@ -156,6 +156,7 @@ __all__ = [
     "ServiceNotFoundError",
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
+    "ServiceTypeMismatchError",
     "ServiceTypeRequiredError",
     "ServiceVerification",
     "SessionPolicy",

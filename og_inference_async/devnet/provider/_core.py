@@ -308,7 +308,11 @@ class ProviderCore:
         #: where async jobs run; set by the server
         self.task_group: TaskGroup | None = None
         self._settle_lock = anyio.Lock()
+        #: requests billed (synchronous answers and completed async jobs)
         self.requests_served = 0
+        #: every HTTP request that reached the server (any route, any answer), for tests that
+        #: assert that nothing was sent
+        self.requests_received = 0
 
     # -- prices -----------------------------------------------------------------------------
     @property
