@@ -32,6 +32,7 @@ from og_inference_async import (
     to_wei,
 )
 from og_inference_async._config import checksum
+from og_inference_async.devnet.provider import ProviderConfig, ProviderFaults
 from og_inference_async.types import Service
 
 from .fakes import FakeProvider, FakeWeb3
@@ -217,6 +218,11 @@ BAD_POLICIES: list[tuple[str, Callable[[], object]]] = [
     ("VerificationPolicy require_bound str", lambda: VerificationPolicy(require_bound="yes")),  # type: ignore[arg-type]
     ("VerificationPolicy on_result", lambda: VerificationPolicy(on_result=5)),  # type: ignore[arg-type]
     ("Network chain_id bool", lambda: Network("x", True, None, GOOD, GOOD)),
+    ("devnet ProviderFaults error_rate", lambda: ProviderFaults(error_rate=2)),
+    ("devnet ProviderFaults latency", lambda: ProviderFaults(latency=-1)),
+    ("devnet ProviderFaults rate_limit", lambda: ProviderFaults(rate_limit=-2)),
+    ("devnet ProviderConfig price", lambda: ProviderConfig("chatbot", "m", -1, 0)),
+    ("devnet ProviderConfig settle", lambda: ProviderConfig("chatbot", "m", 0, 0, settle_interval=0)),
     ("Network rpc_url type", lambda: Network("x", 7, 5, GOOD, GOOD)),  # type: ignore[arg-type]
 ]
 

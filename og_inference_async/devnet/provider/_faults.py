@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ..._exceptions import ConfigError
+from ..._validate import check_bool, check_int, check_seconds, shown
+
 __all__ = ["ProviderFaults"]
 
 
@@ -29,6 +32,9 @@ class ProviderFaults:
             connection is closed without the final usage chunk and without ``[DONE]``; such a
             response is not billed and has no signature.
         wrong_signature: the signature endpoint signs with a key that is not the TEE signer.
+
+    Raises:
+        ConfigError: (at construction) a knob of the wrong type or out of range.
     """
 
     latency: float = 0.0
@@ -42,6 +48,18 @@ class ProviderFaults:
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def __post_init__(self) -> None:
+        check_seconds("latency", self.latency, allow_zero=True)
+        if isinstance(self.error_rate, bool) or not isinstance(self.error_rate, (int, float)):
+            raise ConfigError(f"error_rate must be a probability, got {shown(self.error_rate)}")
+        if not 0 <= self.error_rate <= 1:
+            raise ConfigError(f"error_rate must be within [0, 1], got {self.error_rate!r}")
+        check_int("seed", self.seed)
+        check_int("rate_limit", self.rate_limit, minimum=-1)
+        check_int("retry_after", self.retry_after, minimum=0)
+        check_int("unavailable", self.unavailable, minimum=-1)
+        if self.cut_stream_after is not None:
+            check_int("cut_stream_after", self.cut_stream_after, minimum=0)
+        check_bool("wrong_signature", self.wrong_signature)
         self._rng = random.Random(self.seed)
 
     def reseed(self, seed: int) -> None:
