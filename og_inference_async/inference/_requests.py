@@ -868,7 +868,6 @@ class RequestsMixin:
         check_optional_str("model", model)
         _check_params(params)
         policy = self._policy(verify)
-        _dumps({"messages": checked, **params})  # refuse what cannot be sent before any read
         svc = await self._get_service_cached(prov)
         check_service_type(svc, "chat", _CHAT)
         payload: dict[str, Any] = {"model": model or svc.model, "messages": checked, **params}
@@ -942,7 +941,8 @@ class RequestsMixin:
             The :class:`ChatStream` (nothing is sent before ``async with``).
 
         Raises:
-            ConfigError: bad arguments (checked here, before anything is sent).
+            ConfigError: bad arguments (checked here; parameters that cannot be JSON-encoded on
+                ``async with``), before anything is sent.
             ServiceTypeMismatchError: (on ``async with``) the provider is not a chatbot.
         """
         prov = _norm(provider)
@@ -956,7 +956,6 @@ class RequestsMixin:
         payload: dict[str, Any] = {"model": model, "messages": checked, **params, "stream": True}
         if include_usage and "stream_options" not in params:
             payload["stream_options"] = {"include_usage": True}
-        _dumps(payload)
         return ChatStream(
             self,
             prov,

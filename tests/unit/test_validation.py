@@ -461,6 +461,16 @@ async def test_uploads_may_be_paths(api: Any, tmp_path: Path) -> None:
         await api.transcribe(PROVIDER, tmp_path / "missing.wav")
     with pytest.raises(ConfigError, match="not a file"):
         await api.transcribe(PROVIDER, str(tmp_path))  # a directory
+    use(api, "image-editing")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xffjpeg")
+    api.router.post(URL + "/v1/proxy/images/edits").mock(
+        return_value=httpx.Response(200, json={"data": [{"b64_json": "aGk="}]})
+    )
+    edited = await api.edit_image(PROVIDER, str(photo), "make it blue")
+    sent = api.router.calls[0].request.content
+    assert b'filename="photo.jpg"' in sent and b"Content-Type: image/jpeg" in sent and edited.images
+    api.router.reset()
 
 
 @pytest.mark.anyio
