@@ -169,6 +169,7 @@ __all__ = [
     "ServiceNotFoundError",
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
+    "ServiceTypeMismatchError",
     "ServiceTypeRequiredError",
     "ServiceVerification",
     "SessionPolicy",

@@ -13,6 +13,7 @@ from functools import lru_cache
 from eth_utils import is_address, to_checksum_address
 
 from ._exceptions import ConfigError, InvalidAddressError
+from ._validate import MAX_UINT256, check_bool, check_int, check_seconds, shown
 
 __all__ = [
     "HARDHAT",
@@ -33,22 +34,49 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 @lru_cache(maxsize=65536)
 def _checksummed(address: str) -> str | None:
-    """EIP-55 form of a valid address, ``None`` for anything else (cached: keccak is not free)."""
-    if not is_address(address):
+    """EIP-55 form of a valid address, ``None`` for anything else (cached: keccak is not free).
+
+    All-lowercase and all-uppercase hex (after ``0x``) are unchecksummed and accepted; mixed case
+    is a checksum and must be right.
+    """
+    if len(address) != 42 or not is_address(address):
         return None
     out: str = to_checksum_address(address)
+    digits = address[2:]
+    if digits != digits.lower() and digits != digits.upper() and address != out:
+        return None
     return out
+
+
+def _bad_checksum(address: str) -> bool:
+    """Whether ``address`` is 20 hex bytes whose mixed case is a wrong EIP-55 checksum."""
+    return len(address) == 42 and is_address(address) and _checksummed(address) is None
 
 
 def checksum(address: str, *, what: str = "address", allow_zero: bool = False) -> str:
     """Validate an address and return its EIP-55 checksummed form.
 
+    ``0x`` + 40 hex digits, all lowercase or all uppercase (unchecksummed), or in mixed case
+    matching its EIP-55 checksum: a mixed-case address with a wrong checksum is refused, since it
+    is most likely a mistyped character.
+
     Raises:
-        InvalidAddressError: if it is not a 20-byte hex address (or is zero when not allowed).
+        InvalidAddressError: if it is not a 20-byte hex address, has a wrong EIP-55 checksum, or is
+            zero when not allowed.
     """
-    out = _checksummed(address) if isinstance(address, str) else None
+    if not isinstance(address, str):
+        raise InvalidAddressError(f"{what} must be an address string, got {shown(address)}")
+    out = _checksummed(address)
     if out is None:
-        raise InvalidAddressError(f"{what} is not a valid address: {address!r}")
+        if _bad_checksum(address):
+            raise InvalidAddressError(
+                f"{what} {address} has a wrong EIP-55 checksum (its upper/lower case does not match)",
+                hint="a mixed-case address must match its checksum exactly: check it for a mistyped "
+                "character, or copy it again from its source",
+            )
+        raise InvalidAddressError(
+            f"{what} is not a valid address (0x followed by 40 hex digits): {shown(address)}"
+        )
     if not allow_zero and out == ZERO_ADDRESS:
         raise InvalidAddressError(f"{what} must not be the zero address")
     return out
@@ -75,8 +103,14 @@ class Network:
     status_api: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"network name must be a non-empty str, got {shown(self.name)}")
         if not isinstance(self.chain_id, int) or isinstance(self.chain_id, bool) or self.chain_id <= 0:
-            raise ConfigError(f"chain_id must be a positive int, got {self.chain_id!r}")
+            raise ConfigError(f"chain_id must be a positive int, got {shown(self.chain_id)}")
+        for name in ("rpc_url", "status_api"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{name} must be a URL string or None, got {shown(value)}")
         object.__setattr__(self, "ledger", checksum(self.ledger, what="ledger address"))
         object.__setattr__(self, "inference", checksum(self.inference, what="inference address"))
 
@@ -154,6 +188,10 @@ class RetryPolicy:
         max_backoff: cap for one backoff (a JSON-RPC ``Retry-After`` may ask for more, up to
             what is left of ``max_delay``).
         attempt_timeout: seconds one JSON-RPC request may take before it counts as failed.
+
+    Raises:
+        ConfigError: ``attempts`` is not an int in 1..1000, a time is not a finite number of
+            seconds (``max_delay`` and ``attempt_timeout`` above 0, the backoffs 0 or more).
     """
 
     attempts: int = 4
@@ -161,6 +199,13 @@ class RetryPolicy:
     initial_backoff: float = 0.2
     max_backoff: float = 3.0
     attempt_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_int("attempts", self.attempts, minimum=1, maximum=1000)
+        check_seconds("max_delay", self.max_delay)
+        check_seconds("initial_backoff", self.initial_backoff, allow_zero=True)
+        check_seconds("max_backoff", self.max_backoff, allow_zero=True)
+        check_seconds("attempt_timeout", self.attempt_timeout)
 
     @classmethod
     def no_wait(cls, attempts: int = 3) -> RetryPolicy:
@@ -180,6 +225,11 @@ class FeePolicy:
         gas_price: fixed legacy gas price in wei; ``None`` reads ``eth_gasPrice``.
         max_gas_price: refuse to send when the price read from the node is above this.
         priority_fee: EIP-1559 tip in wei; ``None`` reads ``eth_maxPriorityFeePerGas``.
+
+    Raises:
+        ConfigError: an unknown mode; a fee that is not an int number of wei (``gas_price`` and
+            ``max_gas_price`` at least 1, ``priority_fee`` 0 or more); ``gas_price`` or
+            ``priority_fee`` above ``max_gas_price``.
     """
 
     mode: str = "legacy"
@@ -188,8 +238,27 @@ class FeePolicy:
     priority_fee: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("legacy", "eip1559", "auto"):
-            raise ConfigError(f"fee mode must be legacy, eip1559 or auto, got {self.mode!r}")
+        if not isinstance(self.mode, str) or self.mode not in ("legacy", "eip1559", "auto"):
+            raise ConfigError(f"fee mode must be legacy, eip1559 or auto, got {shown(self.mode)}")
+        for name, low in (("gas_price", 1), ("max_gas_price", 1), ("priority_fee", 0)):
+            value = getattr(self, name)
+            if value is not None:
+                check_int(f"{name} (wei)", value, minimum=low, maximum=MAX_UINT256)
+        if (
+            self.gas_price is not None
+            and self.max_gas_price is not None
+            and self.gas_price > self.max_gas_price
+        ):
+            raise ConfigError(
+                f"gas_price {self.gas_price} is above max_gas_price {self.max_gas_price}: "
+                "nothing could be sent"
+            )
+        if (
+            self.priority_fee is not None
+            and self.max_gas_price is not None
+            and self.priority_fee > self.max_gas_price
+        ):
+            raise ConfigError(f"priority_fee {self.priority_fee} is above max_gas_price {self.max_gas_price}")
 
 
 @dataclass(frozen=True)
@@ -217,6 +286,12 @@ class TxPolicy:
         gap_heal_after: seconds a transaction may wait behind a nonce that this process gave
             back (refused by the node) before that nonce is filled with a 0-value self-transfer.
         fees: the :class:`FeePolicy`.
+
+    Raises:
+        ConfigError: a field of the wrong type or out of range: the percents and counts are
+            ints (``gas_margin_percent`` 0..1000, ``replacement_bump_percent`` 10..1000 since
+            nodes refuse smaller bumps, ``gas_cap`` at least 21,000, ``receipt_attempts`` at least
+            1), the times finite seconds above 0, ``cancel_on_timeout`` a bool.
     """
 
     gas_margin_percent: int = 25
@@ -232,6 +307,22 @@ class TxPolicy:
     gap_heal_after: float = 2.0
     fees: FeePolicy = field(default_factory=FeePolicy)
 
+    def __post_init__(self) -> None:
+        check_int("gas_margin_percent", self.gas_margin_percent, minimum=0, maximum=1000)
+        check_int("gas_cap", self.gas_cap, minimum=21_000, maximum=2**64 - 1)
+        check_seconds("receipt_timeout", self.receipt_timeout)
+        check_seconds("receipt_poll_interval", self.receipt_poll_interval)
+        check_int("receipt_attempts", self.receipt_attempts, minimum=1)
+        check_seconds("rebroadcast_interval", self.rebroadcast_interval)
+        check_seconds("send_timeout", self.send_timeout)
+        check_bool("cancel_on_timeout", self.cancel_on_timeout)
+        check_seconds("cancel_timeout", self.cancel_timeout)
+        # nodes refuse a replacement that raises the fees by less than 10 % ("underpriced")
+        check_int("replacement_bump_percent", self.replacement_bump_percent, minimum=10, maximum=1000)
+        check_seconds("gap_heal_after", self.gap_heal_after)
+        if not isinstance(self.fees, FeePolicy):
+            raise ConfigError(f"fees must be a FeePolicy, got {shown(self.fees)}")
+
 
 @dataclass(frozen=True)
 class SessionPolicy:
@@ -243,6 +334,9 @@ class SessionPolicy:
         max_entries: how many providers the token and account caches keep (least recently used go).
         account_ttl: seconds an account read (generation, revoked ids) is trusted.
         ack_ttl: seconds a positive acknowledgement is trusted.
+
+    Raises:
+        ConfigError: a field of the wrong type or out of range.
     """
 
     lifetime_ms: int = 86_400_000
@@ -262,5 +356,5 @@ class SessionPolicy:
             raise ConfigError("refresh_margin_ms must be smaller than lifetime_ms")
         if self.max_entries < 1:
             raise ConfigError("max_entries must be at least 1")
-        if not (self.account_ttl >= 0 and self.ack_ttl >= 0):
-            raise ConfigError("account_ttl and ack_ttl must not be negative")
+        check_seconds("account_ttl", self.account_ttl, allow_zero=True)
+        check_seconds("ack_ttl", self.ack_ttl, allow_zero=True)

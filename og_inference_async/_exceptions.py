@@ -13,6 +13,7 @@ keys, session tokens or signatures.
     │   ├── InvalidAmountError
     │   ├── BelowMinimumError                  amount below an on-chain minimum
     │   ├── NetworkMismatchError               the RPC serves another chain id
+    │   ├── ServiceTypeMismatchError           the provider offers another service type
     │   └── ApiKeyError                        API key ids: exhausted, revoked, out of range
     ├── BrokerStateError (also RuntimeError)   broker used before opening or after closing
     ├── InsufficientBalanceError               not enough money somewhere (carries amounts)
@@ -105,6 +106,7 @@ __all__ = [
     "LedgerServiceNotFoundError",
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
+    "ServiceTypeMismatchError",
     "ServiceTypeRequiredError",
     "SettlementTimeoutError",
     "TokenDecodeError",
@@ -174,6 +176,32 @@ class NetworkMismatchError(ConfigError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class ServiceTypeMismatchError(ConfigError):
+    """The provider's on-chain service type does not serve the request (e.g. chat on text-to-image).
+
+    Raised before anything is sent, so nothing is billed.
+
+    Attributes:
+        provider: the provider address.
+        service_type: the service type registered on chain.
+        expected: the service types that serve the request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        service_type: str,
+        expected: tuple[str, ...],
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.provider = provider
+        self.service_type = service_type
+        self.expected = expected
 
 
 class ApiKeyError(ConfigError):

@@ -30,6 +30,7 @@ from ._exceptions import (
     ServiceNotFoundError,
 )
 from ._units import Amount, format_og, to_wei
+from ._validate import shown
 from .types import Account, Ledger, ProviderBalance, TxReceipt
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class LedgerAPI:
         Raises:
             LedgerNotExistsError: the user has no ledger.
         """
-        who = checksum(user, what="user") if user else self._b._user
+        who = checksum(user, what="user") if user is not None else self._b._user
         return await self._b._chain_reader.get_ledger(who)
 
     async def has_ledger(self, user: str | None = None) -> bool:
@@ -245,6 +246,8 @@ class LedgerAPI:
             One receipt per batch (empty when there is nothing to retrieve).
 
         Raises:
+            ConfigError: ``providers`` is not a list of distinct addresses.
+            InvalidAddressError: a malformed provider address.
             LedgerNotExistsError: this wallet has no ledger.
             AccountNotExistsError: a provider given explicitly has no sub-account.
         """
@@ -254,6 +257,8 @@ class LedgerAPI:
             await self.get_ledger()
             targets = await chain.get_ledger_providers(sender.address)
         else:
+            if isinstance(providers, (str, bytes, bytearray)) or not isinstance(providers, (list, tuple)):
+                raise ConfigError(f"providers must be a list of addresses (or None), got {shown(providers)}")
             targets = [checksum(p, what="provider") for p in providers]
             if len(set(targets)) != len(targets):
                 raise ConfigError("the provider list contains duplicates")

@@ -21,6 +21,7 @@ from .._exceptions import (
 from .._http import send as http_send
 from .._redact import redact
 from .._session import ApiKey
+from .._validate import MAX_UINT256, check_bool, check_int, check_optional_str
 from ..types import Service, TxReceipt
 from ..types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
 from ._auth import ApiKeyRegistry, AuthManager, InMemoryApiKeyRegistry
@@ -97,14 +98,12 @@ class InferenceAPI(RequestsMixin, FundingMixin):
 
         Raises:
             LimitTooLargeError: ``limit`` above 50 (checked before calling).
-            ConfigError: negative offset or non-positive limit.
+            ConfigError: ``offset`` / ``limit`` not ints (bools refused), a negative offset or a
+                non-positive limit.
         """
-        from .._exceptions import ConfigError
-
-        if not isinstance(offset, int) or offset < 0:
-            raise ConfigError("offset must be a non-negative int")
-        if not isinstance(limit, int) or limit <= 0:
-            raise ConfigError("limit must be a positive int")
+        check_int("offset", offset, minimum=0, maximum=MAX_UINT256)
+        check_int("limit", limit, minimum=1)
+        check_bool("include_unacknowledged", include_unacknowledged)
         if limit > MAX_PAGE:
             raise LimitTooLargeError(
                 f"limit {limit} is above the contract's maximum of {MAX_PAGE}; use iter_services()",
@@ -115,6 +114,7 @@ class InferenceAPI(RequestsMixin, FundingMixin):
 
     async def iter_services(self, *, include_unacknowledged: bool = False) -> AsyncIterator[Service]:
         """Every service, paging by 50 until the contract's total is reached."""
+        check_bool("include_unacknowledged", include_unacknowledged)
         offset = 0
         while True:
             services, total = await self._b._chain_reader.get_all_services(offset, MAX_PAGE)
@@ -133,8 +133,10 @@ class InferenceAPI(RequestsMixin, FundingMixin):
             model: a model id to use instead of the service's default (multi-model providers).
 
         Raises:
+            ConfigError: ``model`` is not a non-empty str.
             ServiceNotFoundError: no service for that address on this network.
         """
+        check_optional_str("model", model)
         svc = await self.get_service(provider)
         return ServiceMetadata(
             endpoint=svc.endpoint,

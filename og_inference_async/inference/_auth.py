@@ -24,12 +24,16 @@ from .._session import (
     revoked_ids,
 )
 from .._singleflight import SingleFlight
+from .._validate import check_int, shown
 from ..types import Account, TxReceipt
 
 if TYPE_CHECKING:
     from .._broker import AsyncBroker
 
 __all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
+
+#: The latest expiry an API key can carry (ms since the epoch, a signed 64-bit value).
+MAX_TOKEN_MS = 2**63 - 1
 
 
 class ApiKeyRegistry(Protocol):
@@ -210,10 +214,15 @@ class AuthManager:
                 this broker's registry.
 
         Raises:
+            ConfigError: ``expires_in`` is not an int number of milliseconds (0 or more).
             NotAcknowledgedError: no sub-account with the provider.
             ApiKeyError: the id is 255, out of range or revoked, or all ids are taken.
         """
         prov = checksum(provider, what="provider")
+        if token_id is not None:
+            check_token_id(token_id, 0)  # the type and range; the revocation bitmap is read below
+        if expires_in is not None:
+            check_int("expires_in (ms)", expires_in, minimum=0, maximum=MAX_TOKEN_MS)
         account = await self.read_account(prov, fresh=True)
         if account is None:
             raise NotAcknowledgedError(
@@ -268,8 +277,12 @@ class AuthManager:
         """
         prov = checksum(provider, what="provider")
         sender = self._b._sender
+        if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, (list, tuple)):
+            raise ApiKeyError(f"token_ids must be a list of ints, got {shown(token_ids)}")
         if not token_ids:
             raise ApiKeyError("no token ids to revoke")
+        for tid in token_ids:
+            check_token_id(tid, 0)  # the type and range, before anything is read or sent
         if len(set(token_ids)) != len(token_ids):
             raise ApiKeyError("the token id list contains duplicates")
         account = await self.read_account(prov, fresh=True)

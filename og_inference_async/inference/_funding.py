@@ -47,6 +47,7 @@ from .._exceptions import (
 from .._http import send as http_send
 from .._singleflight import SingleFlight
 from .._units import WEI_PER_OG, Amount, format_og, to_wei
+from .._validate import check_callable
 from ..types import Account, Ledger, Service, TxReceipt
 from ..types.funding import (
     AckResult,
@@ -495,6 +496,8 @@ class FundingMixin:
             ServiceNotFoundError: the provider has no service on this network.
         """
         prov = checksum(provider, what="provider")
+        check_callable("on_error", on_error)
+        check_callable("on_top_up", on_top_up)
         config = AutoFundingConfig(
             interval=_positive_seconds(interval, "interval"),
             buffer=to_wei(buffer),

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -35,6 +36,7 @@ from .._exceptions import (
     ProviderResponseError,
     ProviderServerError,
     ServiceNotFoundError,
+    ServiceTypeMismatchError,
 )
 from .._http import (
     REFRESH_CODES,
@@ -51,6 +53,16 @@ from .._http import (
 )
 from .._redact import redact_bytes
 from .._singleflight import SingleFlight
+from .._validate import (
+    check_bool,
+    check_bytes,
+    check_int,
+    check_messages,
+    check_optional_str,
+    check_seconds,
+    check_str,
+    shown,
+)
 from ..types import Service
 from ..types.inference import (
     ChatResult,
@@ -138,16 +150,119 @@ class _Failed:
     stale_token: bool = False
 
 
-@lru_cache(maxsize=4096)
 def _norm(provider: str) -> str:
     return checksum(provider, what="provider")
 
 
+#: The on-chain service types (lower case) that serve each kind of request.
+_CHAT = ("chatbot",)
+_GENERATE = ("text-to-image",)
+_EDIT = ("image-editing",)
+_TRANSCRIBE = ("speech-to-text",)
+_IMAGE_JOBS = ("text-to-image", "image-editing")
+#: The method to call for each known service type (for the hint of a mismatch).
+_METHOD_FOR = {
+    "chatbot": "chat() or chat_stream()",
+    "text-to-image": "generate_image() or generate_image_async()",
+    "image-editing": "edit_image()",
+    "speech-to-text": "transcribe()",
+}
+#: Most images one request may ask for (the OpenAI images API allows 1..10).
+MAX_IMAGES = 10
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def check_service_type(svc: Service, what: str, expected: tuple[str, ...]) -> None:
+    """Refuse a request the provider's on-chain service type does not serve (nothing is sent).
+
+    Raises:
+        ServiceTypeMismatchError: e.g. a chat to a text-to-image provider.
+    """
+    kind = svc.service_type.strip().lower() if isinstance(svc.service_type, str) else ""
+    if kind in expected:
+        return
+    offered = shown(svc.service_type)
+    method = _METHOD_FOR.get(kind)
+    hint = (
+        f"this provider offers {kind}: use {method}"
+        if method
+        else "pick a provider of the right type from broker.inference.list_services()"
+    )
+    raise ServiceTypeMismatchError(
+        f"{what} needs a {' or '.join(expected)} provider, but provider {svc.provider} offers "
+        f"service type {offered}; nothing was sent",
+        provider=svc.provider,
+        service_type=svc.service_type,
+        expected=expected,
+        hint=hint,
+    )
+
+
 def _dumps(payload: Any) -> bytes:
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"the request body is not JSON-serialisable: {exc}") from None
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"the request body is not JSON-serialisable: {type(exc).__name__}") from None
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    """Extra OpenAI parameters need non-empty names (their values are checked by the encoding)."""
+    for key in params:
+        if not key:
+            raise ConfigError("request parameters need non-empty names")
+
+
+def _check_n(n: Any) -> int:
+    return check_int("n", n, minimum=1, maximum=MAX_IMAGES)
+
+
+async def _load_upload(
+    name: str, value: Any, filename: str | None, default_name: str
+) -> tuple[bytes | bytearray | memoryview, str]:
+    """An upload given as bytes or as the path of a file: ``(content, file name)``.
+
+    A path is checked and read in a worker thread (``anyio.Path``), never on the event loop.
+
+    Raises:
+        ConfigError: not bytes and not the path of an existing, non-empty file.
+    """
+    if filename is not None:
+        check_str("filename", filename, max_chars=255)
+        if any(c in filename for c in '\r\n"\0'):
+            raise ConfigError("filename must not contain quotes, NUL or line breaks")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = check_bytes(name, value, allow_empty=False)
+        return data, filename or default_name
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(
+            f"{name} must be bytes or the path of a file, got {shown(value)}",
+            hint=f"pass the {name} file's content (bytes) or its path",
+        )
+    try:
+        path = anyio.Path(value)
+        text = str(path)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} is not a valid file path") from None
+    if not text or "\0" in text:
+        raise ConfigError(f"{name} is not a valid file path")
+    try:
+        is_file = await path.is_file()
+    except (OSError, ValueError):
+        is_file = False
+    if not is_file:
+        raise ConfigError(
+            f"{name} must be bytes or the path of an existing file; {shown(text)} is not a file",
+            hint=f"pass the {name} file's content (bytes) or a path that exists",
+        )
+    try:
+        content = await path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {name} file {shown(text)}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    if not content:
+        raise ConfigError(f"{name} file {shown(text)} is empty")
+    return content, filename or os.path.basename(text) or default_name
 
 
 def _object(reply: HttpReply, provider: str, what: str) -> dict[str, Any]:
@@ -214,16 +329,26 @@ async def _upload(
 
 
 def _form(params: Mapping[str, Any]) -> dict[str, str]:
+    """Multipart form fields from request parameters (``None`` left out).
+
+    Raises:
+        ConfigError: a value that cannot be written as a form field (not JSON, NaN, ...).
+    """
     out: dict[str, str] = {}
     for key, value in params.items():
         if value is None:
             continue
         if isinstance(value, bool):
             out[key] = "true" if value else "false"
-        elif isinstance(value, (str, int, float)):
+        elif isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, int):
             out[key] = str(value)
         else:
-            out[key] = json.dumps(value, separators=(",", ":"))
+            try:
+                out[key] = json.dumps(value, separators=(",", ":"), allow_nan=False)
+            except (TypeError, ValueError, RecursionError):
+                raise ConfigError(f"form field {key!r} cannot be sent: {shown(value)}") from None
     return out
 
 
@@ -255,7 +380,7 @@ class RequestsMixin:
     def _init_requests(self) -> None:
         """Set up this mixin's per-broker state (called from ``InferenceAPI.__init__``)."""
         self._verification = VerificationPolicy()
-        self.retry_policy: RequestRetryPolicy = RequestRetryPolicy()
+        self._retry_policy = RequestRetryPolicy()
         self._services: dict[str, tuple[float, Service]] = {}
         self._service_flights: SingleFlight[str, Service] = SingleFlight()
         self._fee_book = LocalFeeBook()
@@ -274,8 +399,39 @@ class RequestsMixin:
     def verification(self, value: str | VerificationPolicy) -> None:
         self._verification = VerificationPolicy.coerce(value)
 
+    @property
+    def retry_policy(self) -> RequestRetryPolicy:
+        """The :class:`RequestRetryPolicy` of this broker's provider requests."""
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RequestRetryPolicy) -> None:
+        if not isinstance(value, RequestRetryPolicy):
+            raise ConfigError(f"retry_policy must be a RequestRetryPolicy, got {shown(value)}")
+        self._retry_policy = value
+
     def _policy(self, verify: str | VerificationPolicy | None) -> VerificationPolicy:
         return self._verification if verify is None else VerificationPolicy.coerce(verify)
+
+    def _check_image_args(
+        self,
+        prompt: Any,
+        n: Any,
+        size: Any,
+        model: Any,
+        response_format: Any,
+        verify: str | VerificationPolicy | None,
+        params: Mapping[str, Any],
+    ) -> VerificationPolicy:
+        """Check the arguments shared by the image methods; returns the verification policy."""
+        check_str("prompt", prompt)
+        _check_n(n)
+        check_optional_str("size", size)
+        check_optional_str("model", model)
+        check_optional_str("response_format", response_format)
+        _check_params(params)
+        _form(params)
+        return self._policy(verify)
 
     # -- local fees ----------------------------------------------------------------------------
 
@@ -638,9 +794,17 @@ class RequestsMixin:
             The outcome; never raises for a bad signature (see :class:`VerificationStatus`).
 
         Raises:
+            ConfigError: an argument of the wrong type.
             ServiceNotFoundError: no service for ``provider``.
         """
         prov = _norm(provider)
+        check_optional_str("chat_id", chat_id)
+        check_optional_str("model", model)
+        for name, body in (("request_body", request_body), ("response_body", response_body)):
+            if body is not None:
+                check_bytes(name, body)
+        if usage is not None and not isinstance(usage, (Mapping, str)):
+            raise ConfigError(f"usage must be a dict, its JSON text or None, got {shown(usage)}")
         svc = await self._get_service_cached(prov)
         if usage is not None:
             parsed: Any = usage
@@ -661,8 +825,8 @@ class RequestsMixin:
             prov,
             svc,
             chat_id,
-            await _sha256(request_body) if request_body is not None else None,
-            await _sha256(response_body) if response_body is not None else None,
+            await _sha256(bytes(request_body)) if request_body is not None else None,
+            await _sha256(bytes(response_body)) if response_body is not None else None,
             model=model,
             policy=self._verification,
         )
@@ -693,6 +857,9 @@ class RequestsMixin:
             The completion with its chat id, usage, estimated fee and verification outcome.
 
         Raises:
+            ConfigError: bad arguments (``messages`` not a non-empty list of dicts with a ``role``,
+                a blank ``model``, parameters that are not JSON), checked before anything is sent.
+            ServiceTypeMismatchError: the provider is not a chatbot.
             NotAcknowledgedError: no (acknowledged) sub-account with the provider.
             InsufficientBalanceError: the provider refused for lack of funds (amounts attached).
             ProviderError: the provider refused or failed (typed by status).
@@ -701,9 +868,13 @@ class RequestsMixin:
         if params.get("stream"):
             raise ConfigError("chat() does not stream; use chat_stream()")
         prov = _norm(provider)
-        svc = await self._get_service_cached(prov)
+        checked = check_messages(messages)
+        check_optional_str("model", model)
+        _check_params(params)
         policy = self._policy(verify)
-        payload: dict[str, Any] = {"model": model or svc.model, "messages": list(messages), **params}
+        svc = await self._get_service_cached(prov)
+        check_service_type(svc, "chat", _CHAT)
+        payload: dict[str, Any] = {"model": model or svc.model, "messages": checked, **params}
         body = _dumps(payload)
         reply = await self._request(
             prov,
@@ -779,16 +950,28 @@ class RequestsMixin:
             The :class:`ChatStream` (nothing is sent before ``async with``).
 
         Raises:
-            ConfigError: ``hold_until_verified`` without the ``required`` policy.
+            ConfigError: bad arguments (checked here; parameters that cannot be JSON-encoded on
+                ``async with``), before anything is sent; ``hold_until_verified`` without the
+                ``required`` policy.
+            ServiceTypeMismatchError: (on ``async with``) the provider is not a chatbot.
         """
-        payload: dict[str, Any] = {"model": model, "messages": list(messages), **params, "stream": True}
+        prov = _norm(provider)
+        checked = check_messages(messages)
+        check_optional_str("model", model)
+        check_bool("include_usage", include_usage)
+        check_bool("drain_on_exit", drain_on_exit)
+        check_seconds("drain_timeout", drain_timeout)
+        check_bool("hold_until_verified", hold_until_verified)
+        _check_params(params)
+        policy = self._policy(verify)
+        payload: dict[str, Any] = {"model": model, "messages": checked, **params, "stream": True}
         if include_usage and "stream_options" not in params:
             payload["stream_options"] = {"include_usage": True}
         return ChatStream(
             self,
-            _norm(provider),
+            prov,
             payload,
-            self._policy(verify),
+            policy,
             drain_on_exit=drain_on_exit,
             drain_timeout=drain_timeout,
             hold_until_verified=hold_until_verified,
@@ -799,6 +982,7 @@ class RequestsMixin:
     ) -> tuple[Service, bytes, HttpStream, AsyncExitStack]:
         """Send a streaming chat request; retried only until the response headers arrive."""
         svc = await self._get_service_cached(prov)
+        check_service_type(svc, "chat stream", _CHAT)
         if payload.get("model") is None:
             payload["model"] = svc.model
         body = _dumps(payload)
@@ -914,11 +1098,16 @@ class RequestsMixin:
             **params: other OpenAI image parameters.
 
         Raises:
+            ConfigError: bad arguments (a blank prompt, ``n`` not an int in 1..10, ...), checked
+                before anything is sent.
+            ServiceTypeMismatchError: the provider is not a text-to-image service.
             ProviderError: the provider refused or failed (typed by status).
             ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = _norm(provider)
+        policy = self._check_image_args(prompt, n, size, model, response_format, verify, params)
         svc = await self._get_service_cached(prov)
+        check_service_type(svc, "image generation", _GENERATE)
         used = model or svc.model
         body = _image_request(used, prompt, n, size, response_format, params)
         reply = await self._request(
@@ -937,22 +1126,22 @@ class RequestsMixin:
             await _sha256(body),
             model=used,
             n=n,
-            policy=self._policy(verify),
+            policy=policy,
             what="image generation",
         )
 
     async def edit_image(
         self,
         provider: str,
-        image: bytes,
+        image: bytes | str | os.PathLike[str],
         prompt: str,
         *,
         n: int = 1,
         size: str | None = None,
         model: str | None = None,
         response_format: str | None = None,
-        filename: str = "image.png",
-        content_type: str = "image/png",
+        filename: str | None = None,
+        content_type: str | None = None,
         verify: str | VerificationPolicy | None = None,
         **params: Any,
     ) -> ImageResult:
@@ -960,19 +1149,32 @@ class RequestsMixin:
 
         Args:
             provider: the provider address.
-            image: the source image bytes.
+            image: the source image: its bytes, or the path of the file (read in a worker thread).
             prompt: the edit to make.
-            n: how many images.
+            n: how many images (1..10).
             size: e.g. ``"512x512"``.
             model: the model id (default: the service's model).
             response_format: ``"b64_json"`` or ``"url"``.
-            filename: the upload's file name.
-            content_type: the upload's media type.
+            filename: the upload's file name (default: the path's name, else ``"image.png"``).
+            content_type: the upload's media type (default: guessed from the file name, else
+                ``"image/png"``).
             verify: the verification policy for this call.
             **params: other form fields.
+
+        Raises:
+            ConfigError: bad arguments (``image`` neither bytes nor an existing file, a blank
+                prompt, ``n`` out of range, ...), checked before anything is sent.
+            ServiceTypeMismatchError: the provider is not an image-editing service.
+            ProviderError: the provider refused or failed (typed by status).
+            ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = _norm(provider)
+        policy = self._check_image_args(prompt, n, size, model, response_format, verify, params)
+        check_optional_str("content_type", content_type)
+        data, name = await _load_upload("image", image, filename, "image.png")
+        mime = content_type or mimetypes.guess_type(name)[0] or "image/png"
         svc = await self._get_service_cached(prov)
+        check_service_type(svc, "image edit", _EDIT)
         used = model or svc.model
         fields = _form(
             {
@@ -984,7 +1186,7 @@ class RequestsMixin:
                 **params,
             }
         )
-        body, ctype, request_sha256 = await _upload(fields, "image", filename, image, content_type)
+        body, ctype, request_sha256 = await _upload(fields, "image", name, data, mime)
         reply = await self._request(
             prov,
             "POST",
@@ -1001,7 +1203,7 @@ class RequestsMixin:
             request_sha256,
             model=used,
             n=n,
-            policy=self._policy(verify),
+            policy=policy,
             what="image edit",
         )
 
@@ -1010,8 +1212,8 @@ class RequestsMixin:
     async def transcribe(
         self,
         provider: str,
-        audio: bytes,
-        filename: str = "audio.wav",
+        audio: bytes | str | os.PathLike[str],
+        filename: str | None = None,
         *,
         model: str | None = None,
         language: str | None = None,
@@ -1029,21 +1231,41 @@ class RequestsMixin:
 
         Args:
             provider: the provider address.
-            audio: the audio file's bytes.
-            filename: its name (its extension sets the media type unless ``content_type`` is given).
+            audio: the audio file: its bytes, or its path (read in a worker thread).
+            filename: its name (default: the path's name, else ``"audio.wav"``); its extension
+                sets the media type unless ``content_type`` is given.
             model: the model id (default: the service's model).
             language: the spoken language, when known.
             response_format: e.g. ``"json"`` or ``"text"``.
             content_type: the upload's media type.
             verify: the verification policy for this call.
             **params: other form fields.
+
+        Raises:
+            ConfigError: bad arguments (``audio`` neither bytes nor an existing file, ...),
+                checked before anything is sent.
+            ServiceTypeMismatchError: the provider is not a speech-to-text service.
+            ProviderError: the provider refused or failed (typed by status).
+            ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = _norm(provider)
+        for name, value in (
+            ("model", model),
+            ("language", language),
+            ("response_format", response_format),
+            ("content_type", content_type),
+        ):
+            check_optional_str(name, value)
+        _check_params(params)
+        _form(params)
+        policy = self._policy(verify)
+        upload, name = await _load_upload("audio", audio, filename, "audio.wav")
         svc = await self._get_service_cached(prov)
+        check_service_type(svc, "transcription", _TRANSCRIBE)
         used = model or svc.model
-        mime = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         fields = _form({"model": used, "language": language, "response_format": response_format, **params})
-        body, ctype, request_sha256 = await _upload(fields, "file", filename, audio, mime)
+        body, ctype, request_sha256 = await _upload(fields, "file", name, upload, mime)
         reply = await self._request(
             prov,
             "POST",
@@ -1104,7 +1326,7 @@ class RequestsMixin:
             verification=handle,
             text=text,
         )
-        await self._apply_policy(self._policy(verify), handle, svc, result)
+        await self._apply_policy(policy, handle, svc, result)
         return result
 
     # -- async image jobs ----------------------------------------------------------------------
@@ -1134,13 +1356,19 @@ class RequestsMixin:
         gives job results no chat id leaves the verification ``UNAVAILABLE``.
 
         Raises:
+            ConfigError: bad arguments, checked before anything is sent.
+            ServiceTypeMismatchError: the provider is not a text-to-image service.
             ImageJobTimeoutError: the job did not finish in time (resume with :meth:`wait_image_job`).
             ProviderServerError: the job failed.
             ProviderError: the submission was refused.
             ResponseVerificationError: under ``required``, the result failed verification.
         """
         prov = _norm(provider)
+        policy = self._check_image_args(prompt, n, size, model, response_format, verify, params)
+        check_seconds("max_wait", max_wait)
+        check_int("max_polls", max_polls, minimum=1)
         svc = await self._get_service_cached(prov)
+        check_service_type(svc, "async image job", _GENERATE)
         used = model or svc.model
         body = _image_request(used, prompt, n, size, response_format, params)
         reply = await self._request(
@@ -1163,7 +1391,7 @@ class RequestsMixin:
             job_id,
             max_wait=max_wait,
             max_polls=max_polls,
-            verify=verify,
+            verify=policy,
             n=n,
             model=used,
             request_sha256=await _sha256(body),
@@ -1197,12 +1425,26 @@ class RequestsMixin:
                 ``BOUND``; without it at best ``SIGNED`` (the request side is not compared).
 
         Raises:
+            ConfigError: bad arguments, checked before anything is sent.
+            ServiceTypeMismatchError: the provider is not an image service.
             ImageJobTimeoutError: not finished within ``max_wait`` / ``max_polls``.
             ProviderServerError: the job failed.
             ResponseVerificationError: under ``required``, the result failed verification.
         """
         prov = _norm(provider)
+        check_str("job_id", job_id, max_chars=512)
+        check_seconds("max_wait", max_wait)
+        check_int("max_polls", max_polls, minimum=1)
+        if n is not None:
+            _check_n(n)
+        check_optional_str("model", model)
+        if request_sha256 is not None and (
+            not isinstance(request_sha256, str) or _SHA256_RE.fullmatch(request_sha256) is None
+        ):
+            raise ConfigError(f"request_sha256 must be 64 hex characters, got {shown(request_sha256)}")
+        policy = self._policy(verify)
         svc = await self._get_service_cached(prov)
+        check_service_type(svc, "async image job", _IMAGE_JOBS)
         url = svc.url.rstrip("/") + "/v1/async/jobs/" + quote(job_id, safe="")
         deadline = self._clock() + max_wait
         status: str | None = None
@@ -1221,7 +1463,7 @@ class RequestsMixin:
                     n=n,
                     model=model or svc.model,
                     request_sha256=request_sha256,
-                    policy=self._policy(verify),
+                    policy=policy,
                 )
             if status == "failed":
                 why = data.get("errorMessage") or data.get("error") or "no reason given"
@@ -1299,10 +1541,15 @@ class RequestsMixin:
                 ``llm_attestation_report.json`` for separated targets).
 
         Raises:
+            ConfigError: ``output_dir`` is not a path.
             ServiceNotFoundError: no service for ``provider``.
             ProviderError: the report could not be fetched.
         """
         prov = _norm(provider)
+        if output_dir is not None and (
+            not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
+        ):
+            raise ConfigError(f"output_dir must be a directory path or None, got {shown(output_dir)}")
         svc = await self._get_service_cached(prov, fresh=True)
         steps: list[VerificationStep] = []
 
@@ -1414,10 +1661,13 @@ class RequestsMixin:
             **kwargs: more ``AsyncOpenAI`` arguments (``timeout``, ``max_retries`` (default 0), ...).
 
         Raises:
-            ConfigError: the ``openai`` package is not installed.
+            ConfigError: the ``openai`` package is not installed, or ``api_key`` is not an
+                ``app-sk-`` string.
             NotAcknowledgedError: session mode without an acknowledged sub-account.
         """
         prov = _norm(provider)
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.startswith("app-sk-")):
+            raise ConfigError("api_key must be an 'app-sk-...' string from create_api_key(), or None")
         svc = await self._get_service_cached(prov)
         try:
             from ._openai import build_openai_client

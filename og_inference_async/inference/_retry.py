@@ -30,8 +30,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .._exceptions import ConfigError, OGError, ProviderRateLimitError, ProviderServerError
+from .._exceptions import OGError, ProviderRateLimitError, ProviderServerError
 from .._http import TransportFailure
+from .._validate import check_int, check_seconds
 
 __all__ = ["RequestRetryPolicy", "retry_delay"]
 
@@ -53,6 +54,10 @@ class RequestRetryPolicy:
         max_backoff: cap of one backoff (exponential with full jitter in between).
         max_retry_after: the longest ``Retry-After`` the SDK waits for.
         wait_scale: multiplies every wait; ``0`` makes all waits zero (tests).
+
+    Raises:
+        ConfigError: ``attempts`` is not an int in 1..1000, or another field is not a finite
+            number 0 or more.
     """
 
     attempts: int = 3
@@ -63,12 +68,9 @@ class RequestRetryPolicy:
     wait_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigError("attempts must be an int >= 1")
+        check_int("attempts", self.attempts, minimum=1, maximum=1000)
         for name in ("max_elapsed", "initial_backoff", "max_backoff", "max_retry_after", "wait_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{name} must be a number >= 0")
+            check_seconds(name, getattr(self, name), allow_zero=True)
 
     @classmethod
     def no_wait(cls, attempts: int = 3) -> RequestRetryPolicy:

@@ -19,6 +19,7 @@ from typing import Any
 from .._exceptions import ConfigError, VerificationError
 from .._redact import redact
 from .._session import recover_personal_signer
+from .._validate import check_bool, check_callable, check_int, check_seconds, shown
 from ..types import Service
 from ..types.inference import (
     VerificationCallback,
@@ -121,6 +122,9 @@ class VerificationPolicy:
             signature may appear only after it ends.
         signature_retry_wait: seconds between those fetches (doubling).
         max_background: most background verifications running at once.
+
+    Raises:
+        ConfigError: an unknown mode or a field of the wrong type or out of range.
     """
 
     mode: str = "background"
@@ -133,10 +137,14 @@ class VerificationPolicy:
     max_background: int = 32
 
     def __post_init__(self) -> None:
-        if self.mode not in _MODES:
-            raise ConfigError(f"verification mode must be one of {_MODES}, got {self.mode!r}")
-        if self.signature_attempts < 1 or self.max_background < 1 or self.signature_retry_wait < 0:
-            raise ConfigError("signature_attempts and max_background must be >= 1, signature_retry_wait >= 0")
+        if not isinstance(self.mode, str) or self.mode not in _MODES:
+            raise ConfigError(f"verification mode must be one of {_MODES}, got {shown(self.mode)}")
+        for name in ("require_bound", "allow_unavailable", "allow_unverifiable"):
+            check_bool(name, getattr(self, name))
+        check_callable("on_result", self.on_result)
+        check_int("signature_attempts", self.signature_attempts, minimum=1, maximum=100)
+        check_seconds("signature_retry_wait", self.signature_retry_wait, allow_zero=True)
+        check_int("max_background", self.max_background, minimum=1)
 
     @classmethod
     def coerce(cls, value: str | VerificationPolicy) -> VerificationPolicy:

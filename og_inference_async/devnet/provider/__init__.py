@@ -33,6 +33,8 @@ Request checks, in order, and their answers (body ``{"error": {"code", "message"
 =====  ==========================  ==========================================================
 HTTP   code                        when
 =====  ==========================  ==========================================================
+404    ``unsupported_endpoint``    a route of another service type (chat on a text-to-image
+                                   provider, ...; async job polls on non-image providers)
 429    ``rate_limited``            fault knob ``rate_limit`` (with ``Retry-After``)
 503    ``service_unavailable``     fault knob ``unavailable`` (with ``Retry-After``)
 500    ``internal_error``          fault knob ``error_rate`` (seeded RNG)
@@ -56,6 +58,12 @@ HTTP   code                        when
 403    ``forbidden``               a POST outside ``/v1/proxy`` (e.g. ``<url>/chat/completions``)
 503    ``chain_unavailable``       the node could not be read
 =====  ==========================  ==========================================================
+
+Each provider serves the inference routes of its own service type only, as a real one does:
+``chatbot`` the chat completions, ``text-to-image`` the (async) image generations,
+``image-editing`` the (async) image edits, ``speech-to-text`` the transcriptions. Every HTTP
+request that reaches the server is counted in ``ProviderHandle.requests_received`` (billed ones
+in ``requests_served``), so a test can assert that nothing was sent.
 
 Balance rule (the TS SDK's rule, PROTOCOL.md 2.6): a request is served only if
 ``account.balance - account.pendingRefund >= unsettled fees + pending job fees + this request's

@@ -180,14 +180,14 @@ class _SSEResponse:
         self.on_done(digest.hexdigest())
 
 
-def build_app(core: ProviderCore) -> Starlette:
+def build_app(core: ProviderCore) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """Build the Starlette app of one devnet provider.
 
     Args:
         core: the provider's state and rules.
 
     Returns:
-        The ASGI app.
+        The ASGI app (it counts every HTTP request it receives in ``core.requests_received``).
     """
     install_log_filter()
 
@@ -231,12 +231,28 @@ def build_app(core: ProviderCore) -> Starlette:
             raise _bad_request(f"n must be between 1 and {_MAX_IMAGES}")
         return n
 
+    def serves(route: str, types: tuple[str, ...]) -> None:
+        # A provider serves the routes of its own service type only, like a real one: the route
+        # is refused before authentication, faults and billing.
+        if core.config.service_type not in types:
+            raise AuthFailure(
+                404,
+                "unsupported_endpoint",
+                f"{route} is not served here: this provider's service type is "
+                f"{core.config.service_type!r} (serving {', '.join(types)} only)",
+            )
+
     def handler(
-        fn: Callable[[Request], Awaitable[Response | _SSEResponse]], *, inference: bool = False
+        fn: Callable[[Request], Awaitable[Response | _SSEResponse]],
+        *,
+        inference: bool = False,
+        types: tuple[str, ...] | None = None,
     ) -> Callable[[Request], Awaitable[Any]]:
         async def endpoint(request: Request) -> Any:
             await delay()
             try:
+                if types is not None:
+                    serves(request.url.path, types)
                 if inference:
                     fault()
                 return await fn(request)
@@ -636,16 +652,31 @@ def build_app(core: ProviderCore) -> Starlette:
             403,
         )
 
+    chat, generate, edit, audio = ("chatbot",), ("text-to-image",), ("image-editing",), ("speech-to-text",)
     routes = [
-        Route("/v1/proxy/chat/completions", handler(chat_completions, inference=True), methods=["POST"]),
-        Route("/v1/proxy/images/generations", handler(images_generations, inference=True), methods=["POST"]),
-        Route("/v1/proxy/images/edits", handler(images_edits, inference=True), methods=["POST"]),
         Route(
-            "/v1/proxy/audio/transcriptions", handler(audio_transcriptions, inference=True), methods=["POST"]
+            "/v1/proxy/chat/completions",
+            handler(chat_completions, inference=True, types=chat),
+            methods=["POST"],
         ),
-        Route("/v1/async/images/generations", handler(async_generations, inference=True), methods=["POST"]),
-        Route("/v1/async/images/edits", handler(async_edits, inference=True), methods=["POST"]),
-        Route("/v1/async/jobs/{job_id}", handler(async_job), methods=["GET"]),
+        Route(
+            "/v1/proxy/images/generations",
+            handler(images_generations, inference=True, types=generate),
+            methods=["POST"],
+        ),
+        Route("/v1/proxy/images/edits", handler(images_edits, inference=True, types=edit), methods=["POST"]),
+        Route(
+            "/v1/proxy/audio/transcriptions",
+            handler(audio_transcriptions, inference=True, types=audio),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/async/images/generations",
+            handler(async_generations, inference=True, types=generate),
+            methods=["POST"],
+        ),
+        Route("/v1/async/images/edits", handler(async_edits, inference=True, types=edit), methods=["POST"]),
+        Route("/v1/async/jobs/{job_id}", handler(async_job, types=generate + edit), methods=["GET"]),
         Route("/v1/proxy/signature/{chat_id}", handler(signature), methods=["GET"]),
         Route("/v1/proxy/attestation/report", handler(attestation_report), methods=["GET"]),
         Route("/v1/quote", handler(quote), methods=["GET"]),
@@ -660,4 +691,11 @@ def build_app(core: ProviderCore) -> Starlette:
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
         return _json({"error": {"code": code, "message": str(getattr(exc, "detail", "error"))}}, status)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            core.requests_received += 1
+        await app(scope, receive, send)
+
+    return counted

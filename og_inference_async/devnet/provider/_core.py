@@ -30,6 +30,7 @@ from ..._session import (
     recover_token_signer,
     verify_token,
 )
+from ..._validate import MAX_UINT256, check_int, check_seconds, check_str
 from ._billing import (
     SETTLEMENT_STATUS,
     FeeBook,
@@ -87,6 +88,9 @@ class ProviderConfig:
             ``input_tokens * input_price + output_tokens * output_price``) or ``"duration"``
             (usage ``{"type": "duration", "seconds"}``, fee ``billable seconds * input_price``).
         signature_store_size: how many response signatures are kept.
+
+    Raises:
+        ConfigError: a field of the wrong type or out of range.
     """
 
     service_type: str
@@ -103,6 +107,20 @@ class ProviderConfig:
     async_retry_after: int = 1
     transcription_billing: str = "tokens"
     signature_store_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        check_str("service_type", self.service_type)
+        check_str("model", self.model)
+        for name in ("input_price", "output_price", "min_locked_balance"):
+            check_int(name, getattr(self, name), minimum=0, maximum=MAX_UINT256)
+        if self.settle_interval is not None:
+            check_seconds("settle_interval", self.settle_interval)
+        check_int("clock_skew_ms", self.clock_skew_ms, minimum=0)
+        check_int("max_ephemeral_ms", self.max_ephemeral_ms, minimum=1)
+        check_seconds("head_join_window", self.head_join_window, allow_zero=True)
+        check_seconds("async_job_seconds", self.async_job_seconds, allow_zero=True)
+        check_int("async_retry_after", self.async_retry_after, minimum=0)
+        check_int("signature_store_size", self.signature_store_size, minimum=1)
 
 
 class AuthFailure(Exception):
@@ -308,7 +326,11 @@ class ProviderCore:
         #: where async jobs run; set by the server
         self.task_group: TaskGroup | None = None
         self._settle_lock = anyio.Lock()
+        #: requests billed (synchronous answers and completed async jobs)
         self.requests_served = 0
+        #: every HTTP request that reached the server (any route, any answer), for tests that
+        #: assert that nothing was sent
+        self.requests_received = 0
 
     # -- prices -----------------------------------------------------------------------------
     @property

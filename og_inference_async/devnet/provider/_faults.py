@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ..._exceptions import ConfigError
+from ..._validate import check_bool, check_int, check_seconds, shown
+
 __all__ = ["ProviderFaults"]
 
 
@@ -37,6 +40,9 @@ class ProviderFaults:
         echo_headers: every error answer quotes the request's headers (``Authorization``
             included) in its message, as a misconfigured gateway does: for testing that clients
             keep no secret from remote text.
+
+    Raises:
+        ConfigError: (at construction) a knob of the wrong type or out of range.
     """
 
     latency: float = 0.0
@@ -52,6 +58,20 @@ class ProviderFaults:
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def __post_init__(self) -> None:
+        check_seconds("latency", self.latency, allow_zero=True)
+        if isinstance(self.error_rate, bool) or not isinstance(self.error_rate, (int, float)):
+            raise ConfigError(f"error_rate must be a probability, got {shown(self.error_rate)}")
+        if not 0 <= self.error_rate <= 1:
+            raise ConfigError(f"error_rate must be within [0, 1], got {self.error_rate!r}")
+        check_int("seed", self.seed)
+        check_int("rate_limit", self.rate_limit, minimum=-1)
+        check_int("retry_after", self.retry_after, minimum=0)
+        check_int("unavailable", self.unavailable, minimum=-1)
+        if self.cut_stream_after is not None:
+            check_int("cut_stream_after", self.cut_stream_after, minimum=0)
+        check_bool("wrong_signature", self.wrong_signature)
+        check_bool("tamper", self.tamper)
+        check_bool("echo_headers", self.echo_headers)
         self._rng = random.Random(self.seed)
 
     def reseed(self, seed: int) -> None:

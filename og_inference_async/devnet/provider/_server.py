@@ -155,6 +155,16 @@ class ProviderHandle:
         return self.core.book.unsettled(user)
 
     @property
+    def requests_received(self) -> int:
+        """Every HTTP request the provider received since start (any route, answered or refused)."""
+        return self.core.requests_received
+
+    @property
+    def requests_served(self) -> int:
+        """Requests billed since start (synchronous answers and completed async jobs)."""
+        return self.core.requests_served
+
+    @property
     def total_billed(self) -> int:
         """Every fee billed since start (settled or not), in wei."""
         return self.core.book.total_billed
