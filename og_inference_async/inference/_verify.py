@@ -139,7 +139,7 @@ class VerificationPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.mode, str) or self.mode not in _MODES:
             raise ConfigError(f"verification mode must be one of {_MODES}, got {shown(self.mode)}")
-        for name in ("require_bound", "allow_unavailable", "allow_unverifiable"):
+        for name in ("accept_unbindable", "allow_unavailable", "allow_unverifiable"):
             check_bool(name, getattr(self, name))
         check_callable("on_result", self.on_result)
         check_int("signature_attempts", self.signature_attempts, minimum=1, maximum=100)

@@ -215,7 +215,7 @@ BAD_POLICIES: list[tuple[str, Callable[[], object]]] = [
     ("VerificationPolicy signature_attempts str", lambda: VerificationPolicy(signature_attempts="3")),  # type: ignore[arg-type]
     ("VerificationPolicy max_background 0", lambda: VerificationPolicy(max_background=0)),
     ("VerificationPolicy retry wait nan", lambda: VerificationPolicy(signature_retry_wait=math.nan)),
-    ("VerificationPolicy require_bound str", lambda: VerificationPolicy(require_bound="yes")),  # type: ignore[arg-type]
+    ("VerificationPolicy accept_unbindable str", lambda: VerificationPolicy(accept_unbindable="yes")),  # type: ignore[arg-type]
     ("VerificationPolicy on_result", lambda: VerificationPolicy(on_result=5)),  # type: ignore[arg-type]
     ("Network chain_id bool", lambda: Network("x", True, None, GOOD, GOOD)),
     ("devnet ProviderFaults error_rate", lambda: ProviderFaults(error_rate=2)),
