@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest bench devnet clean
+.PHONY: setup demo test lint typecheck pytest bench chaos devnet clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ test: lint typecheck pytest
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+chaos: setup
+	$(PY) benchmarks/chaos.py
 
 devnet: setup
 	$(PY) -m og_inference_async.devnet up

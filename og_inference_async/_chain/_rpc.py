@@ -214,6 +214,9 @@ class RpcClient:
                 out.append(_error_from_response(resp["error"], method))
             else:
                 out.append(resp.get("result"))
+        for item in out:
+            if isinstance(item, RPCError) and item.retryable:
+                raise item  # a rate-limited or transient item: the whole (read-only) batch goes again
         return out
 
     # -- retries ---------------------------------------------------------------------------------
