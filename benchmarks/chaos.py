@@ -83,7 +83,12 @@ async def _wallet_state(dn: Any, user: str, providers: list[str]) -> dict[str, i
         for p in providers:
             subs += (await chain.get_account(user, p)).balance
     wallet = int(await dn.rpc("eth_getBalance", [user, "latest"]), 16)
-    return {"wallet": wallet, "ledger_total": ledger.total, "ledger_available": ledger.available, "subs": subs}
+    return {
+        "wallet": wallet,
+        "ledger_total": ledger.total,
+        "ledger_available": ledger.available,
+        "subs": subs,
+    }
 
 
 async def _chain_txs(dn: Any, user: str, first_block: int) -> list[dict[str, Any]]:
@@ -166,7 +171,9 @@ async def main() -> int:
         started = time.perf_counter()
         async with start_rpc_fault_proxy(dn.rpc_url, seed=args.seed, **knobs) as proxy:
             network = dataclasses.replace(dn.network, rpc_url=proxy.url)
-            async with AsyncBroker(user.private_key, network=network, retry=retry, tx_policy=policy) as broker:
+            async with AsyncBroker(
+                user.private_key, network=network, retry=retry, tx_policy=policy
+            ) as broker:
                 limiter = anyio.Semaphore(args.concurrency)
 
                 async def one(op: Op) -> None:
@@ -212,12 +219,15 @@ async def main() -> int:
     deposited = sum(a for (kind, a), n in executed.items() if kind == "deposit")
     transferred = sum(a for (kind, a), n in executed.items() if kind == "transfer")
     # The ledger total includes the sub-accounts, so wallet + ledger total only changes by gas.
-    conserved = before["wallet"] + before["ledger_total"] == after["wallet"] + after["ledger_total"] + gas_spent
+    conserved = (
+        before["wallet"] + before["ledger_total"] == after["wallet"] + after["ledger_total"] + gas_spent
+    )
     # Exact bookkeeping: the wallet paid deposits and gas; the ledger total grew by the deposits;
     # transfers moved funds from the ledger's available balance into the sub-accounts.
     checks = {
         "wallet paid exactly deposits + gas": before["wallet"] - after["wallet"] == deposited + gas_spent,
-        "ledger total grew by exactly the deposits": after["ledger_total"] - before["ledger_total"] == deposited,
+        "ledger total grew by exactly the deposits": after["ledger_total"] - before["ledger_total"]
+        == deposited,
         "sub-accounts grew by exactly the transfers": after["subs"] - before["subs"] == transferred,
         "available moved by deposits - transfers": after["ledger_available"] - before["ledger_available"]
         == deposited - transferred,
@@ -228,7 +238,9 @@ async def main() -> int:
     states = Counter(r.state.value for r in records)
     empty_pool = int(pool["pending"], 16) == 0 and int(pool["queued"], 16) == 0
 
-    print(f"\n## Chaos: {args.ops} operations from one wallet, {args.concurrency} at a time, seed {args.seed}")
+    print(
+        f"\n## Chaos: {args.ops} operations from one wallet, {args.concurrency} at a time, seed {args.seed}"
+    )
     print(f"  elapsed                           {elapsed:8.1f} s")
     print(f"  RPC requests through the proxy    {requests:8d}")
     print(f"  faults injected                   {sum(faults.values()):8d}  {dict(sorted(faults.items()))}")
