@@ -173,6 +173,13 @@ class AsyncBroker:
         self.rpc_url: str | None = rpc_url or net.rpc_url
         if web3 is None and not self.rpc_url:
             raise ConfigError(f"network {net.name!r} has no default RPC URL; pass rpc_url=")
+        for name, value, kind in (
+            ("retry", retry, RetryPolicy),
+            ("tx_policy", tx_policy, TxPolicy),
+            ("session", session, SessionPolicy),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
         self._account = _load_account(private_key)
         self._borrowed_http = http_client
         self._borrowed_web3 = web3

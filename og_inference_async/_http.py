@@ -41,6 +41,7 @@ from ._exceptions import (
     ProviderServerError,
     ServiceNotFoundError,
 )
+from ._redact import redact
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -499,7 +500,8 @@ def error_for_status(
     except ValueError:
         parsed = None
     code, message, err = _error_object(parsed)
-    detail = message or (text.strip()[:300] if text.strip() else "no body")
+    text = redact(text)
+    detail = redact(message) if message else (text.strip()[:300] if text.strip() else "no body")
     tag = f" [{code}]" if code else ""
     msg = f"{what}: HTTP {status} from the provider: {detail}{tag}"
     lowered = detail.lower()

@@ -57,7 +57,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _quote(raw: bytes) -> str:
-    return raw[:_MAX_QUOTE].decode("utf-8", errors="replace").strip() or "no body"
+    from .._redact import redact
+
+    return redact(raw[:_MAX_QUOTE].decode("utf-8", errors="replace").strip()) or "no body"
 
 
 class PooledHTTPProvider(AsyncJSONBaseProvider):

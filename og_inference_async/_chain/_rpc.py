@@ -33,6 +33,7 @@ from web3 import AsyncWeb3
 
 from .._config import RetryPolicy
 from .._exceptions import ContractRevertError, OGError, RPCError
+from .._redact import redact
 from ._abi import decode_revert
 from ._provider import PooledHTTPProvider, Poster
 
@@ -77,9 +78,9 @@ def _error_from_response(err: Any, method: str) -> RPCError | ContractRevertErro
         return decode_revert(revert_data, context=method)
     retryable = code in _RATE_LIMIT_CODES or any(w in lowered for w in _TRANSIENT_WORDS)
     return RPCError(
-        f"{method}: {message[:300]}",
+        f"{method}: {redact(message[:300])}",
         code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-        data=data,
+        data=redact(data) if isinstance(data, str) else data,
         retryable=retryable,
         method=method,
     )
