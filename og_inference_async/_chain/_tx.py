@@ -37,6 +37,8 @@ from typing import Any
 import anyio
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential
+from tenacity.stop import stop_base
 
 from .._config import TxPolicy
 from .._exceptions import (
@@ -107,6 +109,16 @@ def classify_send_error(exc: RPCError | ContractRevertError) -> str:
     if any(w in text for w in _REFUSAL_WORDS):
         return REFUSED
     return AMBIGUOUS
+
+
+class _Deadline(stop_base):
+    """Stop a tenacity loop once the monotonic ``deadline`` has passed."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() >= self.deadline
 
 
 def _events_from_logs(logs: Any) -> tuple[ChainEvent, ...]:
@@ -488,42 +500,54 @@ class TxSender:
     async def _wait_receipt(self, record: Tracked, deadline: float) -> Any:
         """Poll for the receipt until ``deadline``, re-sending the identical bytes now and then.
 
+        The polling is a tenacity loop bounded in attempts (``receipt_attempts``) and time (the
+        deadline); each poll is cut at what is left of it.
+
         Returns:
             The raw receipt, ``NONCE_USED`` when the nonce went to another transaction, or
             ``None`` when the time ran out.
         """
         policy = self.policy
-        interval = policy.receipt_poll_interval
-        gap = policy.rebroadcast_interval
         now = time.monotonic()
-        next_send = now + gap
-        next_heal = now + policy.gap_heal_after
-        for _ in range(policy.receipt_attempts):
-            left = deadline - now
-            if left <= 0:
-                return None
+        timers = {
+            "send": now + policy.rebroadcast_interval,
+            "gap": policy.rebroadcast_interval,
+            "heal": now + policy.gap_heal_after,
+        }
+        backoff = wait_exponential(multiplier=policy.receipt_poll_interval, max=_MAX_SLEEP)
+
+        def wait(state: RetryCallState) -> float:
+            return max(0.0, min(backoff(state), deadline - time.monotonic()))
+
+        async def attempt() -> Any:
+            left = deadline - time.monotonic()
             receipt = await self._poll(record.tx_hash, min(self._rpc.retry.attempt_timeout, left))
             if _parse_receipt(receipt) is not None:
                 return receipt
             now = time.monotonic()
-            if now >= next_send and now < deadline:
+            if now >= timers["send"] and now < deadline:
                 outcome, _ = await self._send_once(
                     record, max(0.05, min(self._rpc.retry.attempt_timeout, deadline - now))
                 )
                 if outcome == NONCE_USED:
                     found, _ = await self._lookup(record)
                     return found if found is not None else NONCE_USED
-                gap *= 2
-                now = time.monotonic()
-                next_send = now + gap
-            if now >= next_heal and now < deadline:
-                await self._heal_gaps(record, deadline)
-                now = time.monotonic()
-                next_heal = now + policy.gap_heal_after
-            await anyio.sleep(max(0.0, min(interval, deadline - now)))
-            interval = min(interval * 2, _MAX_SLEEP)
+                timers["gap"] *= 2
+                timers["send"] = time.monotonic() + timers["gap"]
             now = time.monotonic()
-        return None
+            if now >= timers["heal"] and now < deadline:
+                await self._heal_gaps(record, deadline)
+                timers["heal"] = time.monotonic() + policy.gap_heal_after
+            return None
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.receipt_attempts) | _Deadline(deadline),
+            wait=wait,
+            retry=retry_if_result(lambda r: r is None),
+            sleep=anyio.sleep,
+            retry_error_callback=lambda state: None,
+        )
+        return await retrying(attempt)
 
     async def _heal_gaps(self, record: Tracked, deadline: float) -> None:
         """Fill nonces this process gave back below ``record`` and re-send abandoned ones."""
