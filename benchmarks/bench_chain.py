@@ -135,7 +135,8 @@ def report_reads(reads: dict[str, dict[str, float]]) -> None:
     """Print the read table and the SDK/raw speed ratios beside the target."""
     print(
         f"\n## Account reads (getAccount) on the devnet, aiohttp transport for both sides"
-        f"\n   sequential: median of {N_SEQ}; concurrent: {N_CONC} reads by {WORKERS} workers, best of {ROUNDS}"
+        f"\n   sequential: median of {N_SEQ}; concurrent: {N_CONC} reads by {WORKERS} workers,"
+        f" best of {ROUNDS}"
     )
     print(f"  {'':22s} {'seq median':>11s} {'conc-20':>12s}")
     for k, v in reads.items():
