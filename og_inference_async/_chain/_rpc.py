@@ -268,15 +268,22 @@ class RpcClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def batch(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
+        self,
+        calls: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        timeout: float | None = None,
+        retry: bool = True,
     ) -> list[Any | RPCError | ContractRevertError]:
         """Send read requests as one JSON-RPC batch; each item is a result or the (not raised) error.
 
-        The whole batch is retried on transport failures.
+        The whole batch is retried on transport failures (unless ``retry`` is false: one attempt,
+        for callers that poll within a deadline of their own).
         """
         if not calls:
             return []
         deadline = time.monotonic() + self.retry.max_delay
+        if not retry:
+            return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
         async for attempt in self._retrying(deadline):
             with attempt:
                 return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))

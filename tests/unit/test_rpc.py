@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,14 @@ import httpx
 import pytest
 from eth_account import Account
 
-from og_inference_async import AsyncBroker, OGError, RPCError, TxPolicy
+from og_inference_async import (
+    AsyncBroker,
+    OGError,
+    RPCError,
+    TransactionOutcomeUnknownError,
+    TxPolicy,
+    TxState,
+)
 from og_inference_async._chain import RpcClient, TxSender
 from og_inference_async._chain._provider import PooledHTTPProvider
 from og_inference_async._chain._tx import NonceAllocator
@@ -398,3 +406,30 @@ async def test_aclose_in_a_cancelled_scope_still_closes() -> None:
     assert broker.state == "closed"
     with pytest.raises(OGError):
         broker.task_group  # noqa: B018
+
+
+async def test_unanswered_lookup_after_nonce_too_low_is_never_not_executed() -> None:
+    """The node says "nonce too low" to a re-send but cannot be asked for the receipt: the outcome
+    is unknown (the transaction may well be mined), never "not executed"."""
+    sends = []
+
+    def send(p: list[Any]) -> Any:
+        sends.append(p[0])
+        if len(sends) == 1:
+            return "0x" + "00" * 32
+        return {"__error__": {"code": -32000, "message": "nonce too low"}}
+
+    def unreachable(p: list[Any]) -> Any:
+        raise ConnectionResetError("reset")
+
+    node = _node(
+        eth_sendRawTransaction=send,
+        eth_getTransactionReceipt=unreachable,
+        eth_getTransactionByHash=unreachable,
+    )
+    tx = _sender(node, dataclasses.replace(FAST, receipt_timeout=0.3))
+    with anyio.fail_after(5), pytest.raises(TransactionOutcomeUnknownError):
+        await tx.send(TO, b"\x01")
+    assert len(sends) >= 2 and len(set(sends)) == 1
+    (record,) = tx.nonces.open_records()
+    assert record.state is TxState.UNKNOWN
