@@ -7,7 +7,8 @@ Time bounds here are hang detectors (``anyio.fail_after``), never speed assertio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -24,7 +25,9 @@ from og_inference_async import (
 )
 from og_inference_async.devnet import Devnet
 from og_inference_async.devnet.faultproxy import RpcFaultProxy
-from og_inference_async.types import TxState
+from og_inference_async.types import TxReceipt, TxState
+
+from .chain_helpers import register_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -319,3 +322,119 @@ async def test_unmined_transaction_cancelled_automatically(devnet: Devnet) -> No
         assert (await broker.ledger.get_ledger()).total == og("3")
         assert await _nonce(devnet, address) == before + 1
         assert await _pool_empty(devnet)
+
+
+# -- item 1: bursts of cancelled reads and transactions ------------------------------------------------
+
+BURSTS, READ_WIDTH, TX_WIDTH = 10, 20, 10
+#: The longest a cancelled call may run before its cancel scope fires, in seconds.
+MAX_CANCEL_DELAY = 0.25
+SMALL = og("0.01")
+
+
+async def _cancelled(rng: random.Random, call: Callable[[], Awaitable[Any]], returned: set[str]) -> None:
+    """Run ``call``, cancelled after a random delay (or finished first: its receipt is noted)."""
+    with anyio.move_on_after(rng.uniform(0.0, MAX_CANCEL_DELAY)):
+        result = await call()
+        if isinstance(result, TxReceipt):
+            returned.add(result.tx_hash)
+
+
+async def _still_works(broker: AsyncBroker, provider: str, returned: set[str]) -> None:
+    """Reads and a deposit complete (bounded) after a burst."""
+    with anyio.fail_after(HANG_BOUND):
+        await broker.ledger.get_ledger()
+        await broker.ledger.get_account(provider)
+        receipt = await broker.ledger.deposit_fund(SMALL)
+        returned.add(receipt.tx_hash)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    with anyio.fail_after(HANG_BOUND):
+        while not await condition():  # noqa: ASYNC110 (polls the node)
+            await anyio.sleep(0.05)
+
+
+async def test_cancelled_bursts_leave_brokers_working_and_funds_conserved(
+    devnet: Devnet, rpc_fault_proxy: RpcFaultProxy
+) -> None:
+    """On a slow node, 10 bursts of 20 cancelled reads and of 10 cancelled deposits/transfers on
+    broker A, while broker B (another wallet) keeps working: every later call completes, every
+    cancelled caller's transaction that landed is listed with ``caller_gave_up``, the ledger total
+    is exactly what landed, and nothing is left in the node's pool."""
+    provider = await register_provider(devnet)
+    a = _broker(devnet, 19, url=rpc_fault_proxy.url)
+    b = _broker(devnet, 20, url=rpc_fault_proxy.url)
+    rng = random.Random(20240612)
+    returned: set[str] = set()
+    async with a, b:
+        first = await a.ledger.add_ledger(og("10"))
+        second = await a.ledger.transfer_fund(provider, og("1"))
+        returned |= {first.tx_hash, second.tx_hash}
+        await b.ledger.add_ledger(og("3"))
+        rpc_fault_proxy.slow_rate = 0.5  # half of all requests answer late (forwarded at once)
+        rpc_fault_proxy.slow_seconds = 0.05
+        done = anyio.Event()
+        b_calls = 0
+
+        def read(seed: float) -> Callable[[], Awaitable[Any]]:
+            choice = random.Random(seed).random()
+            if choice < 0.5:
+                return a.ledger.get_ledger
+            return lambda: a.ledger.get_account(provider)
+
+        def write(seed: float) -> Callable[[], Awaitable[Any]]:
+            if random.Random(seed).random() < 0.7:
+                return lambda: a.ledger.deposit_fund(SMALL)
+            return lambda: a.ledger.transfer_fund(provider, SMALL)
+
+        async def bursts_on_a() -> None:
+            for _ in range(BURSTS):
+                for width, make in ((READ_WIDTH, read), (TX_WIDTH, write)):
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(width):
+                            tg.start_soon(
+                                _cancelled, random.Random(rng.random()), make(rng.random()), returned
+                            )
+                    await _still_works(a, provider, returned)
+            done.set()
+
+        async def b_keeps_working() -> None:
+            nonlocal b_calls
+            while not done.is_set():
+                with anyio.fail_after(HANG_BOUND):
+                    await b.ledger.get_ledger()
+                    await b.ledger.deposit_fund(SMALL)
+                b_calls += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bursts_on_a)
+            tg.start_soon(b_keeps_working)
+        assert b_calls > 0 and rpc_fault_proxy.faults["slow"] > 0
+
+        # the transactions of cancelled callers are finished in the background; then the pool is empty
+        async def settled() -> bool:
+            return not a.transactions.in_doubt()
+
+        await _until(settled)
+        await _until(lambda: _pool_empty(devnet))
+
+        ledger_address = devnet.network.ledger.lower()
+        landed_value = 0
+        gave_up = 0
+        for record in a.transactions.recent(1000):
+            receipt = await devnet.rpc("eth_getTransactionReceipt", [record.tx_hash])
+            if receipt is None or record.to.lower() != ledger_address:
+                continue
+            assert int(receipt["status"], 16) == 1
+            assert record.state is TxState.MINED
+            landed_value += record.value
+            if record.tx_hash not in returned:
+                assert record.caller_gave_up, f"{record.tx_hash} landed but no caller got it"
+                gave_up += 1
+        assert returned <= {r.tx_hash for r in a.transactions.recent(1000)}
+        assert gave_up > 0
+        assert (await a.ledger.get_ledger()).total == landed_value
+        await _still_works(a, provider, returned)
+        with anyio.fail_after(HANG_BOUND):
+            await b.ledger.get_ledger()
