@@ -66,7 +66,7 @@ def _classify_exception(exc: Exception, method: str) -> RPCError:
 
 def _error_from_response(err: Any, method: str) -> RPCError | ContractRevertError:
     if not isinstance(err, dict):
-        return RPCError(f"{method}: malformed JSON-RPC error object", retryable=True, method=method)
+        return RPCError(f"{method}: malformed JSON-RPC error object", method=method)
     code = err.get("code")
     message = str(err.get("message", ""))
     data = err.get("data")
@@ -283,15 +283,22 @@ class RpcClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def batch(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None
+        self,
+        calls: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        timeout: float | None = None,
+        retry: bool = True,
     ) -> list[Any | RPCError | ContractRevertError]:
         """Send read requests as one JSON-RPC batch; each item is a result or the (not raised) error.
 
-        The whole batch is retried on transport failures.
+        The whole batch is retried on transport failures (unless ``retry`` is false: one attempt,
+        for callers that poll within a deadline of their own).
         """
         if not calls:
             return []
         deadline = time.monotonic() + self.retry.max_delay
+        if not retry:
+            return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
         try:  # first attempt outside tenacity, a retryable failure replayed into it (see request)
             return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
         except RPCError as exc:

@@ -414,20 +414,31 @@ class TxSender:
             return classify_send_error(exc), exc
         return KNOWN, None
 
-    async def _lookup(self, record: Tracked) -> tuple[Any, bool]:
-        """``(receipt or None, whether the node knows the transaction)``; errors count as unknown."""
+    def _left(self, deadline: float | None) -> float:
+        """One attempt's timeout, cut so that it does not outlive ``deadline``."""
+        cap = self._rpc.retry.attempt_timeout
+        return cap if deadline is None else max(0.05, min(cap, deadline - time.monotonic()))
+
+    async def _lookup(self, record: Tracked, deadline: float | None = None) -> tuple[Any, bool]:
+        """``(receipt or None, whether the node may hold the transaction)``, in one bounded attempt.
+
+        A lookup that fails (or answers junk) proves nothing: it counts as "may hold it", so that
+        no caller concludes "not executed" from a node it could not ask.
+        """
         try:
             receipt, known = await self._rpc.batch(
                 [
                     ("eth_getTransactionReceipt", [record.tx_hash]),
                     ("eth_getTransactionByHash", [record.tx_hash]),
                 ],
-                timeout=self._rpc.retry.attempt_timeout,
+                timeout=self._left(deadline),
+                retry=False,
             )
         except (RPCError, ContractRevertError):
-            return None, False
+            return None, True
         found = receipt if _parse_receipt(receipt) is not None else None
-        return found, found is not None or isinstance(known, dict)
+        unanswered = isinstance(receipt, Exception) or isinstance(known, Exception)
+        return found, found is not None or isinstance(known, dict) or unanswered
 
     async def _broadcast(self, record: Tracked, *, until: float, raise_refusal: bool = True) -> str:
         """Deliver the identical bytes until the node knows them or refuses them (or ``until``).
@@ -477,6 +488,9 @@ class TxSender:
                 return outcome
             tried = True
             record.state = TxState.PENDING
+            found, _ = await self._lookup(record, until)
+            if found is not None:
+                return KNOWN  # the answer was lost but the node took (and mined) the bytes
             if time.monotonic() + delay >= until:
                 log.warning(
                     "%s (%s): no definite answer to the send yet; waiting by hash",
@@ -530,8 +544,12 @@ class TxSender:
                     record, max(0.05, min(self._rpc.retry.attempt_timeout, deadline - now))
                 )
                 if outcome == NONCE_USED:
-                    found, _ = await self._lookup(record)
-                    return found if found is not None else NONCE_USED
+                    found, known = await self._lookup(record, deadline)
+                    if found is not None:
+                        return found
+                    if not known:
+                        return NONCE_USED
+                    # the node may hold it (or could not be asked): poll on within the bound
                 timers["gap"] *= 2
                 timers["send"] = time.monotonic() + timers["gap"]
             now = time.monotonic()
@@ -564,7 +582,7 @@ class TxSender:
             return
         for other in self.nonces.open_records():
             if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
-                await self._send_once(other, self._rpc.retry.attempt_timeout)
+                await self._send_once(other, self._left(deadline))
         for nonce in self.nonces.claim_returned_below(record.nonce, latest):
             filler = self._sign_at(
                 nonce,
@@ -576,7 +594,7 @@ class TxSender:
             )
             filler.owned = False
             log.info("filling nonce gap %d of %s with %s", nonce, self.address, filler.tx_hash)
-            outcome, _ = await self._send_once(filler, self._rpc.retry.attempt_timeout)
+            outcome, _ = await self._send_once(filler, self._left(deadline))
             if outcome in (FUNDS, REFUSED):
                 self.nonces.release(nonce)
                 self.nonces.finish(filler, TxState.REFUSED)
@@ -653,9 +671,9 @@ class TxSender:
 
     # -- cancellation by replacement -------------------------------------------------------------
 
-    async def _floor_price(self) -> int:
+    async def _floor_price(self, deadline: float) -> int:
         try:
-            return await self._rpc.request_int("eth_gasPrice", [], timeout=self._rpc.retry.attempt_timeout)
+            return await self._rpc.request_int("eth_gasPrice", [], retry=False, timeout=self._left(deadline))
         except (RPCError, ContractRevertError):
             return 0
 
@@ -683,7 +701,7 @@ class TxSender:
             TransactionOutcomeUnknownError: neither was mined within the bound.
         """
         deadline = time.monotonic() + (self.policy.cancel_timeout if timeout is None else timeout)
-        floor = await self._floor_price()
+        floor = await self._floor_price(deadline)
         replacement: Tracked | None = None
         for round_ in range(1, 4):
             fields = self._bumped(record.fees, self.policy.replacement_bump_percent * round_, floor)
@@ -697,8 +715,12 @@ class TxSender:
             )
             if outcome == NONCE_USED:
                 self.nonces.finish(candidate, TxState.REPLACED)
-                found, _ = await self._lookup(record)
-                if found is not None:
+                found, known = await self._lookup(record, deadline)
+                if found is None and known:  # the nonce is used, maybe by the original: look on
+                    found = await self._wait_receipt(record, deadline)
+                    if found is None:
+                        return self._unknown(record)
+                if found is not None and found != NONCE_USED:
                     return await self._conclude(record, found)
                 return self._lost_nonce(record)
             if outcome in (KNOWN, AMBIGUOUS):
@@ -723,6 +745,7 @@ class TxSender:
                         ("eth_getTransactionReceipt", [replacement.tx_hash]),
                     ],
                     timeout=max(0.05, min(self._rpc.retry.attempt_timeout, left)),
+                    retry=False,
                 )
             except (RPCError, ContractRevertError):
                 mine = theirs = None
@@ -798,14 +821,16 @@ class TxSender:
                 record, until=start + min(limit, self.policy.send_timeout), raise_refusal=False
             )
             if outcome in (NONCE_USED, TAKEN):
-                found, _ = await self._lookup(record)
+                found, known = await self._lookup(record, start + limit)
                 if found is not None:
                     await self._conclude_quietly(record, found)
-                else:
+                    return record.snapshot()
+                if not known:
                     self.nonces.finish(
                         record, TxState.CANCELLED if record.replacement_hash else TxState.REPLACED
                     )
-                return record.snapshot()
+                    return record.snapshot()
+                # the node may hold it, or could not be asked: wait for the receipt (bounded)
             raw = await self._wait_receipt(record, start + limit)
             if raw == NONCE_USED:
                 self.nonces.finish(record, TxState.CANCELLED if record.replacement_hash else TxState.REPLACED)

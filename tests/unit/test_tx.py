@@ -174,14 +174,19 @@ async def test_transport_error_on_send_resends_the_identical_bytes() -> None:
         pass
 
     answers = iter([Boom("connection reset"), Boom("connection reset"), "0x" + "00" * 32])
+    took = []
 
     def send(p: list[Any]) -> Any:
         answer = next(answers)
         if isinstance(answer, Exception):
             raise answer
+        took.append(p[0])
         return answer
 
-    node = _node(eth_sendRawTransaction=send)
+    # the node has no receipt (nor the transaction) until it took the bytes
+    node = _node(
+        eth_sendRawTransaction=send, eth_getTransactionReceipt=lambda p: _receipt() if took else None
+    )
     tx = _sender(node)
     receipt = await tx.send(TO, b"\x01")
     assert receipt.status == 1
