@@ -80,7 +80,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -680,6 +680,19 @@ class RpcFaultProxy(_FaultProxy):
             return _plain_error(502)
 
 
+_P = TypeVar("_P", bound=_FaultProxy)
+
+
+@asynccontextmanager
+async def _running(proxy: _P) -> AsyncIterator[_P]:
+    """Start ``proxy`` and stop it when the block ends."""
+    await proxy._start()
+    try:
+        yield proxy
+    finally:
+        await proxy.aclose()
+
+
 @asynccontextmanager
 async def start_rpc_fault_proxy(
     upstream_url: str, *, seed: int = 0, **knobs: Any
@@ -706,12 +719,8 @@ async def start_rpc_fault_proxy(
         ConfigError: an unknown knob, a bad value, or an upstream not on 127.0.0.1.
         DevnetError: no port could be bound.
     """
-    proxy = RpcFaultProxy(upstream_url, seed=seed, knobs=knobs)
-    await proxy._start()
-    try:
+    async with _running(RpcFaultProxy(upstream_url, seed=seed, knobs=knobs)) as proxy:
         yield proxy
-    finally:
-        await proxy.aclose()
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
@@ -913,9 +922,5 @@ async def start_http_fault_proxy(
         ConfigError: an unknown knob, a bad value, or an upstream not on 127.0.0.1.
         DevnetError: no port could be bound.
     """
-    proxy = HttpFaultProxy(upstream_base_url, seed=seed, knobs=knobs)
-    await proxy._start()
-    try:
+    async with _running(HttpFaultProxy(upstream_base_url, seed=seed, knobs=knobs)) as proxy:
         yield proxy
-    finally:
-        await proxy.aclose()

@@ -217,20 +217,29 @@ async def test_hung_receipt_polls_end_within_the_receipt_timeout(
 UNMINED = dataclasses.replace(FAST_TX, receipt_timeout=0.5, cancel_on_timeout=False, rebroadcast_interval=0.1)
 
 
+async def _unknown_deposit(dn: Devnet, broker: AsyncBroker) -> tuple[str, str]:
+    """With automine off (the caller restores it): a 1 OG deposit whose outcome is unknown.
+
+    Returns:
+        ``(wallet address, the deposit's hash)``.
+    """
+    await broker.ledger.add_ledger(og("3"))
+    address = broker.address
+    assert address is not None
+    await dn.rpc("evm_setAutomine", [False])
+    with pytest.raises(TransactionOutcomeUnknownError) as info:
+        await broker.ledger.deposit_fund(og("1"))
+    assert info.value.tx_hash is not None
+    return address, info.value.tx_hash
+
+
 async def test_in_doubt_transaction_cancelled_by_hand(devnet: Devnet) -> None:
     """Automine off: the deposit's outcome is unknown, listed in doubt and pending; ``cancel()``
     replaces it, the replacement is mined, nothing was executed."""
     broker = _broker(devnet, 16, policy=UNMINED)
     async with broker:
-        await broker.ledger.add_ledger(og("3"))
-        address = broker.address
-        assert address is not None
-        await devnet.rpc("evm_setAutomine", [False])
         try:
-            with pytest.raises(TransactionOutcomeUnknownError) as info:
-                await broker.ledger.deposit_fund(og("1"))
-            tx_hash = info.value.tx_hash
-            assert tx_hash is not None
+            address, tx_hash = await _unknown_deposit(devnet, broker)
             (doubt,) = broker.transactions.in_doubt()
             assert doubt.tx_hash == tx_hash and doubt.state is TxState.UNKNOWN
             assert await broker.transactions.status(tx_hash) is TxState.PENDING
@@ -261,15 +270,8 @@ async def test_in_doubt_transaction_resolved(devnet: Devnet) -> None:
     """Automine off: ``resolve()`` re-sends the identical bytes; once mined it reports ``mined``."""
     broker = _broker(devnet, 17, policy=UNMINED)
     async with broker:
-        await broker.ledger.add_ledger(og("3"))
-        address = broker.address
-        assert address is not None
-        await devnet.rpc("evm_setAutomine", [False])
         try:
-            with pytest.raises(TransactionOutcomeUnknownError) as info:
-                await broker.ledger.deposit_fund(og("1"))
-            tx_hash = info.value.tx_hash
-            assert tx_hash is not None
+            address, tx_hash = await _unknown_deposit(devnet, broker)
             result: dict[str, Any] = {}
 
             async def resolve() -> None:
