@@ -11,12 +11,10 @@ import anyio
 
 from .._config import checksum
 from .._exceptions import (
-    ContractRevertError,
     LimitTooLargeError,
     OGError,
     ProviderConnectionError,
     ProviderResponseError,
-    ServiceNotFoundError,
 )
 from .._http import send as http_send
 from .._redact import redact
@@ -81,12 +79,7 @@ class InferenceAPI(RequestsMixin, FundingMixin):
             ServiceNotFoundError: no service registered for that address on this network.
         """
         prov = checksum(provider, what="provider")
-        try:
-            return await self._b._chain_reader.get_service(prov)
-        except ContractRevertError as exc:
-            if isinstance(exc, ServiceNotFoundError):
-                raise
-            raise ServiceNotFoundError(f"provider {prov} has no service", identifier=prov) from exc
+        return await self._b._chain_reader.get_service(prov)
 
     async def list_services(
         self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False

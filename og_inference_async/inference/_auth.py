@@ -292,10 +292,7 @@ class AuthManager:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
         chain = self._b._chain_reader
         try:
-            if len(token_ids) == 1:
-                receipt = await chain.send_inference(sender, "revokeToken", prov, token_ids[0])
-            else:
-                receipt = await chain.send_inference(sender, "revokeTokens", prov, list(token_ids))
+            receipt = await chain.revoke_tokens(sender, prov, token_ids)
         finally:
             self.forget_account(prov)  # the revoked bitmap changed (or may have)
         return receipt
@@ -313,7 +310,7 @@ class AuthManager:
         if await self.read_account(prov, fresh=True) is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
         try:
-            receipt = await self._b._chain_reader.send_inference(sender, "revokeAllTokens", prov)
+            receipt = await self._b._chain_reader.revoke_all_tokens(sender, prov)
         finally:
             self.forget(prov)
         return receipt

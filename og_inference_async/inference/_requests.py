@@ -29,13 +29,11 @@ import anyio
 from .._config import checksum
 from .._exceptions import (
     ConfigError,
-    ContractRevertError,
     NotAcknowledgedError,
     OGError,
     ProviderError,
     ProviderResponseError,
     ProviderServerError,
-    ServiceNotFoundError,
     ServiceTypeMismatchError,
 )
 from .._http import (
@@ -466,12 +464,7 @@ class RequestsMixin:
                 return hit[1]
 
         async def fetch() -> Service:
-            try:
-                service = await self._b._chain_reader.get_service(prov)
-            except ContractRevertError as exc:
-                if isinstance(exc, ServiceNotFoundError):
-                    raise
-                raise ServiceNotFoundError(f"provider {prov} has no service", identifier=prov) from exc
+            service = await self._b._chain_reader.get_service(prov)
             self._services[prov] = (self._clock() + SERVICE_TTL, service)
             return service
 

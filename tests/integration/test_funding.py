@@ -100,7 +100,7 @@ async def _unacknowledge(dn: Devnet, broker: AsyncBroker, provider: str) -> None
     await dn.increase_time(dn.lock_time + 1)
     await broker.ledger.retrieve_fund_from_provider(provider)
     chain = broker._chain_reader
-    await chain.send_inference(broker._sender, "acknowledgeTEESigner", provider, False)
+    await chain.acknowledge_tee_signer(broker._sender, provider, False)
     account = await broker.ledger.get_account(provider)
     assert account.balance == 0 and not account.acknowledged
 
