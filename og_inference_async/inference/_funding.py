@@ -77,7 +77,7 @@ __all__ = [
     "SettlementTimeoutError",
 ]
 
-log = logging.getLogger("og_inference_async.funding")
+log = logging.getLogger(__name__)
 
 #: ``ensure_ready``'s default spendable balance: 2 OG (the provider keeps 1 OG in reserve).
 DEFAULT_MIN_BALANCE = 2 * WEI_PER_OG

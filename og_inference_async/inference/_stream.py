@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatStream"]
 
-log = logging.getLogger("og_inference_async")
+log = logging.getLogger(__name__)
 
 
 def stream_error(obj: dict[str, Any], *, provider: str) -> Exception:

@@ -182,7 +182,7 @@ async def test_acknowledge_warns_when_0g_has_not_acknowledged_the_signer(
     await devnet.send_as(devnet.owner.address, devnet.inference, revoke)
     async with _broker(devnet, 19) as broker:
         await broker.ledger.add_ledger(og("3"))
-        with caplog.at_level(logging.WARNING, logger="og_inference_async.funding"):
+        with caplog.at_level(logging.WARNING, logger="og_inference_async"):
             result = await broker.inference.acknowledge_provider_signer(provider)
         assert result.status == "created_account" and not result.tee_signer_acknowledged
         assert result.warnings and "cannot settle" in result.warnings[0]
