@@ -43,7 +43,7 @@ MODEL = "bench/echo"
 MESSAGES = [{"role": "user", "content": "hi there"}]
 
 
-def _summary(latencies: list[float], ok: int, errors: dict[str, int], elapsed: float) -> dict[str, Any]:
+def summarize(latencies: list[float], ok: int, errors: dict[str, int], elapsed: float) -> dict[str, Any]:
     lat = sorted(latencies)
     return {
         "ok": ok,
@@ -53,6 +53,25 @@ def _summary(latencies: list[float], ok: int, errors: dict[str, int], elapsed: f
         "p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
         "p99_ms": round(lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000, 3) if lat else None,
     }
+
+
+def print_profile(profiler: Any, top: int = 25) -> None:
+    """Print a cProfile's CPU share per package, then its ``top`` functions by own time (to stderr)."""
+    import pstats
+
+    stats = pstats.Stats(profiler, stream=sys.stderr)
+    by_package: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        parts = filename.replace("\\", "/").split("/")
+        package = next(
+            (parts[i + 1] for i, part in enumerate(parts) if part == "site-packages"),
+            "og_inference_async" if "og_inference_async" in parts else parts[-1],
+        )
+        by_package[package] = by_package.get(package, 0.0) + tottime
+    total = sum(by_package.values())
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"{package:>24}: {100 * seconds / total:5.1f} % of the load process's CPU", file=sys.stderr)
+    stats.sort_stats("tottime").print_stats(top)
 
 
 async def _drive(send: Any, concurrency: int, duration: float) -> dict[str, Any]:
@@ -86,7 +105,7 @@ async def _drive(send: Any, concurrency: int, duration: float) -> dict[str, Any]
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(worker)
-    return _summary(latencies, ok, errors, time.perf_counter() - start)
+    return summarize(latencies, ok, errors, time.perf_counter() - start)
 
 
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,25 +144,8 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
                 profiler.enable()
             out["load"] = await _drive(send_sdk, args.concurrency, args.duration)
             if profiler is not None:
-                import pstats
-
                 profiler.disable()
-                stats = pstats.Stats(profiler, stream=sys.stderr)
-                by_package: dict[str, float] = {}
-                for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-                    parts = filename.replace("\\", "/").split("/")
-                    package = next(
-                        (parts[i + 1] for i, part in enumerate(parts) if part == "site-packages"),
-                        "og_inference_async" if "og_inference_async" in parts else parts[-1],
-                    )
-                    by_package[package] = by_package.get(package, 0.0) + tottime
-                total = sum(by_package.values())
-                for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:12]:
-                    print(
-                        f"{package:>24}: {100 * seconds / total:5.1f} % of the load process's CPU",
-                        file=sys.stderr,
-                    )
-                stats.sort_stats("tottime").print_stats(25)
+                print_profile(profiler)
             if args.mode == "sdk-background":
                 # outcomes still queued when the load window closed: wait for them (bounded)
                 backlog = served - sum(outcomes.values())

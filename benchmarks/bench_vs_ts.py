@@ -1,0 +1,227 @@
+"""Side by side: verified chats through the official TS SDK and through this SDK, on one devnet provider.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_vs_ts.py [--n 2000] [--warmup 256] [--concurrency 64]
+        [--no-reference] [--profile]
+
+One devnet, ONE chatbot provider (on-demand settlement only), two users with a ledger and a 150 OG
+sub-account each, both acknowledged. The runs are sequential, on the same provider process:
+
+- ``ts``: ``benchmarks/ts_sdk_chat.js`` drives the official TS SDK 0.9.0 (the one the conformance
+  tests use, from the devnet's npm cache) with its own wallet: per chat ``getRequestHeaders``, a
+  ``fetch`` POST to ``/chat/completions``, then ``processResponse(provider, chatID, usageJSON)``,
+  which fetches the response signature and recovers its signer. A success is HTTP 200 and
+  ``processResponse`` returning ``true``. As shipped, ``getRequestHeaders`` also runs the SDK's
+  inline check-and-fund (a ``GET /unsettledfee`` to the provider and a ``getAccount`` call).
+- ``ours``: ``broker.inference.chat(provider, messages)`` with ``broker.inference.verification =
+  "required"``: every response's signature is fetched and checked (signer recovery, and the signed
+  request and response hashes compared with the bytes sent and received) before ``chat`` returns.
+  A success is a ``BOUND`` outcome.
+- ``ours-off`` (reference, skipped with ``--no-reference``): the same with verification ``off``:
+  one provider request per chat, so the gap to ``ours`` is the price of the signature check.
+
+Each side first runs ``--warmup`` chats (connections, session token, service and account caches),
+then ``--n`` chats from ``--concurrency`` workers; requests/s = successes / wall time of those n.
+Our load runs in its own process (the provider keeps the main one). ``--profile`` prints a cProfile
+of our verified run (to stderr). Target: ours >= 5x the TS SDK's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from bench_e2e import print_profile, summarize
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = str(HERE / "bench_vs_ts.py")
+TS_SCRIPT = str(HERE / "ts_sdk_chat.js")
+MODEL = "bench/echo"
+MESSAGES = [{"role": "user", "content": "hi there"}]
+TARGET = 5.0
+
+
+async def _chats(send: Any, n: int, concurrency: int) -> dict[str, Any]:
+    """Run ``send()`` ``n`` times from ``concurrency`` workers; successes, failures by kind, rate, latency."""
+    failures: dict[str, int] = {}
+    latencies: list[float] = []
+    started = 0
+
+    async def worker() -> None:
+        nonlocal started
+        while started < n:
+            started += 1
+            t0 = time.perf_counter()
+            try:
+                failure = await send()
+            except Exception as exc:
+                failure = type(exc).__name__
+            if failure is None:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                failures[failure] = failures.get(failure, 0) + 1
+
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    return summarize(latencies, len(latencies), failures, time.perf_counter() - t0)
+
+
+async def _load(args: argparse.Namespace) -> dict[str, Any]:
+    """Our load-generator process: ``--mode`` required or off."""
+    from og_inference_async import AsyncBroker
+    from og_inference_async.types.inference import VerificationStatus
+
+    setup = json.loads(args.load)
+    async with AsyncBroker(setup["key"], network="hardhat", rpc_url=setup["rpc_url"]) as broker:
+        broker.inference.verification = args.mode
+        provider = setup["provider"]
+        expected = VerificationStatus.BOUND if args.mode == "required" else VerificationStatus.SKIPPED
+
+        async def send() -> str | None:
+            result = await broker.inference.chat(provider, MESSAGES)
+            outcome = result.verification.result
+            if outcome is None or outcome.status is not expected:
+                return f"verification {outcome.status.value if outcome else 'pending'}"
+            return None
+
+        warmup = await _chats(send, args.warmup, args.concurrency)
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        load = await _chats(send, args.n, args.concurrency)
+        if profiler is not None:
+            profiler.disable()
+            print_profile(profiler, top=40)
+    return {"warmup": warmup, "load": load}
+
+
+async def _run_ours(args: argparse.Namespace, setup: dict[str, Any], mode: str) -> dict[str, Any]:
+    cmd = [sys.executable, SCRIPT, "--load", json.dumps(setup), "--mode", mode]
+    cmd += ["--n", str(args.n), "--warmup", str(args.warmup), "--concurrency", str(args.concurrency)]
+    if args.profile and mode == "required":
+        cmd.append("--profile")
+    result = await anyio.run_process(cmd, check=True, stderr=None)
+    return dict(json.loads(result.stdout.decode().strip().splitlines()[-1]))
+
+
+async def _run_ts(args: argparse.Namespace, config: dict[str, Any], node_modules: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "ts-report.json"
+        env = {
+            **os.environ,
+            "NODE_PATH": str(node_modules),
+            "OG_TS_BENCH": json.dumps({**config, "output": str(output)}),
+        }
+        proc = await anyio.run_process(["node", TS_SCRIPT], env=env, check=False)
+        report: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    if proc.returncode != 0 or "load" not in report:
+        detail = report.get("fatal") or proc.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"the TS SDK run failed (exit {proc.returncode}): {detail}")
+    return report
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from og_inference_async import AsyncBroker, og
+    from og_inference_async.devnet import start_devnet
+    from og_inference_async.devnet.provider import start_provider
+
+    async with start_devnet() as dn:
+        chat = await start_provider(
+            dn,
+            dn.task_group,
+            service_type="chatbot",
+            model=MODEL,
+            input_price=10**12,
+            output_price=2 * 10**12,
+            account_index=20,
+            settle_interval=None,
+        )
+        ts_user, our_user = dn.accounts[8], dn.accounts[9]
+        for user in (ts_user, our_user):
+            async with AsyncBroker(user.private_key, network=dn.network) as broker:
+                await broker.ledger.add_ledger(og("200"))
+                await broker.inference.acknowledge_provider_signer(chat.address, initial_amount=og("150"))
+        sizes = {"n": args.n, "warmup": args.warmup, "concurrency": args.concurrency}
+        ts_config = {
+            "rpc_url": dn.rpc_url,
+            "ledger": dn.ledger,
+            "inference": dn.inference,
+            "provider": chat.address,
+            "key": ts_user.private_key,
+            **sizes,
+        }
+        runs: dict[str, Any] = {"ts": await _run_ts(args, ts_config, dn.artifacts.node_modules)}
+        ours = {"key": our_user.private_key, "rpc_url": dn.rpc_url, "provider": chat.address}
+        runs["ours"] = await _run_ours(args, ours, "required")
+        if args.reference:
+            runs["ours-off"] = await _run_ours(args, ours, "off")
+    ts_rps, our_rps = runs["ts"]["load"]["rps"], runs["ours"]["load"]["rps"]
+    report: dict[str, Any] = {
+        **sizes,
+        "runs": runs,
+        "ratio": round(our_rps / ts_rps, 2) if ts_rps else None,
+        "target": TARGET,
+    }
+    if "ours-off" in runs and runs["ours-off"]["load"]["rps"]:
+        report["verified_vs_unverified"] = round(our_rps / runs["ours-off"]["load"]["rps"], 3)
+    return report
+
+
+def main() -> None:
+    """Run the side-by-side benchmark (or, with ``--load``, our load-generator process)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=2000, help="measured chats per side")
+    parser.add_argument("--warmup", type=int, default=256, help="warm-up chats per side")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip ours-off")
+    parser.add_argument("--profile", action="store_true", help="cProfile our verified run (stderr)")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(anyio.run(_load, args)))
+        return
+    if shutil.which("node") is None:
+        raise SystemExit("bench_vs_ts needs Node.js (node on PATH) to run the official TS SDK")
+    report = anyio.run(_bench, args)
+    labels = {
+        "ts": "official TS SDK, processResponse",
+        "ours": "og-inference-async, required",
+        "ours-off": "og-inference-async, off (ref)",
+    }
+    for name, run in report["runs"].items():
+        load = run["load"]
+        print(
+            f"{labels[name]:>34}: {load['rps']:>8.1f} req/s  ({load['ok']}/{report['n']} ok in "
+            f"{load['seconds']} s, c={report['concurrency']}; p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms; "
+            f"failures {load['errors']}; warm-up failures {run['warmup']['errors']})"
+        )
+    verdict = "met" if report["ratio"] is not None and report["ratio"] >= TARGET else "NOT met"
+    print(f"ours (every signature checked) / TS SDK: {report['ratio']}x (target >= {TARGET}x: {verdict})")
+    if "verified_vs_unverified" in report:
+        print(f"ours verified / ours unverified: {report['verified_vs_unverified']}x")
+    print(json.dumps({k: v for k, v in report.items() if k != "runs"} | {"rps": _rates(report)}))
+
+
+def _rates(report: dict[str, Any]) -> dict[str, float]:
+    return {name: run["load"]["rps"] for name, run in report["runs"].items()}
+
+
+if __name__ == "__main__":
+    main()
