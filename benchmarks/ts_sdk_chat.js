@@ -78,7 +78,10 @@ async function main() {
   const broker = await sdk.createZGComputeNetworkBroker(wallet, cfg.ledger, cfg.inference, undefined, GAS_PRICE);
   const meta = await broker.inference.getServiceMetadata(cfg.provider);
   const warmup = await run(broker, meta, cfg.warmup, cfg.concurrency);
+  const cpu = process.cpuUsage();
   const load = await run(broker, meta, cfg.n, cfg.concurrency);
+  const used = process.cpuUsage(cpu);
+  load.cpu_s = +((used.user + used.system) / 1e6).toFixed(3);
   return { user: wallet.address, warmup, load };
 }
 
