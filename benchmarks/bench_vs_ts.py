@@ -18,18 +18,22 @@ sub-account each, both acknowledged. The runs are sequential, on the same provid
   "required"``: every response's signature is fetched and checked (signer recovery, and the signed
   request and response hashes compared with the bytes sent and received) before ``chat`` returns.
   A success is a ``BOUND`` outcome.
-- ``ours-off`` (reference, skipped with ``--no-reference``): the same with verification ``off``:
-  one provider request per chat, so the gap to ``ours`` is the price of the signature check.
+- ``split`` (skipped with ``--no-reference``): our two requests apart, in one process with
+  verification ``off``: first ``--n`` chats (``ours-chat``: one provider request each), then
+  ``process_response(provider, chat_id)`` for each of them (``ours-signature``: the signature
+  fetch and check alone; without the bodies the outcome is ``SIGNED``). Each verified chat is
+  both, so the check should cost no more than the chat.
 
 Each side first runs ``--warmup`` chats (connections, session token, service and account caches),
 then ``--n`` chats from ``--concurrency`` workers; requests/s = successes / wall time of those n.
 The sides alternate over ``--rounds`` rounds (each run a fresh process) so that a busy spell of a
 shared machine hits all of them; the headline is the median of the per-round ratios ours / TS. CPU
-time per chat is reported too (the load process's over the measured chats; the provider's, which
-runs in the main process, over warm-up and measured chats): unlike requests/s it barely depends on
-what else the machine is doing.
+time per call is reported too (the load process's, and the provider's, which runs in the main
+process, both over the measured calls only): unlike requests/s it barely depends on what else the
+machine is doing.
 Our load runs in its own process (the provider keeps the main one). ``--profile`` prints a cProfile
-of each of our measured runs (to stderr; ``--profile-out PREFIX`` also saves ``PREFIX-<mode>.prof``).
+of each of our measured phases (to stderr; ``--profile-out PREFIX`` also saves
+``PREFIX-<mode>-<phase>.prof``).
 Target: ours >= 5x the TS SDK's rate.
 """
 
@@ -40,6 +44,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.streams.text import TextReceiveStream
 from bench_e2e import print_profile, summarize
 
 HERE = Path(__file__).resolve().parent
@@ -55,6 +61,9 @@ TS_SCRIPT = str(HERE / "ts_sdk_chat.js")
 MODEL = "bench/echo"
 MESSAGES = [{"role": "user", "content": "hi there"}]
 TARGET = 5.0
+MARK = "OGMARK "
+# the split run's measured phases and the sides they are reported as
+SPLIT_SIDES = {"ours-chat": "load", "ours-signature": "signatures"}
 
 
 async def _chats(send: Any, n: int, concurrency: int) -> dict[str, Any]:
@@ -84,51 +93,114 @@ async def _chats(send: Any, n: int, concurrency: int) -> dict[str, Any]:
     return summarize(latencies, len(latencies), failures, time.perf_counter() - t0)
 
 
+def _mark(phase: str) -> None:
+    """Tell the parent a phase starts (it reads the provider's CPU time at each mark)."""
+    print(f"{MARK}{phase}", flush=True)
+
+
+async def _measured(args: argparse.Namespace, phase: str, send: Any) -> dict[str, Any]:
+    """One measured phase of ``args.n`` calls: its summary with the client's CPU time, profiled on request."""
+    _mark(phase)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu = time.process_time()
+    summary = await _chats(send, args.n, args.concurrency)
+    summary["cpu_s"] = round(time.process_time() - cpu, 3)
+    if profiler is not None:
+        profiler.disable()
+        print(f"--- profile of our {args.mode} run, phase {phase} ---", file=sys.stderr)
+        print_profile(profiler, top=40)
+        if args.profile_out:
+            profiler.dump_stats(f"{args.profile_out}-{args.mode}-{phase}.prof")
+    return summary
+
+
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
-    """Our load-generator process: ``--mode`` required or off."""
+    """Our load-generator process, ``--mode`` required or split; prints a mark as each phase starts."""
     from og_inference_async import AsyncBroker
     from og_inference_async.types.inference import VerificationStatus
 
     setup = json.loads(args.load)
+    phases: dict[str, Any] = {}
     async with AsyncBroker(setup["key"], network="hardhat", rpc_url=setup["rpc_url"]) as broker:
-        broker.inference.verification = args.mode
         provider = setup["provider"]
-        expected = VerificationStatus.BOUND if args.mode == "required" else VerificationStatus.SKIPPED
+        chat_ids: list[str] = []
 
-        async def send() -> str | None:
-            result = await broker.inference.chat(provider, MESSAGES)
-            outcome = result.verification.result
+        def judged(outcome: Any, expected: VerificationStatus) -> str | None:
             if outcome is None or outcome.status is not expected:
                 return f"verification {outcome.status.value if outcome else 'pending'}"
             return None
 
-        warmup = await _chats(send, args.warmup, args.concurrency)
-        profiler = None
-        if args.profile:
-            import cProfile
+        async def verified_chat() -> str | None:
+            result = await broker.inference.chat(provider, MESSAGES)
+            return judged(result.verification.result, VerificationStatus.BOUND)
 
-            profiler = cProfile.Profile()
-            profiler.enable()
-        cpu = time.process_time()
-        load = await _chats(send, args.n, args.concurrency)
-        load["cpu_s"] = round(time.process_time() - cpu, 3)
-        if profiler is not None:
-            profiler.disable()
-            print_profile(profiler, top=40)
-            if args.profile_out:
-                profiler.dump_stats(args.profile_out)
-    return {"warmup": warmup, "load": load}
+        async def plain_chat() -> str | None:
+            result = await broker.inference.chat(provider, MESSAGES)
+            if result.chat_id is not None:
+                chat_ids.append(result.chat_id)
+            return judged(result.verification.result, VerificationStatus.SKIPPED)
+
+        async def signature_check() -> str | None:
+            # the signature of one of the chats just made, judged as `chat` does (no bodies: SIGNED)
+            return judged(await broker.inference.process_response(provider, chat_ids.pop()), SIGNED)
+
+        SIGNED = VerificationStatus.SIGNED
+        _mark("warmup")
+        if args.mode == "required":
+            broker.inference.verification = "required"
+            phases["warmup"] = await _chats(verified_chat, args.warmup, args.concurrency)
+            phases["load"] = await _measured(args, "load", verified_chat)
+        else:
+            broker.inference.verification = "off"
+            phases["warmup"] = await _chats(plain_chat, args.warmup, args.concurrency)
+            await _chats(signature_check, len(chat_ids), args.concurrency)
+            phases["load"] = await _measured(args, "load", plain_chat)
+            phases["signatures"] = await _measured(args, "signatures", signature_check)
+        _mark("end")
+    return {"phases": phases}
+
+
+async def _run_marked(cmd: list[str], *, marks_on: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``cmd``; note this process's CPU time at each mark line it prints on ``marks_on``.
+
+    Returns:
+        ``(exit code, the other lines of that stream, {phase: CPU seconds this process spent in it})``.
+    """
+    lines: list[str] = []
+    marks: list[tuple[str, float]] = []
+    out = subprocess.PIPE if marks_on == "stdout" else subprocess.DEVNULL
+    err = subprocess.PIPE if marks_on == "stderr" else None
+    async with await anyio.open_process(cmd, env=env, stdout=out, stderr=err) as proc:
+        stream = proc.stdout if marks_on == "stdout" else proc.stderr
+        assert stream is not None
+        pending = ""
+        async for chunk in TextReceiveStream(stream):
+            *complete, pending = (pending + chunk).split("\n")
+            for line in complete:
+                if line.startswith(MARK):
+                    marks.append((line[len(MARK) :].strip(), time.process_time()))
+                else:
+                    lines.append(line)
+        lines += [pending] if pending else []
+        code = await proc.wait()
+    spent = {phase: round(marks[i + 1][1] - at, 3) for i, (phase, at) in enumerate(marks[:-1])}
+    return code, lines, spent
 
 
 async def _run_ours(args: argparse.Namespace, setup: dict[str, Any], mode: str) -> dict[str, Any]:
     cmd = [sys.executable, SCRIPT, "--load", json.dumps(setup), "--mode", mode]
     cmd += ["--n", str(args.n), "--warmup", str(args.warmup), "--concurrency", str(args.concurrency)]
     if args.profile:
-        cmd.append("--profile")
-        if args.profile_out:
-            cmd += ["--profile-out", f"{args.profile_out}-{mode}.prof"]
-    result = await anyio.run_process(cmd, check=True, stderr=None)
-    return dict(json.loads(result.stdout.decode().strip().splitlines()[-1]))
+        cmd += ["--profile", *(["--profile-out", args.profile_out] if args.profile_out else [])]
+    code, lines, provider_cpu = await _run_marked(cmd, marks_on="stdout")
+    if code != 0:
+        raise RuntimeError(f"our {mode} run failed (exit {code})")
+    return {"phases": json.loads(lines[-1])["phases"], "provider_cpu_s": provider_cpu}
 
 
 async def _run_ts(args: argparse.Namespace, config: dict[str, Any], node_modules: Path) -> dict[str, Any]:
@@ -139,12 +211,12 @@ async def _run_ts(args: argparse.Namespace, config: dict[str, Any], node_modules
             "NODE_PATH": str(node_modules),
             "OG_TS_BENCH": json.dumps({**config, "output": str(output)}),
         }
-        proc = await anyio.run_process(["node", TS_SCRIPT], env=env, check=False)
+        code, lines, provider_cpu = await _run_marked(["node", TS_SCRIPT], marks_on="stderr", env=env)
         report: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
-    if proc.returncode != 0 or "load" not in report:
-        detail = report.get("fatal") or proc.stderr.decode(errors="replace")[-2000:]
-        raise RuntimeError(f"the TS SDK run failed (exit {proc.returncode}): {detail}")
-    return report
+    if code != 0 or "phases" not in report:
+        detail = report.get("fatal") or "\n".join(lines)[-2000:]
+        raise RuntimeError(f"the TS SDK run failed (exit {code}): {detail}")
+    return {"phases": report["phases"], "provider_cpu_s": provider_cpu}
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,15 +255,26 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "ours": lambda: _run_ours(args, ours, "required"),
         }
         if args.reference:
-            sides["ours-off"] = lambda: _run_ours(args, ours, "off")
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
-        for _ in range(args.rounds):  # the sides alternate, so a busy spell of the machine hits both
+            sides["split"] = lambda: _run_ours(args, ours, "split")
+        runs: dict[str, list[dict[str, Any]]] = {"ts": [], "ours": [], "ours-chat": [], "ours-signature": []}
+        for _ in range(args.rounds):  # the sides alternate, so a busy spell of the machine hits all of them
             for name, run in sides.items():
-                # the provider runs in this process: its CPU time over the side's whole run (warm-up included)
-                cpu = time.process_time()
                 result = await run()
-                result["provider_cpu_s"] = round(time.process_time() - cpu, 3)
-                runs[name].append(result)
+                phases, provider_cpu = result["phases"], result["provider_cpu_s"]
+                measured = (
+                    {"ours-chat": "load", "ours-signature": "signatures"}
+                    if name == "split"
+                    else {name: "load"}
+                )
+                for side, phase in measured.items():
+                    runs[side].append(
+                        {
+                            "warmup": phases["warmup"],
+                            "load": phases[phase],
+                            "provider_cpu_s": provider_cpu[phase],
+                        }
+                    )
+    runs = {name: rounds for name, rounds in runs.items() if rounds}
     return {**sizes, "rounds": args.rounds, "runs": runs, "target": TARGET, **_judge(runs, args)}
 
 
@@ -211,7 +294,7 @@ def _judge(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> d
                 statistics.median(1000 * r["load"]["cpu_s"] / args.n for r in rounds), 3
             ),
             "provider_cpu_ms_per_chat": round(
-                statistics.median(1000 * r["provider_cpu_s"] / (args.n + args.warmup) for r in rounds), 3
+                statistics.median(1000 * r["provider_cpu_s"] / args.n for r in rounds), 3
             ),
         }
     ratios = [o / t if t else 0.0 for o, t in zip(sides["ours"]["rps"], sides["ts"]["rps"])]
@@ -221,10 +304,12 @@ def _judge(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> d
         "ratio_median": round(statistics.median(ratios), 2),
         "ratio_of_best": round(sides["ours"]["rps_best"] / sides["ts"]["rps_best"], 2),
     }
-    if "ours-off" in sides:
-        judged["verified_vs_unverified_median"] = round(
-            sides["ours"]["rps_median"] / sides["ours-off"]["rps_median"], 3
-        )
+    if "ours-signature" in sides:
+        chat, signature = sides["ours-chat"], sides["ours-signature"]
+        judged["signature_vs_chat_cpu"] = {
+            "client": round(signature["client_cpu_ms_per_chat"] / chat["client_cpu_ms_per_chat"], 2),
+            "provider": round(signature["provider_cpu_ms_per_chat"] / chat["provider_cpu_ms_per_chat"], 2),
+        }
     return judged
 
 
@@ -237,7 +322,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=256, help="warm-up chats per side")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all sides, alternating")
-    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip ours-off")
+    parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the split run")
     parser.add_argument("--profile", action="store_true", help="cProfile our measured runs (stderr)")
     parser.add_argument("--profile-out", help="with --profile: also write PREFIX-<mode>.prof files")
     parser.add_argument("--load", help=argparse.SUPPRESS)
@@ -251,22 +336,23 @@ def main() -> None:
     report = anyio.run(_bench, args)
     labels = {
         "ts": "official TS SDK, processResponse",
-        "ours": "og-inference-async, required",
-        "ours-off": "og-inference-async, off (ref)",
+        "ours": "ours, verification required",
+        "ours-chat": "ours, the chat alone (off)",
+        "ours-signature": "ours, the signature check alone",
     }
     print(
-        f"{report['n']} chats per side and round (after {report['warmup']} warm-up), "
+        f"{report['n']} calls per side and round (after {report['warmup']} warm-up), "
         f"concurrency {report['concurrency']}, {report['rounds']} rounds"
     )
     for name, side in report["sides"].items():
         print(
-            f"{labels[name]:>34}: median {side['rps_median']:>7.1f} req/s, best {side['rps_best']:>7.1f} "
+            f"{labels[name]:>34}: median {side['rps_median']:>7.1f} /s, best {side['rps_best']:>7.1f} "
             f"(rounds {side['rps']}); ok {side['ok']}; failures {side['failures']}, "
             f"warm-up {side['warmup_failures']}"
         )
         print(
-            f"{'':>34}  CPU per chat: client {side['client_cpu_ms_per_chat']:.2f} ms, "
-            f"provider {side['provider_cpu_ms_per_chat']:.2f} ms (medians)"
+            f"{'':>34}  CPU per call: client {side['client_cpu_ms_per_chat']:.3f} ms, "
+            f"provider {side['provider_cpu_ms_per_chat']:.3f} ms (medians)"
         )
     verdict = "met" if report["ratio_median"] >= TARGET else "NOT met"
     print(
@@ -274,8 +360,10 @@ def main() -> None:
         f"(rounds {report['ratio_per_round']}; best/best {report['ratio_of_best']}x); "
         f"target >= {TARGET}x: {verdict}"
     )
-    if "verified_vs_unverified_median" in report:
-        print(f"ours verified / ours unverified: {report['verified_vs_unverified_median']}x (medians)")
+    if "signature_vs_chat_cpu" in report:
+        print(
+            f"CPU of the signature check / CPU of the chat (target <= 1): {report['signature_vs_chat_cpu']}"
+        )
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}))
 
 

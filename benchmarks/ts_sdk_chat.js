@@ -8,7 +8,8 @@
 // Run with NODE_PATH pointing at the devnet's npm cache (the folder holding node_modules of the pinned TS SDK).
 // Input: env OG_TS_BENCH = JSON {rpc_url, ledger, inference, provider, key, n, warmup, concurrency, output}.
 // The wallet must already have a ledger, a funded sub-account with the provider and an acknowledgement.
-// Output: a JSON report written to `output` (the TS SDK logs to stdout, so stdout carries no results).
+// Output: a JSON report written to `output` (the TS SDK logs to stdout, so stdout carries no results), and
+// `OGMARK <phase>` lines on stderr as the phases start (the parent reads its own CPU time at each).
 'use strict';
 
 const fs = require('fs');
@@ -18,6 +19,10 @@ const sdk = require('@0gfoundation/0g-compute-ts-sdk');
 const cfg = JSON.parse(process.env.OG_TS_BENCH);
 const GAS_PRICE = 20_000_000_000; // a given gas price skips the SDK's 1 s sleep per transaction
 const MESSAGES = [{ role: 'user', content: 'hi there' }];
+
+function mark(phase) {
+  process.stderr.write(`OGMARK ${phase}\n`);
+}
 
 async function oneChat(broker, meta, failures) {
   const headers = await broker.inference.getRequestHeaders(cfg.provider);
@@ -77,12 +82,15 @@ async function main() {
   const wallet = new ethers.Wallet(cfg.key, rpc);
   const broker = await sdk.createZGComputeNetworkBroker(wallet, cfg.ledger, cfg.inference, undefined, GAS_PRICE);
   const meta = await broker.inference.getServiceMetadata(cfg.provider);
+  mark('warmup');
   const warmup = await run(broker, meta, cfg.warmup, cfg.concurrency);
+  mark('load');
   const cpu = process.cpuUsage();
   const load = await run(broker, meta, cfg.n, cfg.concurrency);
   const used = process.cpuUsage(cpu);
+  mark('end');
   load.cpu_s = +((used.user + used.system) / 1e6).toFixed(3);
-  return { user: wallet.address, warmup, load };
+  return { user: wallet.address, phases: { warmup, load } };
 }
 
 main()

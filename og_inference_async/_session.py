@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, Protocol
 
 import anyio
@@ -319,8 +320,12 @@ def personal_sign_text(text: str, account: MessageSigner) -> str:
     return _signature_hex(account.sign_message(encode_defunct(text=text)))
 
 
+@lru_cache(maxsize=256)
 def _checksum(address: bytes) -> str:
-    """EIP-55 checksum of a 20-byte address (as ``to_checksum_address``, without its input coercion)."""
+    """EIP-55 checksum of a 20-byte address (as ``to_checksum_address``, without its input coercion).
+
+    Cached: a broker sees the same few signers (TEE keys, its own wallet) over and over.
+    """
     hex_address = address.hex()
     flags = keccak(hex_address.encode("ascii")).hex()
     return "0x" + "".join(c.upper() if f in _UPPER_NIBBLES else c for c, f in zip(hex_address, flags))
