@@ -55,6 +55,34 @@ def summarize(latencies: list[float], ok: int, errors: dict[str, int], elapsed: 
     }
 
 
+def load_parser(description: str | None, *, rounds: int) -> argparse.ArgumentParser:
+    """Options of a benchmark whose load runs in child processes of itself (hidden: --load, --mode)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    return parser
+
+
+async def start_bench_provider(dn: Any) -> Any:
+    """The benchmarks' devnet chatbot provider: ``MODEL``, 1e12 / 2e12 wei a token, on-demand settlement."""
+    from og_inference_async.devnet.provider import start_provider
+
+    return await start_provider(
+        dn,
+        dn.task_group,
+        service_type="chatbot",
+        model=MODEL,
+        input_price=10**12,
+        output_price=2 * 10**12,
+        account_index=20,
+        settle_interval=None,
+    )
+
+
 def print_profile(profiler: Any, top: int = 25) -> None:
     """Print a cProfile's CPU share per package, then its ``top`` functions by own time (to stderr)."""
     import pstats
@@ -200,19 +228,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from og_inference_async import AsyncBroker, og
     from og_inference_async._session import make_session_claims, sign_token
     from og_inference_async.devnet import start_devnet
-    from og_inference_async.devnet.provider import start_provider
 
     async with start_devnet() as dn:
-        chat = await start_provider(
-            dn,
-            dn.task_group,
-            service_type="chatbot",
-            model=MODEL,
-            input_price=10**12,
-            output_price=2 * 10**12,
-            account_index=20,
-            settle_interval=None,
-        )
+        chat = await start_bench_provider(dn)
         user = dn.accounts[8]
         async with AsyncBroker(user.private_key, network=dn.network) as broker:
             await broker.ledger.add_ledger(og("1000"))
@@ -293,17 +311,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     """Run the benchmark (or, with ``--load``, one load-generator process)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = load_parser(__doc__, rounds=2)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--single-duration", type=float, default=1.5)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--modes", default="sdk,sdk-background,httpx+aiohttp")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the SDK load process")
-    parser.add_argument("--load", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(anyio.run(_load, args)))

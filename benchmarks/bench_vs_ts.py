@@ -53,13 +53,11 @@ from typing import Any
 
 import anyio
 from anyio.streams.text import TextReceiveStream
-from bench_e2e import print_profile, summarize
+from bench_e2e import MESSAGES, load_parser, print_profile, start_bench_provider, summarize
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = str(HERE / "bench_vs_ts.py")
 TS_SCRIPT = str(HERE / "ts_sdk_chat.js")
-MODEL = "bench/echo"
-MESSAGES = [{"role": "user", "content": "hi there"}]
 TARGET = 5.0
 MARK = "OGMARK "
 # the split run's measured phases and the sides they are reported as
@@ -222,19 +220,9 @@ async def _run_ts(args: argparse.Namespace, config: dict[str, Any], node_modules
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from og_inference_async import AsyncBroker, og
     from og_inference_async.devnet import start_devnet
-    from og_inference_async.devnet.provider import start_provider
 
     async with start_devnet() as dn:
-        chat = await start_provider(
-            dn,
-            dn.task_group,
-            service_type="chatbot",
-            model=MODEL,
-            input_price=10**12,
-            output_price=2 * 10**12,
-            account_index=20,
-            settle_interval=None,
-        )
+        chat = await start_bench_provider(dn)
         ts_user, our_user = dn.accounts[8], dn.accounts[9]
         for user in (ts_user, our_user):
             async with AsyncBroker(user.private_key, network=dn.network) as broker:
@@ -315,18 +303,12 @@ def _judge(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> d
 
 def main() -> None:
     """Run the side-by-side benchmark (or, with ``--load``, our load-generator process)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--n", type=int, default=2000, help="measured chats per side")
-    parser.add_argument("--warmup", type=int, default=256, help="warm-up chats per side")
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all sides, alternating")
+    parser = load_parser(__doc__, rounds=3)
+    parser.add_argument("--n", type=int, default=2000, help="measured calls per side and round")
+    parser.add_argument("--warmup", type=int, default=256, help="warm-up chats per side and round")
     parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the split run")
-    parser.add_argument("--profile", action="store_true", help="cProfile our measured runs (stderr)")
-    parser.add_argument("--profile-out", help="with --profile: also write PREFIX-<mode>.prof files")
-    parser.add_argument("--load", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help="cProfile (CPU time) our measured phases")
+    parser.add_argument("--profile-out", help="with --profile: also write PREFIX-<mode>-<phase>.prof files")
     args = parser.parse_args()
     if args.load:
         print(json.dumps(anyio.run(_load, args)))
