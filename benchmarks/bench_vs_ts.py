@@ -292,6 +292,15 @@ def _judge(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> d
         "ratio_median": round(statistics.median(ratios), 2),
         "ratio_of_best": round(sides["ours"]["rps_best"] / sides["ts"]["rps_best"], 2),
     }
+    ts, ours = sides["ts"], sides["ours"]
+    judged["cpu_ratio"] = {
+        "client": round(ts["client_cpu_ms_per_chat"] / ours["client_cpu_ms_per_chat"], 2),
+        "client_and_provider": round(
+            (ts["client_cpu_ms_per_chat"] + ts["provider_cpu_ms_per_chat"])
+            / (ours["client_cpu_ms_per_chat"] + ours["provider_cpu_ms_per_chat"]),
+            2,
+        ),
+    }
     if "ours-signature" in sides:
         chat, signature = sides["ours-chat"], sides["ours-signature"]
         judged["signature_vs_chat_cpu"] = {
@@ -342,6 +351,7 @@ def main() -> None:
         f"(rounds {report['ratio_per_round']}; best/best {report['ratio_of_best']}x); "
         f"target >= {TARGET}x: {verdict}"
     )
+    print(f"CPU per chat, TS SDK / ours: {report['cpu_ratio']} (less sensitive to other load than req/s)")
     if "signature_vs_chat_cpu" in report:
         print(
             f"CPU of the signature check / CPU of the chat (target <= 1): {report['signature_vs_chat_cpu']}"
