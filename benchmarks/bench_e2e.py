@@ -197,8 +197,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
     from og_inference_async import AsyncBroker, og
     from og_inference_async._session import make_session_claims, sign_token
-    from og_inference_async.devnet import start_devnet
-    from og_inference_async.devnet.provider import start_provider
+    from og_inference_devnet import start_devnet
+    from og_inference_devnet.provider import start_provider
 
     async with start_devnet() as dn:
         chat = await start_provider(

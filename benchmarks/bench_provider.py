@@ -123,8 +123,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from eth_account import Account
 
     from og_inference_async._session import make_session_claims, sign_token
-    from og_inference_async.devnet import start_devnet
-    from og_inference_async.devnet.provider._rpc import ledger_function
+    from og_inference_async.abi import ledger_abi
+    from og_inference_devnet import start_devnet
 
     starts: list[float] = []
     for _ in range(args.starts - 1):
@@ -136,11 +136,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         starts.append(time.perf_counter() - t0)
         chat = dn.providers[0]
         user = Account.from_key(dn.accounts[1].private_key)
-        await dn.send_as(user.address, dn.ledger, ledger_function("addLedger").encode(""), value=1000 * OG)
+        await dn.send_as(user.address, dn.ledger, ledger_abi().fn("addLedger").encode(""), value=1000 * OG)
         await dn.send_as(
             user.address,
             dn.ledger,
-            ledger_function("transferFund").encode(chat.address, dn.service_name, 500 * OG),
+            ledger_abi().fn("transferFund").encode(chat.address, dn.service_name, 500 * OG),
         )
         claims = make_session_claims(user.address, chat.address, generation=0, now_ms=int(time.time() * 1000))
         header = sign_token(claims, user).authorization

@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.provider import start_provider
-from og_inference_async.devnet.provider._rpc import inference_function
+from og_inference_async.abi import inference_abi
+from og_inference_devnet import Devnet
+from og_inference_devnet.provider import start_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.conformance]
 
@@ -23,7 +23,7 @@ IN_PRICE, OUT_PRICE = 1_000_000_000_000, 2_000_000_000_000
 
 
 async def _account(dn: Devnet, user: str, provider: str) -> tuple[Any, ...]:
-    fn = inference_function("getAccount")
+    fn = inference_abi().fn("getAccount")
     (acc,) = fn.decode_raw(await dn.call(dn.inference, fn.encode(user, provider)))
     return tuple(acc)
 

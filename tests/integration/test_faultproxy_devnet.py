@@ -9,12 +9,12 @@ import pytest
 from eth_account import Account
 
 from og_inference_async import AsyncBroker, ProviderError, ProviderServerError
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.faultproxy import RpcFaultProxy
 from og_inference_async.types.inference import VerificationStatus
+from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import RpcFaultProxy
 
-from ..conftest import ProxiedProviderFactory
 from .chain_helpers import funded_broker
+from .conftest import ProxiedProviderFactory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

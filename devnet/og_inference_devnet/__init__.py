@@ -7,7 +7,7 @@ contracts land at the addresses the official SDKs use for their ``hardhat`` netw
 
 ::
 
-    from og_inference_async.devnet import start_devnet
+    from og_inference_devnet import start_devnet
 
     async with start_devnet() as dn:
         print(dn.rpc_url, dn.ledger, dn.inference)
@@ -15,12 +15,12 @@ contracts land at the addresses the official SDKs use for their ``hardhat`` netw
         ...
         await dn.revert(snap)   # anvil consumes the id: snapshot again to revert again
 
-For chaos tests, :mod:`og_inference_async.devnet.faultproxy` puts a fault-injecting proxy in front of
+For chaos tests, :mod:`og_inference_devnet.faultproxy` puts a fault-injecting proxy in front of
 the node (``start_rpc_fault_proxy(dn.rpc_url)``) or of a provider (``start_http_fault_proxy(url)``;
 ``start_provider(..., advertised_url=proxy.url)`` registers the proxy as the service URL).
 
 Needs Node.js and npm the first time (about 12 s to install into a cache folder outside the
-project; see :func:`default_cache_dir`). From a shell: ``python -m og_inference_async.devnet up``.
+project; see :func:`default_cache_dir`). From a shell: ``python -m og_inference_devnet up``.
 """
 
 from __future__ import annotations

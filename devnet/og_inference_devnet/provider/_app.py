@@ -48,7 +48,7 @@ from ._model import (
 
 __all__ = ["build_app"]
 
-logger = logging.getLogger("og_inference_async.devnet.provider")
+logger = logging.getLogger("og_inference_devnet.provider")
 
 #: Set while a response is deliberately cut, so uvicorn's complaint about it is not logged.
 _CUT_STREAM: contextvars.ContextVar[bool] = contextvars.ContextVar("og_devnet_cut_stream", default=False)

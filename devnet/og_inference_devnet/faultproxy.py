@@ -88,7 +88,8 @@ from aiohttp import web
 from eth_utils import keccak
 from multidict import CIMultiDict
 
-from .._exceptions import ConfigError
+from og_inference_async import ConfigError
+
 from ._errors import DevnetError
 
 __all__ = [
