@@ -260,6 +260,19 @@ class Devnet:
             tx_hash = await self.rpc("eth_sendTransaction", [tx])
         return await wait_receipt(self._rpc, str(tx_hash))
 
+    async def wait_receipt(self, tx_hash: str) -> dict[str, Any]:
+        """Wait for a transaction's receipt and return it.
+
+        anvil mines a sent transaction at once but answers ``eth_sendRawTransaction`` first: a
+        receipt read right after a send (or after a proxy dropped the answer) may not exist yet.
+
+        Raises:
+            DevnetError: the transaction reverted, or no receipt came within 30 seconds.
+        """
+        if self._closed:
+            raise DevnetError("the devnet is stopped")
+        return await wait_receipt(self._rpc, tx_hash)
+
     async def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
         """``eth_call`` on the latest block; returns the raw return data.
 

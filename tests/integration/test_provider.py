@@ -757,7 +757,8 @@ async def test_settlement_in_doubt_that_landed_is_not_charged_twice(
     with pytest.raises(TransactionOutcomeUnknownError):
         await p.settle_now()
     monkeypatch.undo()
-    # it landed (anvil mines at once), but the provider cannot know yet: still owed, not re-signed
+    # it landed (anvil mines it), but the provider cannot know yet: still owed, not re-signed
+    await devnet.wait_receipt(p.core.book.in_doubt()[amy.address.lower()].tx_hash)
     assert (await account_of(devnet, amy.address, p.address))[2] == before[2] + 1
     assert p.unsettled_fee(amy.address) == fee and set(p.core.book.in_doubt()) == {
         amy.address.lower(),

@@ -1,6 +1,6 @@
 """The provider's state and rules, independent of HTTP: auth, balance checks, billing, settlement.
 
-The Starlette routes in ``_app`` only parse requests and shape responses; every decision a real
+The Starlette routes (``routes/``) only parse requests and shape responses; every decision a real
 0G provider makes about a request (is the token valid, is the account funded, what does it cost,
 what is signed, what is settled) lives here.
 """
