@@ -196,7 +196,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from eth_account import Account
 
     from og_inference_async import AsyncBroker, og
-    from og_inference_async._session import make_session_claims, sign_token
+    from og_inference_async.tokens import make_session_claims, sign_token
     from og_inference_devnet import start_devnet
     from og_inference_devnet.provider import start_provider
 

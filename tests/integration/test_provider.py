@@ -867,10 +867,12 @@ async def test_faults(devnet: Devnet, providers: Providers, http: httpx.AsyncCli
 
 
 @pytest.mark.integration
-async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx.AsyncClient) -> None:
-    """The four default providers plus 16 more with fresh keys start concurrently in well under 2 s."""
+async def test_default_and_many_providers_start_and_serve(devnet: Devnet, http: httpx.AsyncClient) -> None:
+    """The four default providers plus 16 more with fresh keys start concurrently, each serving at its URL.
+
+    How fast they start is measured by ``benchmarks/bench_provider.py``, not asserted here.
+    """
     async with anyio.create_task_group() as tg:
-        start = time.perf_counter()
         defaults = await start_default_providers(devnet, tg)
         extra: list[ProviderHandle] = []
 
@@ -891,7 +893,6 @@ async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx
         async with anyio.create_task_group() as inner:
             for i in range(16):
                 inner.start_soon(one, i)
-        elapsed = time.perf_counter() - start
         assert [h.service_type for h in defaults] == [
             "chatbot",
             "text-to-image",
@@ -901,6 +902,4 @@ async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx
         assert len({h.url for h in defaults + extra}) == 20
         for h in defaults + extra:
             assert (await http.get(h.url + "/v1/models")).status_code == 200
-        assert elapsed < 2.0, elapsed
-        print(f"20 providers ready in {elapsed:.3f} s")
         tg.cancel_scope.cancel()
