@@ -23,10 +23,12 @@ from __future__ import annotations
 from ._chain._abi import ContractABI, DecodedEvent, Function, decode_revert, inference_abi, ledger_abi
 
 __all__ = [
-    "ContractABI",
-    "DecodedEvent",
-    "Function",
-    "decode_revert",
-    "inference_abi",
+    # the two contracts
     "ledger_abi",
+    "inference_abi",
+    # any ABI, its functions, events and reverts
+    "ContractABI",
+    "Function",
+    "DecodedEvent",
+    "decode_revert",
 ]

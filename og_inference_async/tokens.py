@@ -47,25 +47,29 @@ from ._session import (
 )
 
 __all__ = [
-    "EPHEMERAL_TOKEN_ID",
-    "MAX_EPHEMERAL_LIFETIME_MS",
-    "MAX_PERSISTENT_TOKEN_ID",
+    # the format
     "TOKEN_PREFIX",
-    "ApiKey",
-    "DecodedToken",
-    "MessageSigner",
-    "SignedToken",
+    "EPHEMERAL_TOKEN_ID",
+    "MAX_PERSISTENT_TOKEN_ID",
+    "MAX_EPHEMERAL_LIFETIME_MS",
     "TokenClaims",
-    "TokenRejectedError",
-    "check_token_id",
-    "decode_token",
-    "issue_api_key",
-    "make_api_key_claims",
+    # building and signing (encoding)
     "make_session_claims",
-    "personal_sign_text",
-    "recover_personal_signer",
-    "recover_token_signer",
-    "revoked_ids",
+    "MessageSigner",
     "sign_token",
+    "SignedToken",
+    "personal_sign_text",
+    # decoding and verifying
+    "decode_token",
+    "DecodedToken",
     "verify_token",
+    "TokenRejectedError",
+    "recover_token_signer",
+    "recover_personal_signer",
+    # API keys (persistent tokens) and their revocation bitmap
+    "make_api_key_claims",
+    "issue_api_key",
+    "ApiKey",
+    "check_token_id",
+    "revoked_ids",
 ]

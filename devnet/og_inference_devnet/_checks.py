@@ -25,13 +25,19 @@ def _is_number(value: Any, kinds: tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool)
 
 
+def _require(ok: bool, name: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {what}, got {_quoted(value)}")
+
+
 def need_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """``value`` when it is an ``int`` (a ``bool`` is not) within ``[low, high]`` (``None``: unbounded)."""
-    if not _is_number(value, (int,)):
-        raise ConfigError(f"{name} must be an int, got {_quoted(value)}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise ConfigError(f"{name} must be within {span}, got {_quoted(value)}")
+    _require(_is_number(value, (int,)), name, "an int", value)
+    if high is None:
+        span = "any int" if low is None else f"{low} or more"
+    else:
+        span = f"within [{'-inf' if low is None else low}, {'2**256 - 1' if high == MAX_UINT256 else high}]"
+    _require((low is None or value >= low) and (high is None or value <= high), name, span, value)
     return int(value)
 
 
@@ -40,28 +46,23 @@ def need_seconds(name: str, value: Any, *, zero_ok: bool = False) -> float:
     good = (
         _is_number(value, (int, float)) and math.isfinite(value) and (value > 0 or (zero_ok and value == 0))
     )
-    if not good:
-        floor = "0 or more" if zero_ok else "more than 0"
-        raise ConfigError(f"{name} must be a finite number of seconds, {floor}, got {_quoted(value)}")
+    _require(good, name, f"a finite number of seconds, {'0 or more' if zero_ok else 'more than 0'}", value)
     return float(value)
 
 
 def need_probability(name: str, value: Any) -> float:
     """``value`` as a probability within ``[0, 1]``."""
-    if not (_is_number(value, (int, float)) and 0 <= value <= 1):
-        raise ConfigError(f"{name} must be a probability within [0, 1], got {_quoted(value)}")
+    _require(_is_number(value, (int, float)) and 0 <= value <= 1, name, "a probability within [0, 1]", value)
     return float(value)
 
 
 def need_bool(name: str, value: Any) -> bool:
     """``value`` when it is ``True`` or ``False`` (not ``0``/``1``)."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be True or False, got {_quoted(value)}")
-    return value
+    _require(isinstance(value, bool), name, "True or False", value)
+    return bool(value)
 
 
 def need_text(name: str, value: Any) -> str:
     """``value`` when it is a non-blank ``str``."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty str, got {_quoted(value)}")
-    return value
+    _require(isinstance(value, str) and bool(value.strip()), name, "a non-empty str", value)
+    return str(value)
