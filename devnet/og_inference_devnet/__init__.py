@@ -1,4 +1,6 @@
-"""A local 0G chain for tests, demos and your own test suites.
+"""og-inference-devnet: a local 0G chain for tests, demos and your own test suites.
+
+A distribution of its own, built on og-inference-async's public API only.
 
 :func:`start_devnet` runs the native ``anvil`` binary on 127.0.0.1 and deploys the real
 LedgerManager and InferenceServing contracts (ABI and bytecode fetched from npm on first use
@@ -19,8 +21,13 @@ For chaos tests, :mod:`og_inference_devnet.faultproxy` puts a fault-injecting pr
 the node (``start_rpc_fault_proxy(dn.rpc_url)``) or of a provider (``start_http_fault_proxy(url)``;
 ``start_provider(..., advertised_url=proxy.url)`` registers the proxy as the service URL).
 
+In your own pytest suite, the plugin :mod:`og_inference_devnet.pytest_plugin` (loaded by pytest on
+its own) gives the fixtures ``og_devnet``, ``og_devnet_snapshot``, ``og_providers`` and
+``og_broker_factory``.
+
 Needs Node.js and npm the first time (about 12 s to install into a cache folder outside the
-project; see :func:`default_cache_dir`). From a shell: ``python -m og_inference_devnet up``.
+project; see :func:`default_cache_dir`). From a shell: ``og-devnet up`` (or
+``python -m og_inference_devnet up``).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ pytest loads this plugin on its own once og-inference-devnet is installed (a ``p
 as anyio's plugin is). It is opt-in: nothing starts until a test asks for one of its fixtures, and every
 name starts with ``og_`` so none shadows a fixture of yours (``-p no:og_inference_devnet`` turns it off).
 
-The fixtures are async and run under anyio's pytest plugin (installed with anyio). The devnet lives for
-the whole session, so your ``conftest.py`` needs a session-scoped ``anyio_backend`` returning
-``"asyncio"``::
+The fixtures are async and run under anyio's pytest plugin (installed with anyio): the tests using them
+are ``async def`` tests marked ``pytest.mark.anyio``. The devnet lives for the whole session, so your
+``conftest.py`` needs a session-scoped ``anyio_backend`` returning ``"asyncio"``::
 
     @pytest.fixture(scope="session")
     def anyio_backend() -> str:
@@ -35,15 +35,13 @@ Fixtures:
 A test of your own::
 
     import pytest
-    from og_inference_async import og
 
     pytestmark = pytest.mark.anyio
 
     async def test_chat(og_providers, og_broker_factory):
         chatbot = og_providers[0]
         broker = await og_broker_factory()
-        await broker.ledger.add_ledger(og("3"))
-        await broker.inference.ensure_ready(chatbot.address, min_balance=og("1"))
+        await broker.inference.ensure_ready(chatbot.address, create_ledger=True)
         result = await broker.inference.chat(chatbot.address, [{"role": "user", "content": "hi"}])
         assert result.content == "Echo: hi"
 """

@@ -28,6 +28,11 @@ import pytest
 @pytest.fixture(scope="session")
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def og_devnet_options():
+    return {"lock_time": 7200}
 """
 
 USER_TESTS = """
@@ -43,6 +48,10 @@ pytestmark = pytest.mark.anyio
 
 def test_the_plugin_comes_from_the_installed_wheel():
     assert og_inference_devnet.__file__.startswith(os.environ["OG_DEVNET_SITE"])
+
+
+async def test_the_devnet_takes_the_options_of_this_conftest(og_devnet):
+    assert og_devnet.lock_time == 7200
 
 
 async def test_one_chat_through_a_broker_on_the_devnet(og_providers, og_broker_factory):
@@ -165,4 +174,4 @@ def test_installed_devnet_wheel_runs_a_user_test_suite(devnet_wheel: zipfile.Zip
         timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "4 passed" in run.stdout
+    assert "5 passed" in run.stdout
