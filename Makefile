@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test lint typecheck pytest bench chaos devnet clean
 
-$(STAMP): pyproject.toml
+# Both distributions come from this repository: the SDK (.) and the devnet (./devnet, og-inference-devnet).
+$(STAMP): pyproject.toml devnet/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m og_inference_async.devnet install
+	$(PY) -m pip install --quiet -e ".[dev]" -e ./devnet
+	$(PY) -m og_inference_devnet install
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,11 +23,12 @@ demo: setup
 	$(PY) examples/quickstart.py
 
 lint: setup
-	$(PY) -m ruff check og_inference_async tests benchmarks examples scripts
-	$(PY) -m ruff format --check og_inference_async
+	$(PY) -m ruff check og_inference_async devnet tests benchmarks examples scripts
+	$(PY) -m ruff format --check og_inference_async devnet
 
 typecheck: setup
 	$(PY) -m mypy -p og_inference_async
+	MYPYPATH=devnet $(PY) -m mypy -p og_inference_devnet
 
 pytest: setup
 	$(PY) -m pytest -q
@@ -40,7 +42,7 @@ chaos: setup
 	$(PY) benchmarks/chaos.py
 
 devnet: setup
-	$(PY) -m og_inference_async.devnet up
+	$(PY) -m og_inference_devnet up
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -27,7 +27,7 @@ import anyio
 from og_inference_async import AsyncBroker, og
 from og_inference_async._chain import inference_abi, reset_nonce_allocators
 from og_inference_async._http import make_http_client, transport_name
-from og_inference_async.devnet import start_devnet
+from og_inference_devnet import start_devnet
 
 N_SEQ = 400  # sequential reads per variant
 N_CONC = 2000  # reads per concurrent phase

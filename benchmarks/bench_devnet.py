@@ -25,9 +25,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from og_inference_async.devnet import ensure_artifacts, start_devnet  # noqa: E402
-from og_inference_async.devnet._anvil import run_anvil  # noqa: E402
-from og_inference_async.devnet._deploy import deploy  # noqa: E402
+from og_inference_devnet import ensure_artifacts, start_devnet  # noqa: E402
+from og_inference_devnet._anvil import run_anvil  # noqa: E402
+from og_inference_devnet._deploy import deploy  # noqa: E402
 
 OWNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 

@@ -69,7 +69,7 @@ def load_parser(description: str | None, *, rounds: int) -> argparse.ArgumentPar
 
 async def start_bench_provider(dn: Any) -> Any:
     """The benchmarks' devnet chatbot provider: ``MODEL``, 1e12 / 2e12 wei a token, on-demand settlement."""
-    from og_inference_async.devnet.provider import start_provider
+    from og_inference_devnet.provider import start_provider
 
     return await start_provider(
         dn,
@@ -226,8 +226,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from eth_account import Account
 
     from og_inference_async import AsyncBroker, og
-    from og_inference_async._session import make_session_claims, sign_token
-    from og_inference_async.devnet import start_devnet
+    from og_inference_async.tokens import make_session_claims, sign_token
+    from og_inference_devnet import start_devnet
 
     async with start_devnet() as dn:
         chat = await start_bench_provider(dn)

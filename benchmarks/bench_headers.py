@@ -21,8 +21,8 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from og_inference_async import AsyncBroker, og  # noqa: E402
-from og_inference_async.devnet import start_devnet  # noqa: E402
 from og_inference_async.types import Account  # noqa: E402
+from og_inference_devnet import start_devnet  # noqa: E402
 from tests.integration.chain_helpers import register_provider  # noqa: E402
 
 

@@ -9,6 +9,8 @@ What it measures:
 
 1. ``start_devnet(with_providers=True)``: anvil + contracts + the four default providers, from the
    call to the moment the ``async with`` body runs (artifacts already cached), over ``--starts`` runs.
+   Then, on a running devnet, the four default providers plus ``--extra-providers`` chatbots with
+   fresh keys, started concurrently, until every one is registered on chain and serving.
 2. Non-streaming ``/v1/proxy/chat/completions`` requests per second against the chatbot provider at
    the given concurrency, with one precomputed ``Authorization`` header (an ephemeral session token;
    every request still goes through the provider's token, account, generation, revocation and
@@ -23,6 +25,7 @@ The figures are printed as a table and as one JSON line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -119,12 +122,41 @@ async def _load(url: str, header: str, concurrency: int, duration: float, client
     }
 
 
+async def _many_providers(extra: int) -> float:
+    """Seconds for the default providers plus ``extra`` chatbots (fresh keys) to start concurrently."""
+    from eth_account import Account
+
+    from og_inference_devnet import start_devnet
+    from og_inference_devnet.provider import start_default_providers, start_provider
+
+    async with start_devnet() as dn:
+        t0 = time.perf_counter()
+        await start_default_providers(dn, dn.task_group)
+        async with anyio.create_task_group() as tg:
+            for i in range(extra):
+                key = Account.create().key.hex()
+                tg.start_soon(
+                    functools.partial(
+                        start_provider,
+                        dn,
+                        dn.task_group,
+                        service_type="chatbot",
+                        model=f"m{i}",
+                        input_price=1,
+                        output_price=1,
+                        private_key=key,
+                        settle_interval=None,
+                    )
+                )
+        return time.perf_counter() - t0
+
+
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from eth_account import Account
 
-    from og_inference_async._session import make_session_claims, sign_token
-    from og_inference_async.devnet import start_devnet
-    from og_inference_async.devnet.provider._rpc import ledger_function
+    from og_inference_async.abi import ledger_abi
+    from og_inference_async.tokens import make_session_claims, sign_token
+    from og_inference_devnet import start_devnet
 
     starts: list[float] = []
     for _ in range(args.starts - 1):
@@ -136,11 +168,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         starts.append(time.perf_counter() - t0)
         chat = dn.providers[0]
         user = Account.from_key(dn.accounts[1].private_key)
-        await dn.send_as(user.address, dn.ledger, ledger_function("addLedger").encode(""), value=1000 * OG)
+        await dn.send_as(user.address, dn.ledger, ledger_abi().fn("addLedger").encode(""), value=1000 * OG)
         await dn.send_as(
             user.address,
             dn.ledger,
-            ledger_function("transferFund").encode(chat.address, dn.service_name, 500 * OG),
+            ledger_abi().fn("transferFund").encode(chat.address, dn.service_name, 500 * OG),
         )
         claims = make_session_claims(user.address, chat.address, generation=0, now_ms=int(time.time() * 1000))
         header = sign_token(claims, user).authorization
@@ -167,7 +199,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             runs.append(json.loads(result.stdout.decode().strip().splitlines()[-1]))
         await anyio.sleep(2.5)  # let one settlement round run
         settled_ok = chat.unsettled_fee(user.address) < chat.total_billed
+    many = await _many_providers(args.extra_providers)
     return {
+        "many_providers": {"providers": 4 + args.extra_providers, "start_to_ready_s": round(many, 3)},
         "start_to_ready_s": {
             "runs": [round(s, 3) for s in starts],
             "median": round(statistics.median(starts), 3),
@@ -189,6 +223,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--starts", type=int, default=3, help="how many devnet start-ups to time")
     parser.add_argument("--clients", default="aiohttp,httpx-aiohttp")
+    parser.add_argument("--extra-providers", type=int, default=16, help="chatbots started with the defaults")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--header", help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
@@ -200,6 +235,8 @@ def main() -> None:
     report = anyio.run(_bench, args)
     s = report["start_to_ready_s"]
     print(f"chain + 4 providers start-to-ready: median {s['median']} s, max {s['max']} s  (runs {s['runs']})")
+    many = report["many_providers"]
+    print(f"{many['providers']} providers started concurrently, devnet running: {many['start_to_ready_s']} s")
     for run in report["chat_rps"]:
         print(
             f"chat, non-streaming, concurrency {report['concurrency']}, client {run['client']:>14}: "

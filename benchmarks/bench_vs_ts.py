@@ -219,7 +219,7 @@ async def _run_ts(args: argparse.Namespace, config: dict[str, Any], node_modules
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from og_inference_async import AsyncBroker, og
-    from og_inference_async.devnet import start_devnet
+    from og_inference_devnet import start_devnet
 
     async with start_devnet() as dn:
         chat = await start_bench_provider(dn)

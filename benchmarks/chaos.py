@@ -29,9 +29,9 @@ from typing import Any
 import anyio
 
 from og_inference_async import AsyncBroker, OGError, RetryPolicy, TxPolicy, og
-from og_inference_async._chain import inference_abi, ledger_abi
-from og_inference_async.devnet import start_devnet
-from og_inference_async.devnet.faultproxy import start_rpc_fault_proxy
+from og_inference_async.abi import inference_abi, ledger_abi
+from og_inference_devnet import start_devnet
+from og_inference_devnet.faultproxy import start_rpc_fault_proxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integration.chain_helpers import register_provider  # noqa: E402

@@ -23,8 +23,8 @@ from typing import Any
 import anyio
 
 from og_inference_async import AsyncBroker, format_og, og
-from og_inference_async.devnet import start_devnet
-from og_inference_async.devnet.provider import start_provider
+from og_inference_devnet import start_devnet
+from og_inference_devnet.provider import start_provider
 
 
 async def run(dn: Any, provider_handle: Any, n_agents: int = 100) -> dict[str, Any]:

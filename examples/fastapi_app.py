@@ -102,7 +102,7 @@ async def main() -> None:
     """Start the devnet, fund a user, and serve the app on 127.0.0.1:8000 until interrupted."""
     import uvicorn
 
-    from og_inference_async.devnet import start_devnet
+    from og_inference_devnet import start_devnet
 
     async with start_devnet(with_providers=True) as dn:
         user = dn.accounts[1]

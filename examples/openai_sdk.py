@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from og_inference_async import AsyncBroker, format_og, og
-from og_inference_async.devnet import start_devnet
+from og_inference_devnet import start_devnet
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from og_inference_async import AsyncBroker, format_og, og
-from og_inference_async.devnet import start_devnet
+from og_inference_devnet import start_devnet
 
 
 def say(step: str, text: str = "") -> None:

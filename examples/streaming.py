@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from og_inference_async import AsyncBroker, format_og, og
-from og_inference_async.devnet import start_devnet
+from og_inference_devnet import start_devnet
 
 
 async def run(dn: Any, provider: str, *, user_index: int = 8, quiet: bool = False) -> dict[str, Any]:

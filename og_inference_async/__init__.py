@@ -7,6 +7,7 @@ Start with :class:`AsyncBroker`::
 """
 
 from ._broker import AsyncBroker
+from ._chain import reset_nonce_allocators
 from ._config import (
     HARDHAT,
     MAINNET,
@@ -210,5 +211,6 @@ __all__ = [
     "get_network",
     "og",
     "redact",
+    "reset_nonce_allocators",
     "to_wei",
 ]

@@ -1,7 +1,7 @@
 """Regenerate ``og_inference_async/_chain/abi/{LedgerManager,InferenceServing}.json``.
 
 The ABIs come from the pinned, hash-verified npm artifacts (the official TS SDK's typechain
-factories; see ``og_inference_async.devnet.ensure_artifacts``) and are written the way
+factories; see ``og_inference_devnet.ensure_artifacts``) and are written the way
 ``JSON.stringify(abi, null, 1) + "\\n"`` writes them, so regenerating is a no-op unless the
 pins change.
 
@@ -23,7 +23,7 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from og_inference_async.devnet import DevnetError, ensure_artifacts  # noqa: E402
+from og_inference_devnet import DevnetError, ensure_artifacts  # noqa: E402
 
 ABI_DIR = ROOT / "og_inference_async" / "_chain" / "abi"
 NAMES = ("LedgerManager", "InferenceServing")

@@ -1,46 +1,31 @@
 """Shared pytest fixtures: the anyio backend and one devnet per test session.
 
+The devnet fixtures reuse the og-inference-devnet pytest plugin (``og_inference_devnet.pytest_plugin``,
+loaded through its ``pytest11`` entry point) under this suite's shorter names:
+
 - ``anyio_backend`` (session): ``"asyncio"``. The event loops run in asyncio debug mode
   (``PYTHONASYNCIODEBUG=1``, set here unless already set; Python >= 3.11), which reports callbacks that block
   the loop for over 100 ms.
-- ``devnet`` (session): a :class:`~og_inference_async.devnet.Devnet`, started the first time a
-  test asks for it and stopped at the end of the session.
-- ``devnet_snapshot`` (function): the same devnet, snapshotted before the test and reverted
-  after it, so each test starts from the freshly deployed chain. Tests marked
-  ``@pytest.mark.integration`` that use ``devnet`` (directly or through another fixture) get it
-  automatically, set up before their other function-scoped fixtures.
-- ``providers`` / ``chatbot`` (function): the four default providers, and the chatbot among them.
-- ``rpc_fault_proxy`` (function): a :class:`~og_inference_async.devnet.faultproxy.RpcFaultProxy`
-  in front of the devnet's node, faults off.
-- ``http_fault_proxy`` (function): a factory, ``await http_fault_proxy(upstream_url, **knobs)``,
-  of HTTP fault proxies stopped after the test.
-- ``proxied_provider`` (function): a factory, ``handle, proxy = await proxied_provider(...)``,
-  of devnet providers registered on chain with a fault proxy's URL, so SDK requests go through it.
+- ``devnet`` (session): the plugin's ``og_devnet``, a :class:`~og_inference_devnet.Devnet` started the
+  first time a test asks for it and stopped at the end of the session.
+- ``devnet_snapshot`` (function): the plugin's ``og_devnet_snapshot``: the same devnet, snapshotted before
+  the test and reverted after it, so each test starts from the freshly deployed chain.
+- ``providers`` / ``chatbot`` (function): the plugin's ``og_providers`` (the four default providers), and
+  the chatbot among them.
+
+Integration-only fixtures (the automatic snapshot, the fault proxies) live in
+``tests/integration/conftest.py``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from typing import Any
 
 import pytest
 
-from og_inference_async.devnet import Devnet, start_devnet
-from og_inference_async.devnet.faultproxy import (
-    HttpFaultProxy,
-    RpcFaultProxy,
-    start_http_fault_proxy,
-    start_rpc_fault_proxy,
-)
-from og_inference_async.devnet.provider import (
-    DEFAULT_PROVIDERS,
-    ProviderHandle,
-    start_default_providers,
-    start_provider,
-)
+from og_inference_devnet import Devnet
+from og_inference_devnet.provider import ProviderHandle
 
 # Python 3.10's debug-mode reprs of futures recurse without bound on some callback chains and
 # crash the interpreter; the debug checks run on 3.11 and newer.
@@ -56,125 +41,27 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-async def devnet() -> AsyncIterator[Devnet]:
+def devnet(og_devnet: Devnet) -> Devnet:
     """One devnet (anvil + the 0G contracts at the hardhat addresses) for the whole session."""
-    async with start_devnet() as dn:
-        yield dn
+    return og_devnet
 
 
 @pytest.fixture
-async def devnet_snapshot(devnet: Devnet) -> AsyncIterator[Devnet]:
-    """The session devnet, reverted to its state before the test when the test ends.
-
-    anvil consumes a snapshot id when reverting, so every test takes its own snapshot.
-    """
-    snapshot_id = await devnet.snapshot()
-    try:
-        yield devnet
-    finally:
-        await devnet.revert(snapshot_id)
-
-
-@pytest.fixture(autouse=True)
-def _integration_devnet_snapshot(request: pytest.FixtureRequest) -> None:
-    """Give ``devnet_snapshot`` to integration tests that use the devnet."""
-    names = request.fixturenames
-    if (
-        request.node.get_closest_marker("integration") is not None
-        and "devnet" in names
-        and "anyio_backend" in names
-    ):
-        request.getfixturevalue("devnet_snapshot")
+def devnet_snapshot(og_devnet_snapshot: Devnet) -> Devnet:
+    """The session devnet, reverted to its state before the test when the test ends."""
+    return og_devnet_snapshot
 
 
 @pytest.fixture
-async def providers(devnet_snapshot: Devnet) -> AsyncIterator[list[ProviderHandle]]:
+def providers(og_providers: list[ProviderHandle]) -> list[ProviderHandle]:
     """The four default providers (chatbot, text-to-image, image-editing, speech-to-text) for one test.
 
     They register inside the test's snapshot, settle only on ``settle_now()`` and stop after the test.
     """
-    handles = await start_default_providers(devnet_snapshot, devnet_snapshot.task_group, settle_interval=None)
-    try:
-        yield handles
-    finally:
-        for handle in handles:
-            await handle.aclose()
+    return og_providers
 
 
 @pytest.fixture
 def chatbot(providers: list[ProviderHandle]) -> ProviderHandle:
     """The default chatbot provider of :func:`providers`."""
     return providers[0]
-
-
-# -- fault proxies (the chaos suite) -------------------------------------------------------------------
-
-HttpFaultProxyFactory = Callable[..., Awaitable[HttpFaultProxy]]
-ProxiedProviderFactory = Callable[..., Awaitable[tuple[ProviderHandle, HttpFaultProxy]]]
-
-
-@pytest.fixture
-async def rpc_fault_proxy(devnet: Devnet) -> AsyncIterator[RpcFaultProxy]:
-    """A JSON-RPC fault proxy in front of the devnet's node for one test, every fault off.
-
-    Point a broker at it with ``dataclasses.replace(devnet.network, rpc_url=rpc_fault_proxy.url)``
-    and turn its knobs (``error_rate``, ``forward_then_drop_rate``, ``methods``, ``pause()``...).
-    """
-    async with start_rpc_fault_proxy(devnet.rpc_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def http_fault_proxy() -> AsyncIterator[HttpFaultProxyFactory]:
-    """A factory of HTTP fault proxies: ``proxy = await http_fault_proxy(upstream_url, seed=0, **knobs)``.
-
-    Every proxy it made stops after the test.
-    """
-    async with AsyncExitStack() as stack:
-
-        async def make(upstream_base_url: str | None, *, seed: int = 0, **knobs: Any) -> HttpFaultProxy:
-            return await stack.enter_async_context(
-                start_http_fault_proxy(upstream_base_url, seed=seed, **knobs)
-            )
-
-        yield make
-
-
-@pytest.fixture
-async def proxied_provider(devnet_snapshot: Devnet) -> AsyncIterator[ProxiedProviderFactory]:
-    """A factory of devnet providers behind an HTTP fault proxy whose URL is their on-chain service URL.
-
-    ``handle, proxy = await proxied_provider(seed=0, proxy_knobs={...}, **start_provider_kwargs)``:
-    the provider is started with :func:`start_provider` (default: the default chatbot's model and
-    prices, dev account 24, settling on demand only) and registered with ``advertised_url=proxy.url``,
-    so every SDK request to it goes through ``proxy`` (faults off unless ``proxy_knobs`` says so);
-    ``handle.local_url`` reaches the provider directly. Providers and proxies stop after the test,
-    inside its chain snapshot.
-    """
-    _, model, input_price, output_price, _ = DEFAULT_PROVIDERS[0]
-    async with AsyncExitStack() as stack:
-
-        async def make(
-            *, seed: int = 0, proxy_knobs: dict[str, Any] | None = None, **provider: Any
-        ) -> tuple[ProviderHandle, HttpFaultProxy]:
-            proxy = await stack.enter_async_context(
-                start_http_fault_proxy(None, seed=seed, **(proxy_knobs or {}))
-            )
-            settings: dict[str, Any] = {
-                "service_type": "chatbot",
-                "model": model,
-                "input_price": input_price,
-                "output_price": output_price,
-                "settle_interval": None,
-                **provider,
-            }
-            if "private_key" not in settings:
-                settings.setdefault("account_index", 24)
-            handle = await start_provider(
-                devnet_snapshot, devnet_snapshot.task_group, advertised_url=proxy.url, **settings
-            )
-            stack.push_async_callback(handle.aclose)
-            proxy.upstream = handle.local_url
-            return handle, proxy
-
-        yield make

@@ -36,8 +36,8 @@ from og_inference_async import (
     VerificationPolicy,
     og,
 )
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.provider import ProviderHandle, start_provider
+from og_inference_devnet import Devnet
+from og_inference_devnet.provider import ProviderHandle, start_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -16,14 +16,14 @@ import anyio
 import pytest
 
 from og_inference_async import AsyncBroker
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.faultproxy import RpcFaultProxy
-from og_inference_async.devnet.provider import ProviderHandle
 from og_inference_async.inference._stream import ChatStream
 from og_inference_async.types.inference import ChatResult
+from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import RpcFaultProxy
+from og_inference_devnet.provider import ProviderHandle
 
-from ..conftest import ProxiedProviderFactory
 from .chain_helpers import funded_broker
+from .conftest import ProxiedProviderFactory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -17,9 +17,11 @@ import pytest
 from eth_abi import decode
 from eth_account import Account
 
-import og_inference_async.devnet as devnet_package
-from og_inference_async._exceptions import ConfigError
-from og_inference_async.devnet import (
+import og_inference_async
+import og_inference_devnet
+from og_inference_async import AsyncBroker, ConfigError, og
+from og_inference_async.abi import ContractABI, Function
+from og_inference_devnet import (
     BYTECODE_SHA256,
     HARDHAT_INFERENCE,
     HARDHAT_LEDGER,
@@ -30,12 +32,12 @@ from og_inference_async.devnet import (
     start_devnet,
     verify_bytecode,
 )
-from og_inference_async.devnet._artifacts import _parse_artifacts
-from og_inference_async.devnet._rpc import abi_call_data, abi_decode_output
+from og_inference_devnet._artifacts import _parse_artifacts
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-PACKAGE_ROOT = Path(devnet_package.__file__).resolve().parents[1]  # og_inference_async/
+SDK_ROOT = Path(og_inference_async.__file__).resolve().parent  # og_inference_async/
+DEVNET_ROOT = Path(og_inference_devnet.__file__).resolve().parents[1]  # devnet/, holding og_inference_devnet/
 
 
 def _pid_alive(pid: int) -> bool:
@@ -46,10 +48,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _fn(dn: Devnet, contract: str, name: str) -> Function:
+    """A function of the devnet's own (npm artifact) ABI of ``contract``."""
+    return ContractABI(contract, dn.abi(contract)).fn(name)
+
+
 async def _view(dn: Devnet, contract: str, address: str, name: str, *args: Any) -> tuple[Any, ...]:
-    abi = dn.abi(contract)
-    out = await dn.call(address, abi_call_data(abi, name, *args))
-    return abi_decode_output(abi, name, out)
+    fn = _fn(dn, contract, name)
+    return fn.decode_raw(await dn.call(address, fn.encode(*args)))
 
 
 async def test_contracts_at_hardhat_addresses(devnet: Devnet) -> None:
@@ -125,7 +131,7 @@ async def test_anvil_stopped_after_cancellation() -> None:
         async with start_devnet(accounts=2) as dn:
             pids.append(dn.anvil_pid)
             scope.cancel()
-            await anyio.sleep(10)
+            await anyio.sleep_forever()  # the cancellation lands here
     assert scope.cancelled_caught
     assert pids and not _pid_alive(pids[0])
 
@@ -161,7 +167,7 @@ async def test_time_and_mining_helpers(devnet: Devnet) -> None:
 
 async def test_send_as_revert_raises(devnet: Devnet) -> None:
     """A reverting dev transaction raises DevnetError carrying the revert data."""
-    data = abi_call_data(devnet.abi("LedgerManager"), "addLedger", "")  # below MIN_ACCOUNT_BALANCE
+    data = _fn(devnet, "LedgerManager", "addLedger").encode("")  # below MIN_ACCOUNT_BALANCE
     with pytest.raises(DevnetError) as info:
         await devnet.send_as(devnet.accounts[3].address, devnet.ledger, data, value=1)
     assert info.value.data is not None
@@ -191,8 +197,8 @@ async def test_info_is_json(devnet: Devnet) -> None:
 
 async def test_cli_up_json() -> None:
     """`up --json` prints one JSON line with the facts, serves RPC, and stops cleanly on SIGTERM."""
-    cmd = [sys.executable, "-m", "og_inference_async.devnet", "up", "--json", "--no-providers"]
-    search_path = [str(PACKAGE_ROOT.parent), os.environ.get("PYTHONPATH")]
+    cmd = [sys.executable, "-m", "og_inference_devnet", "up", "--json", "--no-providers"]
+    search_path = [str(DEVNET_ROOT), str(SDK_ROOT.parent), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in search_path if p)}
     async with await anyio.open_process(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None and proc.stderr is not None
@@ -250,7 +256,7 @@ async def test_real_bytecode_matches_pins(devnet: Devnet) -> None:
 
 async def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without node/npm on PATH, a fresh install raises DevnetError saying to install Node.js."""
-    monkeypatch.setattr("og_inference_async.devnet._artifacts.shutil.which", lambda name: None)
+    monkeypatch.setattr("og_inference_devnet._artifacts.shutil.which", lambda name: None)
     with pytest.raises(DevnetError, match="Node.js") as info:
         await ensure_artifacts(tmp_path / "cache")
     assert info.value.hint and "install Node.js" in info.value.hint
@@ -259,7 +265,7 @@ async def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.
 async def test_abi_files_in_repo_match_artifacts(devnet: Devnet) -> None:
     """The committed ABI JSON equals the npm artifacts' ABI (regenerating is a no-op)."""
     for name in ("LedgerManager", "InferenceServing"):
-        path = PACKAGE_ROOT / "_chain" / "abi" / f"{name}.json"
+        path = SDK_ROOT / "_chain" / "abi" / f"{name}.json"
         assert path.read_text() == json.dumps(devnet.abi(name), indent=1, ensure_ascii=False) + "\n"
 
 
@@ -267,21 +273,23 @@ async def test_inference_initialized_with_ledger(devnet: Devnet) -> None:
     """InferenceServing is initialized on its proxy and points at the ledger proxy."""
     (initialized,) = await _view(devnet, "InferenceServing", devnet.inference, "initialized")
     assert initialized is True
-    out = await devnet.call(devnet.inference, abi_call_data(devnet.abi("InferenceServing"), "ledgerAddress"))
+    out = await devnet.call(devnet.inference, _fn(devnet, "InferenceServing", "ledgerAddress").encode())
     (ledger,) = decode(["address"], out)
     assert ledger.lower() == devnet.ledger.lower()
 
 
-async def test_auto_snapshot_1_changes_state(devnet: Devnet) -> None:
-    """An integration test may change the session chain (the next test checks it was reverted)."""
-    await devnet.set_balance(devnet.accounts[9].address, 1)
+@pytest.mark.parametrize("run", [1, 2])
+async def test_auto_snapshot_gives_each_test_a_fresh_chain(devnet: Devnet, run: int) -> None:
+    """Integration tests using `devnet` are reverted automatically after each test.
+
+    Both runs check the fresh state, then change it: whichever runs second (in any order, and any test
+    after them) would see the change if the automatic snapshot had not reverted it.
+    """
+    target = devnet.accounts[9].address
+    assert await devnet.get_balance(target) == 10**24
+    await devnet.set_balance(target, run)
     await devnet.mine()
-    assert await devnet.get_balance(devnet.accounts[9].address) == 1
-
-
-async def test_auto_snapshot_2_sees_fresh_state(devnet: Devnet) -> None:
-    """Integration tests using `devnet` are reverted automatically after each test."""
-    assert await devnet.get_balance(devnet.accounts[9].address) == 10**24
+    assert await devnet.get_balance(target) == run
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="debug loop only on Python >= 3.11 (see conftest)")
@@ -302,7 +310,7 @@ async def test_concurrent_send_as_from_one_sender(devnet: Devnet) -> None:
 
 async def test_with_providers_fills_providers() -> None:
     """with_providers=True starts the default local providers and lists them in info()."""
-    pytest.importorskip("og_inference_async.devnet.provider")
+    pytest.importorskip("og_inference_devnet.provider")
     async with start_devnet(with_providers=True) as dn:
         assert dn.providers
         info = json.loads(json.dumps(dn.info()))
@@ -311,11 +319,15 @@ async def test_with_providers_fills_providers() -> None:
     assert not _pid_alive(pid)
 
 
-async def test_revert_tells_sdk_nonce_counters(devnet: Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
-    """revert() asks the SDK's chain layer (when loaded) to reseed its nonce counters for the chain."""
-    calls: list[int] = []
-    fake = type(sys)("fake_tx")
-    fake.reset_nonce_allocators = calls.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "og_inference_async._chain._tx", fake)
-    await devnet.revert(await devnet.snapshot())
-    assert calls == [31337]
+async def test_revert_reseeds_the_sdk_nonce_counters(devnet: Devnet) -> None:
+    """After revert() rewinds a nonce, the SDK sends from that account again at once, with that nonce."""
+    sender = devnet.accounts[6]
+    async with AsyncBroker(sender.private_key, network=devnet.network) as broker:
+        before = int(await devnet.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16)
+        snapshot = await devnet.snapshot()
+        await broker.ledger.add_ledger(og("3"))
+        await devnet.revert(snapshot)
+        with anyio.fail_after(30):  # a counter left ahead of the node would queue the next one forever
+            await broker.ledger.add_ledger(og("3"))
+        assert int(await devnet.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16) == before + 1
+        assert (await broker.ledger.get_ledger()).total == og("3")

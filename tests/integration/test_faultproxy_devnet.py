@@ -9,12 +9,12 @@ import pytest
 from eth_account import Account
 
 from og_inference_async import AsyncBroker, ProviderError, ProviderServerError
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.faultproxy import RpcFaultProxy
 from og_inference_async.types.inference import VerificationStatus
+from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import RpcFaultProxy
 
-from ..conftest import ProxiedProviderFactory
 from .chain_helpers import funded_broker
+from .conftest import ProxiedProviderFactory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -47,7 +47,7 @@ async def test_dropped_transaction_is_mined(devnet: Devnet, rpc_fault_proxy: Rpc
         reply = await http.post(rpc_fault_proxy.url, json=body)
     assert reply.status_code == 502
     (tx_hash,) = rpc_fault_proxy.dropped_tx_hashes
-    receipt = await devnet.rpc("eth_getTransactionReceipt", [tx_hash])
+    receipt = await devnet.wait_receipt(tx_hash)  # mined, though the sender never heard back
     assert receipt is not None and int(receipt["status"], 16) == 1
     assert rpc_fault_proxy.calls == {"eth_chainId": 1, "eth_sendRawTransaction": 1}
     assert rpc_fault_proxy.faults == {"forward_then_drop": 1}

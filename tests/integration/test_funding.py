@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
@@ -20,10 +21,11 @@ from og_inference_async import (
     og,
 )
 from og_inference_async._chain import inference_abi
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.provider import ProviderHandle, start_provider
 from og_inference_async.inference._funding import SettlementTimeoutError
 from og_inference_async.types.funding import TopUpEvent
+from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import RpcFaultProxy
+from og_inference_devnet.provider import ProviderHandle, start_provider
 
 from .chain_helpers import register_provider
 
@@ -58,8 +60,9 @@ class Seen(Generic[T]):
                 await event.wait()
 
 
-def _broker(dn: Devnet, index: int) -> AsyncBroker:
-    return AsyncBroker(dn.accounts[index].private_key, network=dn.network)
+def _broker(dn: Devnet, index: int, *, rpc_url: str | None = None) -> AsyncBroker:
+    network = dn.network if rpc_url is None else dataclasses.replace(dn.network, rpc_url=rpc_url)
+    return AsyncBroker(dn.accounts[index].private_key, network=network)
 
 
 async def _nonce(dn: Devnet, address: str) -> int:
@@ -350,9 +353,12 @@ async def test_auto_funding_stops_when_the_broker_closes(devnet: Devnet) -> None
 # -- wait_settled ----------------------------------------------------------------------------
 
 
-async def test_wait_settled_reports_the_billed_fee(devnet: Devnet, chat: ProviderHandle) -> None:
+async def test_wait_settled_reports_the_billed_fee(
+    devnet: Devnet, chat: ProviderHandle, rpc_fault_proxy: RpcFaultProxy
+) -> None:
     """After settle_now the balance drops by exactly the billed fee and the settlement nonce advances."""
-    async with _broker(devnet, 19) as broker:
+    # the broker reads the chain through the proxy (faults off): its counters tell when wait_settled polls
+    async with _broker(devnet, 19, rpc_url=rpc_fault_proxy.url) as broker:
         me = broker.address
         assert me is not None
         await broker.inference.ensure_ready(
@@ -368,9 +374,13 @@ async def test_wait_settled_reports_the_billed_fee(devnet: Devnet, chat: Provide
                 await broker.inference.wait_settled(chat.address, timeout=10, poll_interval=0.05)
             )
 
+        reads = rpc_fault_proxy.calls["eth_call"]
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait)
-            await anyio.sleep(0.1)
+            # settle once wait_settled has its baseline: its first poll (a second read) follows that read
+            with anyio.fail_after(10):
+                while rpc_fault_proxy.calls["eth_call"] < reads + 2:  # noqa: ASYNC110 - counters, no events
+                    await anyio.sleep(0.005)
             await chat.settle_now()
         (report,) = report_box
         assert report.fee_settled == billed > 0

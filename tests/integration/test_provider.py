@@ -25,21 +25,21 @@ from og_inference_async._session import (
     recover_personal_signer,
     sign_token,
 )
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.provider import (
+from og_inference_async.abi import inference_abi, ledger_abi
+from og_inference_devnet import Devnet
+from og_inference_devnet.provider import (
     ProviderHandle,
     sign_settlement,
     start_default_providers,
     start_provider,
 )
-from og_inference_async.devnet.provider._billing import (
+from og_inference_devnet.provider._billing import (
     FeeBook,
     FeeRecord,
     billable_seconds,
     transcription_fee,
 )
-from og_inference_async.devnet.provider._rpc import inference_function, ledger_function
-from og_inference_async.devnet.provider._server import DEFAULT_PROVIDERS
+from og_inference_devnet.provider._server import DEFAULT_PROVIDERS
 
 from .chain_helpers import Providers
 
@@ -144,20 +144,20 @@ async def fund(
     dn: Devnet, who: LocalAccount, provider: str, *, ledger: int = 10 * OG, transfer: int = 3 * OG
 ) -> None:
     """Create the user's ledger and a sub-account with ``provider`` (auto-acknowledged)."""
-    await dn.send_as(who.address, dn.ledger, ledger_function("addLedger").encode(""), value=ledger)
+    await dn.send_as(who.address, dn.ledger, ledger_abi().fn("addLedger").encode(""), value=ledger)
     await dn.send_as(
-        who.address, dn.ledger, ledger_function("transferFund").encode(provider, dn.service_name, transfer)
+        who.address, dn.ledger, ledger_abi().fn("transferFund").encode(provider, dn.service_name, transfer)
     )
 
 
 async def account_of(dn: Devnet, who: str, provider: str) -> tuple[Any, ...]:
-    fn = inference_function("getAccount")
+    fn = inference_abi().fn("getAccount")
     (acc,) = fn.decode_raw(await dn.call(dn.inference, fn.encode(who, provider)))
     return tuple(acc)
 
 
 async def ledger_total(dn: Devnet, who: str) -> int:
-    fn = ledger_function("getLedger")
+    fn = ledger_abi().fn("getLedger")
     (ledger,) = fn.decode_raw(await dn.call(dn.ledger, fn.encode(who)))
     return int(ledger[2])
 
@@ -257,7 +257,7 @@ def test_default_speech_to_text_provider_bills_tokens() -> None:
     """The default speech-to-text provider has an output price and runs in token mode by default."""
     (stt,) = [p for p in DEFAULT_PROVIDERS if p[0] == "speech-to-text"]
     assert stt[3] > 0
-    from og_inference_async.devnet.provider import ProviderConfig
+    from og_inference_devnet.provider import ProviderConfig
 
     assert ProviderConfig("speech-to-text", "m", 0, 1).transcription_billing == "tokens"
 
@@ -268,7 +268,7 @@ def test_default_speech_to_text_provider_bills_tokens() -> None:
 @pytest.mark.integration
 async def test_registration_on_chain(devnet: Devnet, providers: Providers) -> None:
     """The provider is registered with its URL, prices, TEE signer, and acknowledged by the owner."""
-    fn = inference_function("getService")
+    fn = inference_abi().fn("getService")
     (svc,) = fn.decode_raw(await devnet.call(devnet.inference, fn.encode(providers.chat.address)))
     assert svc[1] == "chatbot" and svc[2] == providers.chat.url and svc[6] == "test/echo"
     assert (svc[3], svc[4]) == (CHAT_IN, CHAT_OUT)
@@ -467,14 +467,14 @@ async def test_revocations_are_seen_by_the_next_request(
     key = api_key(erin, p.address, 7)
     assert (await post_chat(http, p, key, chat_body())).status_code == 200
     await devnet.send_as(
-        erin.address, devnet.inference, inference_function("revokeToken").encode(p.address, 7)
+        erin.address, devnet.inference, inference_abi().fn("revokeToken").encode(p.address, 7)
     )
     r = await post_chat(http, p, key, chat_body())
     assert (r.status_code, error_code(r)) == (401, "token_revoked")
     ephemeral = session(erin, p.address)
     assert (await post_chat(http, p, ephemeral, chat_body())).status_code == 200
     await devnet.send_as(
-        erin.address, devnet.inference, inference_function("revokeAllTokens").encode(p.address)
+        erin.address, devnet.inference, inference_abi().fn("revokeAllTokens").encode(p.address)
     )
     r = await post_chat(http, p, ephemeral, chat_body())
     assert (r.status_code, error_code(r)) == (401, "generation_mismatch")
@@ -490,12 +490,12 @@ async def test_unacknowledged_account_is_refused(
     p = providers.chat
     fay = user(devnet, 11)
     await fund(devnet, fay, p.address)
-    retrieve = ledger_function("retrieveFund").encode([p.address], devnet.service_name)
+    retrieve = ledger_abi().fn("retrieveFund").encode([p.address], devnet.service_name)
     await devnet.send_as(fay.address, devnet.ledger, retrieve)
     await devnet.increase_time(devnet.lock_time + 1)
     await devnet.send_as(fay.address, devnet.ledger, retrieve)
     await devnet.send_as(
-        fay.address, devnet.inference, inference_function("acknowledgeTEESigner").encode(p.address, False)
+        fay.address, devnet.inference, inference_abi().fn("acknowledgeTEESigner").encode(p.address, False)
     )
     r = await post_chat(http, p, session(fay, p.address), chat_body())
     assert (r.status_code, error_code(r)) == (403, "not_acknowledged")
@@ -552,7 +552,7 @@ async def test_images_and_edits(devnet: Devnet, providers: Providers, http: http
     await devnet.send_as(
         ivy.address,
         devnet.ledger,
-        ledger_function("transferFund").encode(providers.edit.address, devnet.service_name, 3 * OG),
+        ledger_abi().fn("transferFund").encode(providers.edit.address, devnet.service_name, 3 * OG),
     )
     r = await http.post(
         providers.image.url + "/v1/proxy/images/generations",
@@ -757,7 +757,8 @@ async def test_settlement_in_doubt_that_landed_is_not_charged_twice(
     with pytest.raises(TransactionOutcomeUnknownError):
         await p.settle_now()
     monkeypatch.undo()
-    # it landed (anvil mines at once), but the provider cannot know yet: still owed, not re-signed
+    # it landed (anvil mines it), but the provider cannot know yet: still owed, not re-signed
+    await devnet.wait_receipt(p.core.book.in_doubt()[amy.address.lower()].tx_hash)
     assert (await account_of(devnet, amy.address, p.address))[2] == before[2] + 1
     assert p.unsettled_fee(amy.address) == fee and set(p.core.book.in_doubt()) == {
         amy.address.lower(),
@@ -866,10 +867,12 @@ async def test_faults(devnet: Devnet, providers: Providers, http: httpx.AsyncCli
 
 
 @pytest.mark.integration
-async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx.AsyncClient) -> None:
-    """The four default providers plus 16 more with fresh keys start concurrently in well under 2 s."""
+async def test_default_and_many_providers_start_and_serve(devnet: Devnet, http: httpx.AsyncClient) -> None:
+    """The four default providers plus 16 more with fresh keys start concurrently, each serving at its URL.
+
+    How fast they start is measured by ``benchmarks/bench_provider.py``, not asserted here.
+    """
     async with anyio.create_task_group() as tg:
-        start = time.perf_counter()
         defaults = await start_default_providers(devnet, tg)
         extra: list[ProviderHandle] = []
 
@@ -890,7 +893,6 @@ async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx
         async with anyio.create_task_group() as inner:
             for i in range(16):
                 inner.start_soon(one, i)
-        elapsed = time.perf_counter() - start
         assert [h.service_type for h in defaults] == [
             "chatbot",
             "text-to-image",
@@ -900,6 +902,4 @@ async def test_default_and_many_providers_start_fast(devnet: Devnet, http: httpx
         assert len({h.url for h in defaults + extra}) == 20
         for h in defaults + extra:
             assert (await http.get(h.url + "/v1/models")).status_code == 200
-        assert elapsed < 2.0, elapsed
-        print(f"20 providers ready in {elapsed:.3f} s")
         tg.cancel_scope.cancel()

@@ -19,9 +19,9 @@ from og_inference_async import (
     VerificationError,
     og,
 )
-from og_inference_async.devnet import Devnet
 from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
+from og_inference_devnet import Devnet
 
 from .chain_helpers import Providers
 from .test_requests import HELLO, _reset_providers, funded, providers, wav

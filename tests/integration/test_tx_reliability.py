@@ -24,9 +24,9 @@ from og_inference_async import (
     TxPolicy,
     og,
 )
-from og_inference_async.devnet import Devnet
-from og_inference_async.devnet.faultproxy import RpcFaultProxy
 from og_inference_async.types import TxReceipt, TxState
+from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import RpcFaultProxy
 
 from .chain_helpers import register_provider
 

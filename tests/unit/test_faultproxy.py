@@ -17,7 +17,7 @@ from aiohttp import web
 from eth_utils import keccak
 
 from og_inference_async import ConfigError
-from og_inference_async.devnet.faultproxy import (
+from og_inference_devnet.faultproxy import (
     HttpFaultProxy,
     RpcFaultProxy,
     start_http_fault_proxy,

@@ -334,13 +334,17 @@ async def test_background_verification_settles_when_the_broker_closes(env: Env) 
         return_value=httpx.Response(200, json=completion(), headers={"ZG-Res-Key": "k"})
     )
 
+    asked = anyio.Event()
+
     async def never(request: httpx.Request) -> httpx.Response:
+        asked.set()
         await anyio.sleep_forever()
         raise AssertionError
 
     env.router.get(URL + "/v1/proxy/signature/k").mock(side_effect=never)
     result = await env.api.chat(PROVIDER, MESSAGES, verify="background")
-    await anyio.sleep(0.01)
+    with anyio.fail_after(5):
+        await asked.wait()  # the check is under way, waiting for the signature
     await env.broker.aclose()
     outcome = await result.verification
     assert outcome.status is VerificationStatus.UNAVAILABLE and "closed" in (outcome.reason or "")

@@ -32,8 +32,8 @@ from og_inference_async import (
     to_wei,
 )
 from og_inference_async._config import checksum
-from og_inference_async.devnet.provider import ProviderConfig, ProviderFaults
 from og_inference_async.types import Service
+from og_inference_devnet.provider import ProviderConfig, ProviderFaults
 
 from .fakes import FakeProvider, FakeWeb3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import OGError
+from og_inference_async import OGError
 
 __all__ = ["DevnetError"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..._exceptions import ConfigError
-from ..._validate import check_bool, check_int, check_seconds, shown
+from .._checks import need_bool, need_int, need_probability, need_seconds
 
 __all__ = ["ProviderFaults"]
 
@@ -58,20 +57,16 @@ class ProviderFaults:
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def __post_init__(self) -> None:
-        check_seconds("latency", self.latency, allow_zero=True)
-        if isinstance(self.error_rate, bool) or not isinstance(self.error_rate, (int, float)):
-            raise ConfigError(f"error_rate must be a probability, got {shown(self.error_rate)}")
-        if not 0 <= self.error_rate <= 1:
-            raise ConfigError(f"error_rate must be within [0, 1], got {self.error_rate!r}")
-        check_int("seed", self.seed)
-        check_int("rate_limit", self.rate_limit, minimum=-1)
-        check_int("retry_after", self.retry_after, minimum=0)
-        check_int("unavailable", self.unavailable, minimum=-1)
+        need_seconds("latency", self.latency, zero_ok=True)
+        need_probability("error_rate", self.error_rate)
+        need_int("seed", self.seed)
+        need_int("rate_limit", self.rate_limit, -1)
+        need_int("retry_after", self.retry_after, 0)
+        need_int("unavailable", self.unavailable, -1)
         if self.cut_stream_after is not None:
-            check_int("cut_stream_after", self.cut_stream_after, minimum=0)
-        check_bool("wrong_signature", self.wrong_signature)
-        check_bool("tamper", self.tamper)
-        check_bool("echo_headers", self.echo_headers)
+            need_int("cut_stream_after", self.cut_stream_after, 0)
+        for name in ("wrong_signature", "tamper", "echo_headers"):
+            need_bool(name, getattr(self, name))
         self._rng = random.Random(self.seed)
 
     def reseed(self, seed: int) -> None:

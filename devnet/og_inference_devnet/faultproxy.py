@@ -71,7 +71,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import random
 import socket
 import struct
@@ -88,7 +87,9 @@ from aiohttp import web
 from eth_utils import keccak
 from multidict import CIMultiDict
 
-from .._exceptions import ConfigError
+from og_inference_async import ConfigError
+
+from ._checks import need_bool, need_int, need_probability, need_seconds
 from ._errors import DevnetError
 
 __all__ = [
@@ -144,40 +145,20 @@ def _local_url(url: str, what: str) -> str:
     return urlunsplit(("http", netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
-def _rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{name} must be a number within [0, 1], got {value!r}")
-    return float(value)
-
-
 def _seconds(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(float(value))
-        or value < 0
-    ):
-        raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
+    return need_seconds(name, value, zero_ok=True)
 
 
 def _timeout(name: str, value: Any) -> float:
-    seconds = _seconds(name, value)
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be above 0 seconds, got {value!r}")
-    return seconds
+    return need_seconds(name, value)
 
 
 def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be an int >= 0, got {value!r}")
-    return value
+    return need_int(name, value, 0)
 
 
 def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return need_int(name, value, 1)
 
 
 def _statuses(name: str, value: Any) -> tuple[int, ...]:
@@ -191,12 +172,6 @@ def _drop_mode(name: str, value: Any) -> str:
     if value not in _DROP_MODES:
         raise ConfigError(f"{name} must be one of {_DROP_MODES}, got {value!r}")
     return str(value)
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be a bool, got {value!r}")
-    return value
 
 
 def _names(name: str, value: Any, *, optional: bool) -> frozenset[str] | None:
@@ -275,8 +250,7 @@ class _FaultProxy:
             raise ConfigError(
                 f"unknown {self._what} knob(s): {', '.join(unknown)} (known: {sorted(self._KNOBS)})"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an int, got {seed!r}")
+        need_int("seed", seed)
         for name, (check, default) in self._KNOBS.items():
             setattr(self, name, check(name, knobs.get(name, default)))
         self._upstream = None if upstream is None else _local_url(upstream, "upstream URL")
@@ -331,8 +305,7 @@ class _FaultProxy:
 
     def reseed(self, seed: int) -> None:
         """Restart the fault RNG from ``seed``."""
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an int, got {seed!r}")
+        need_int("seed", seed)
         with self._lock:
             self._seed = seed
             self._rng = random.Random(seed)
@@ -506,16 +479,16 @@ class _FaultProxy:
 
 def _common_knobs() -> dict[str, tuple[Callable[[str, Any], Any], Any]]:
     return {
-        "reset_rate": (_rate, 0.0),
-        "error_rate": (_rate, 0.0),
+        "reset_rate": (need_probability, 0.0),
+        "error_rate": (need_probability, 0.0),
         "error_statuses": (_statuses, (502, 503, 500)),
-        "rate_limit_rate": (_rate, 0.0),
-        "retry_after_fraction": (_rate, 1.0),
+        "rate_limit_rate": (need_probability, 0.0),
+        "retry_after_fraction": (need_probability, 1.0),
         "retry_after": (_count, 1),
-        "slow_rate": (_rate, 0.0),
+        "slow_rate": (need_probability, 0.0),
         "slow_seconds": (_seconds, 5.0),
-        "slow_forward": (_flag, True),
-        "forward_then_drop_rate": (_rate, 0.0),
+        "slow_forward": (need_bool, True),
+        "forward_then_drop_rate": (need_probability, 0.0),
         "drop_mode": (_drop_mode, "error"),
         "drop_statuses": (_statuses, (502, 504, 500)),
         "pause_timeout": (_seconds, 30.0),
@@ -572,7 +545,7 @@ class RpcFaultProxy(_FaultProxy):
 
     _KNOBS: ClassVar[dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
         **_common_knobs(),
-        "json_rate_limit_fraction": (_rate, 0.0),
+        "json_rate_limit_fraction": (need_probability, 0.0),
         "methods": (lambda n, v: _names(n, v, optional=True), None),
         "skip_methods": (lambda n, v: _names(n, v, optional=False), frozenset()),
     }
@@ -757,7 +730,7 @@ class HttpFaultProxy(_FaultProxy):
 
     _KNOBS: ClassVar[dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
         **_common_knobs(),
-        "cut_rate": (_rate, 0.0),
+        "cut_rate": (need_probability, 0.0),
         "cut_after_bytes": (_count, 64),
         "chunk_delay": (_seconds, 0.0),
         "chunk_bytes": (_count, 0),

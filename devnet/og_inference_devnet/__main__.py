@@ -1,4 +1,4 @@
-"""Command line: ``python -m og_inference_async.devnet {up,install}`` (also the ``og-devnet`` script).
+"""Command line: ``python -m og_inference_devnet {up,install}`` (also the ``og-devnet`` script).
 
 ``up`` starts the devnet, prints its facts (``--json``: one JSON object on one line) and runs
 until SIGINT or SIGTERM. ``install`` fetches and verifies the npm artifacts and prints the
@@ -16,9 +16,8 @@ from typing import Any
 
 import anyio
 
-from og_inference_async._units import format_og
+from og_inference_async import OGError, format_og
 
-from .._exceptions import OGError
 from ._artifacts import ensure_artifacts
 from ._deploy import MAX_LOCK_TIME, MIN_LOCK_TIME
 from ._devnet import Devnet, provider_starter, start_devnet

@@ -1,9 +1,8 @@
-"""Minimal chain access for the devnet provider: raw JSON-RPC, ABI encoding, local signing.
+"""Chain access for the devnet provider: contract reads, locally signed transactions, settlement events.
 
-The provider deliberately does not use the SDK's own chain layer (``og_inference_async._chain``):
-it is the ground truth the SDK is tested against, so it talks to the node with plain JSON-RPC
-(``httpx``), encodes calls with ``eth_abi`` from the vendored ABI JSON files and signs its
-transactions locally with ``eth_account``.
+The provider deliberately does not use the SDK's chain layer: it is the ground truth the SDK is tested
+against, so it talks to the node through the devnet's own JSON-RPC client, encodes calls with the public
+:mod:`og_inference_async.abi` codec and signs its transactions locally with ``eth_account``.
 """
 
 from __future__ import annotations
@@ -15,48 +14,26 @@ from typing import Any
 import anyio
 import httpx
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
-from og_inference_async._chain._abi import Function, inference_abi, ledger_abi
+from og_inference_async import ContractRevertError, TransactionOutcomeUnknownError
+from og_inference_async.abi import Function, decode_revert, inference_abi
 
-from ..._exceptions import ContractRevertError, RPCError, TransactionOutcomeUnknownError
+from .._errors import DevnetError
+from .._rpc import RpcClient
 
 __all__ = [
-    "AbiFunction",
     "AccountState",
     "ProviderChain",
     "ServiceState",
     "inference_function",
-    "ledger_function",
     "settlement_outcomes",
 ]
 
-#: topic0 of ``TEESettlementResult(address indexed user, uint8 status, uint256 unsettledAmount)``.
-SETTLEMENT_RESULT_TOPIC = "0x" + keccak(text="TEESettlementResult(address,uint8,uint256)").hex()
 
-
-#: The SDK's ABI function type (selector, encoder, decoders), shared with the chain layer.
-AbiFunction = Function
-
-
-def inference_function(name: str) -> AbiFunction:
-    """Return an InferenceServing function by name (from the vendored ABI)."""
+def inference_function(name: str) -> Function:
+    """Return an InferenceServing function by name (from the SDK's ABI)."""
     return inference_abi().fn(name)
-
-
-def ledger_function(name: str) -> AbiFunction:
-    """Return a LedgerManager function by name (from the vendored ABI)."""
-    return ledger_abi().fn(name)
-
-
-def _error_name(data: bytes) -> str | None:
-    if len(data) < 4:
-        return None
-    for abi in (inference_abi(), ledger_abi()):
-        spec = abi.errors.get(data[:4])
-        if spec is not None:
-            return spec.name
-    return None
 
 
 @dataclass(frozen=True)
@@ -102,7 +79,7 @@ def _hex(data: bytes) -> str:
 
 
 class ProviderChain:
-    """Raw JSON-RPC access to the InferenceServing contract for one provider account.
+    """Access to the InferenceServing contract for one provider account.
 
     Args:
         rpc_url: the node's HTTP JSON-RPC URL.
@@ -115,61 +92,17 @@ class ProviderChain:
         self.rpc_url = rpc_url
         self.chain_id = chain_id
         self.inference = to_checksum_address(inference)
-        self._http = http
-        self._ids = 0
+        self._client = RpcClient(rpc_url, http)
         self._send_locks: dict[str, anyio.Lock] = {}
 
     # -- transport ---------------------------------------------------------------------------
-    def _next_id(self) -> int:
-        self._ids += 1
-        return self._ids
-
     async def rpc(self, method: str, params: list[Any]) -> Any:
         """Send one JSON-RPC request and return its ``result``.
 
         Raises:
-            RPCError: transport failure or a JSON-RPC error (``data`` holds revert data if any).
+            DevnetError: transport failure or a JSON-RPC error (``data`` holds revert data if any).
         """
-        (result,) = await self.batch([(method, params)])
-        if isinstance(result, RPCError):
-            raise result
-        return result
-
-    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Send several JSON-RPC requests in one HTTP batch.
-
-        Returns:
-            One entry per call, in order: the ``result``, or an :class:`RPCError` instance for a
-            call that failed (failures of single calls are returned, not raised).
-
-        Raises:
-            RPCError: if the HTTP request itself fails.
-        """
-        payload = [{"jsonrpc": "2.0", "id": self._next_id(), "method": m, "params": p} for m, p in calls]
-        try:
-            response = await self._http.post(self.rpc_url, json=payload)
-            response.raise_for_status()
-            answers = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise RPCError(f"JSON-RPC transport failure: {type(exc).__name__}", retryable=True) from exc
-        by_id = {a.get("id"): a for a in answers} if isinstance(answers, list) else {}
-        out: list[Any] = []
-        for request in payload:
-            answer = by_id.get(request["id"])
-            if answer is None:
-                out.append(RPCError(f"no answer for {request['method']}"))
-            elif "error" in answer:
-                err = answer["error"] or {}
-                out.append(
-                    RPCError(
-                        f"{request['method']}: {err.get('message', 'error')}",
-                        code=err.get("code"),
-                        data=err.get("data"),
-                    )
-                )
-            else:
-                out.append(answer.get("result"))
-        return out
+        return await self._client.call(method, params)
 
     # -- calls -------------------------------------------------------------------------------
     def _call_params(self, data: bytes, from_: str | None, block: str) -> list[Any]:
@@ -179,39 +112,33 @@ class ProviderChain:
         return [tx, block]
 
     @staticmethod
-    def _revert_from(err: RPCError, what: str, tx_hash: str | None = None) -> ContractRevertError | None:
+    def _revert_from(err: DevnetError, what: str) -> ContractRevertError | None:
         data = err.data
         if isinstance(data, dict):
             data = data.get("data")
         if not isinstance(data, str) or not data.startswith("0x"):
             return None
-        raw = bytes.fromhex(data[2:])
-        name = _error_name(raw)
-        return ContractRevertError(
-            f"{what} reverted with {name or 'unknown error'}",
-            error_name=name,
-            selector=_hex(raw[:4]) if len(raw) >= 4 else None,
-            data=data,
-            tx_hash=tx_hash,
-        )
+        return decode_revert(data, context=what)
 
-    def _decode_call(self, fn: AbiFunction, result: Any) -> tuple[Any, ...]:
-        if isinstance(result, RPCError):
+    def _decode_call(self, fn: Function, result: Any) -> tuple[Any, ...]:
+        if isinstance(result, DevnetError):
             revert = self._revert_from(result, fn.name)
             if revert is not None:
                 raise revert from result
             raise result
         return fn.decode_raw(bytes.fromhex(str(result)[2:]))
 
-    async def call(self, fn: AbiFunction, *args: Any, from_: str | None = None) -> tuple[Any, ...]:
+    async def call(self, fn: Function, *args: Any, from_: str | None = None) -> tuple[Any, ...]:
         """``eth_call`` an InferenceServing function and decode its outputs.
 
         Raises:
             ContractRevertError: the call reverted (``error_name`` set when decodable).
-            RPCError: any other failure.
+            DevnetError: any other failure.
         """
-        (result,) = await self.batch([("eth_call", self._call_params(fn.encode(*args), from_, "latest"))])
-        return self._decode_call(fn, result)
+        result = await self._client.outcomes(
+            [("eth_call", self._call_params(fn.encode(*args), from_, "latest"))]
+        )
+        return self._decode_call(fn, result[0])
 
     async def head_and_account(self, user: str, provider: str) -> tuple[str, AccountState | None]:
         """Read the latest block hash and the (user, provider) account in one batch.
@@ -220,13 +147,13 @@ class ProviderChain:
             ``(block_hash, account)``; ``account`` is ``None`` when it does not exist.
         """
         fn = inference_function("getAccount")
-        head, result = await self.batch(
+        head, result = await self._client.outcomes(
             [
                 ("eth_getBlockByNumber", ["latest", False]),
                 ("eth_call", self._call_params(fn.encode(user, provider), None, "latest")),
             ]
         )
-        if isinstance(head, RPCError):
+        if isinstance(head, DevnetError):
             raise head
         try:
             (acc,) = self._decode_call(fn, result)
@@ -294,7 +221,7 @@ class ProviderChain:
 
         Raises:
             ContractRevertError: gas estimation or the mined transaction reverted.
-            RPCError: the node refused or failed.
+            DevnetError: the node refused or failed.
         """
         account = Account.from_key(private_key)
         sender = account.address
@@ -307,9 +234,9 @@ class ProviderChain:
             ]
             if gas is None:
                 calls.append(("eth_estimateGas", [tx_call]))
-            results = await self.batch(calls)
+            results = await self._client.outcomes(calls)
             for item in results:
-                if isinstance(item, RPCError):
+                if isinstance(item, DevnetError):
                     revert = self._revert_from(item, "transaction (gas estimation)")
                     if revert is not None:
                         raise revert from item
@@ -364,11 +291,12 @@ def settlement_outcomes(receipt: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """``TEESettlementResult`` events of a receipt: lower-case user -> (status, unsettled amount)."""
     outcome: dict[str, tuple[int, int]] = {}
     for log in receipt.get("logs", []):
-        topics = log.get("topics") or []
-        if topics and topics[0] == SETTLEMENT_RESULT_TOPIC:
-            user = "0x" + topics[1][-40:]
-            data = bytes.fromhex(log["data"][2:])
-            outcome[user.lower()] = (int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big"))
+        event = inference_abi().decode_log(log)
+        if event is not None and event.name == "TEESettlementResult":
+            outcome[event.args["user"].lower()] = (
+                int(event.args["status"]),
+                int(event.args["unsettledAmount"]),
+            )
     return outcome
 
 

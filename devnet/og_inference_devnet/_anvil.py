@@ -159,7 +159,7 @@ async def run_anvil(
             except OSError as exc:
                 raise DevnetError(
                     f"cannot run anvil at {binary}: {exc}",
-                    hint="run `python -m og_inference_async.devnet install` to (re)install it",
+                    hint="run `python -m og_inference_devnet install` to (re)install it",
                 ) from exc
             rpc = RpcClient(f"http://{HOST}:{port}", http)
             try:

@@ -174,7 +174,7 @@ def verify_bytecode(name: str, bytecode_hex: str) -> bytes:
         raise DevnetError(
             f"{name} bytecode sha256 {actual} does not match the pinned {expected}; refusing to use it",
             hint="the npm package content changed or the cache is corrupt: delete the devnet cache folder "
-            "and run `python -m og_inference_async.devnet install` again; if it persists, report it",
+            "and run `python -m og_inference_devnet install` again; if it persists, report it",
         )
     return raw
 
@@ -210,7 +210,7 @@ def _parse_artifacts(cache_dir: Path, text: str) -> DevnetArtifacts:
     except (ValueError, KeyError, TypeError) as exc:
         raise DevnetError(
             f"cannot read the contract artifacts in {cache_dir}",
-            hint="delete that folder and run `python -m og_inference_async.devnet install` again",
+            hint="delete that folder and run `python -m og_inference_devnet install` again",
         ) from exc
     return DevnetArtifacts(cache_dir=cache_dir, anvil=_anvil_path(cache_dir), contracts=contracts)
 
@@ -361,7 +361,7 @@ async def _install(folder: Path) -> DevnetArtifacts:
         package_json = {
             "name": "og-inference-async-devnet-cache",
             "private": True,
-            "description": "npm artifacts for og_inference_async.devnet (generated; safe to delete)",
+            "description": "npm artifacts for og_inference_devnet (generated; safe to delete)",
             "dependencies": {spec.rpartition("@")[0]: spec.rpartition("@")[2] for spec in NPM_PACKAGES},
         }
         await _atomic_write(folder / "package.json", json.dumps(package_json, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """The provider's state and rules, independent of HTTP: auth, balance checks, billing, settlement.
 
-The Starlette routes in ``_app`` only parse requests and shape responses; every decision a real
+The Starlette routes (``routes/``) only parse requests and shape responses; every decision a real
 0G provider makes about a request (is the token valid, is the account funded, what does it cost,
 what is signed, what is settled) lives here.
 """
@@ -20,8 +20,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from ..._exceptions import ContractRevertError, OGError, RPCError, TokenDecodeError, TokenVerificationError
-from ..._session import (
+from og_inference_async import ContractRevertError, OGError, TokenDecodeError, TokenVerificationError
+from og_inference_async.tokens import (
     EPHEMERAL_TOKEN_ID,
     MAX_EPHEMERAL_LIFETIME_MS,
     DecodedToken,
@@ -30,7 +30,9 @@ from ..._session import (
     recover_token_signer,
     verify_token,
 )
-from ..._validate import MAX_UINT256, check_int, check_seconds, check_str
+
+from .._checks import MAX_UINT256, need_int, need_seconds, need_text
+from .._errors import DevnetError
 from ._billing import (
     SETTLEMENT_STATUS,
     FeeBook,
@@ -41,8 +43,8 @@ from ._billing import (
     requests_hash,
     sign_settlement,
 )
+from ._chain import AccountState, ProviderChain, ServiceState, inference_function, settlement_outcomes
 from ._faults import ProviderFaults
-from ._rpc import AccountState, ProviderChain, ServiceState, inference_function, settlement_outcomes
 
 __all__ = [
     "MIN_LOCKED_BALANCE",
@@ -52,7 +54,7 @@ __all__ = [
     "ProviderCore",
 ]
 
-logger = logging.getLogger("og_inference_async.devnet.provider")
+logger = logging.getLogger("og_inference_devnet.provider")
 
 #: The provider keeps this much above unsettled fees + the request's fee (TS ``MIN_LOCKED_BALANCE``).
 MIN_LOCKED_BALANCE = 10**18
@@ -109,18 +111,18 @@ class ProviderConfig:
     signature_store_size: int = 100_000
 
     def __post_init__(self) -> None:
-        check_str("service_type", self.service_type)
-        check_str("model", self.model)
+        need_text("service_type", self.service_type)
+        need_text("model", self.model)
         for name in ("input_price", "output_price", "min_locked_balance"):
-            check_int(name, getattr(self, name), minimum=0, maximum=MAX_UINT256)
+            need_int(name, getattr(self, name), 0, MAX_UINT256)
         if self.settle_interval is not None:
-            check_seconds("settle_interval", self.settle_interval)
-        check_int("clock_skew_ms", self.clock_skew_ms, minimum=0)
-        check_int("max_ephemeral_ms", self.max_ephemeral_ms, minimum=1)
-        check_seconds("head_join_window", self.head_join_window, allow_zero=True)
-        check_seconds("async_job_seconds", self.async_job_seconds, allow_zero=True)
-        check_int("async_retry_after", self.async_retry_after, minimum=0)
-        check_int("signature_store_size", self.signature_store_size, minimum=1)
+            need_seconds("settle_interval", self.settle_interval)
+        need_int("clock_skew_ms", self.clock_skew_ms, 0)
+        need_int("max_ephemeral_ms", self.max_ephemeral_ms, 1)
+        need_seconds("head_join_window", self.head_join_window, zero_ok=True)
+        need_seconds("async_job_seconds", self.async_job_seconds, zero_ok=True)
+        need_int("async_retry_after", self.async_retry_after, 0)
+        need_int("signature_store_size", self.signature_store_size, 1)
 
 
 class AuthFailure(Exception):
@@ -212,7 +214,7 @@ class _HeadWatcher:
                 except OGError as exc:
                     self._error = exc
                 except Exception as exc:  # a malformed node answer must not kill the loop
-                    self._error = RPCError(f"cannot read the chain head: {type(exc).__name__}")
+                    self._error = DevnetError(f"cannot read the chain head: {type(exc).__name__}")
                 self._started = started
                 published, self._published = self._published, anyio.Event()
                 published.set()

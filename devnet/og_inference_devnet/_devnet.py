@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import importlib
 import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,8 +15,8 @@ import anyio
 import anyio.abc
 import httpx
 
-from .._config import Network
-from .._exceptions import ConfigError
+from og_inference_async import ConfigError, Network, reset_nonce_allocators
+
 from ._anvil import run_anvil
 from ._artifacts import DevnetArtifacts, ensure_artifacts
 from ._deploy import MAX_LOCK_TIME, MIN_LOCK_TIME, SERVICE_FULL_NAME, deploy, wait_receipt
@@ -136,7 +135,7 @@ class Devnet:
 
     @property
     def network(self) -> Network:
-        """The devnet as a :class:`~og_inference_async._config.Network` named ``"devnet"``."""
+        """The devnet as a :class:`~og_inference_async.Network` named ``"devnet"`` (for ``AsyncBroker``)."""
         return Network(
             name="devnet",
             chain_id=self.chain_id,
@@ -184,13 +183,14 @@ class Devnet:
 
         anvil consumes the id: a snapshot can be reverted to once. Take a new snapshot after
         reverting if you need to go back again. Account nonces go back too, so the SDK's
-        nonce counters for this chain are told to reseed from the node.
+        nonce counters for this chain are told to reseed from the node
+        (:func:`og_inference_async.reset_nonce_allocators`).
 
         Raises:
             DevnetError: the id is unknown or was already used.
         """
         reverted = await self.rpc("evm_revert", [snapshot_id])
-        _reset_sdk_nonces(self.chain_id)
+        reset_nonce_allocators(self.chain_id)
         if not reverted:
             raise DevnetError(f"cannot revert to snapshot {snapshot_id}: unknown or already used")
 
@@ -260,6 +260,19 @@ class Devnet:
             tx_hash = await self.rpc("eth_sendTransaction", [tx])
         return await wait_receipt(self._rpc, str(tx_hash))
 
+    async def wait_receipt(self, tx_hash: str) -> dict[str, Any]:
+        """Wait for a transaction's receipt and return it.
+
+        anvil mines a sent transaction at once but answers ``eth_sendRawTransaction`` first: a
+        receipt read right after a send (or after a proxy dropped the answer) may not exist yet.
+
+        Raises:
+            DevnetError: the transaction reverted, or no receipt came within 30 seconds.
+        """
+        if self._closed:
+            raise DevnetError("the devnet is stopped")
+        return await wait_receipt(self._rpc, tx_hash)
+
     async def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
         """``eth_call`` on the latest block; returns the raw return data.
 
@@ -273,23 +286,11 @@ class Devnet:
         return bytes.fromhex(out[2:])
 
 
-def _reset_sdk_nonces(chain_id: int) -> None:
-    """Make the SDK's nonce counters for ``chain_id`` reseed from the node (the chain rewound).
-
-    Looked up in ``sys.modules`` rather than imported: the devnet does not depend on the
-    SDK's chain layer, and when it was never imported there are no counters to reset.
-    """
-    module = sys.modules.get("og_inference_async._chain._tx")
-    reset = getattr(module, "reset_nonce_allocators", None)
-    if callable(reset):
-        reset(chain_id)
-
-
 def provider_starter() -> Any:
-    """Return ``og_inference_async.devnet.provider.start_default_providers``, imported lazily.
+    """Return ``og_inference_devnet.provider.start_default_providers``, imported lazily.
 
     Raises:
-        DevnetError: the provider subpackage (it needs the ``devnet`` extra) cannot be imported.
+        DevnetError: the provider subpackage (starlette, uvicorn) cannot be imported.
     """
     name = f"{__package__}.provider"
     try:
@@ -297,7 +298,7 @@ def provider_starter() -> Any:
     except ImportError as exc:
         raise DevnetError(
             f"the local providers need {name}, which cannot be imported: {exc}",
-            hint="install the devnet extra: pip install 'og-inference-async[devnet]'",
+            hint="reinstall the devnet with its dependencies: pip install og-inference-devnet",
         ) from exc
     starter = getattr(module, "start_default_providers", None)
     if not callable(starter):
@@ -345,7 +346,7 @@ async def start_devnet(
     Args:
         lock_time: InferenceServing refund lock time in seconds, within [3600, 604800].
         with_providers: also start the default local providers
-            (``og_inference_async.devnet.provider.start_default_providers``) in the devnet's
+            (``og_inference_devnet.provider.start_default_providers``) in the devnet's
             task group; they end up in :attr:`Devnet.providers`.
         accounts: number of funded dev accounts.
         balance_eth: starting balance of each dev account, in whole ETH/OG.
@@ -389,7 +390,7 @@ async def start_devnet(
             if served[: len(dev_accounts)] != [a.address.lower() for a in dev_accounts]:
                 raise DevnetError("anvil's dev accounts differ from the ones derived from the test mnemonic")
             deployment = await deploy(node.rpc, artifacts.contracts, dev_accounts[0].address, lock_time)
-            _reset_sdk_nonces(CHAIN_ID)  # a fresh chain: counters left by an earlier devnet are stale
+            reset_nonce_allocators(CHAIN_ID)  # a fresh chain: counters left by an earlier devnet are stale
             body_error: BaseException | None = None
             try:
                 async with anyio.create_task_group() as tg:

@@ -14,9 +14,11 @@ from typing import Any
 import anyio
 from eth_utils import to_checksum_address
 
+from og_inference_async.abi import ContractABI
+
 from ._artifacts import ContractArtifact
 from ._errors import DevnetError
-from ._rpc import RpcClient, abi_call_data, abi_decode_output
+from ._rpc import RpcClient
 
 __all__ = [
     "HARDHAT_INFERENCE",
@@ -129,6 +131,8 @@ async def deploy(
     """
     ledger_c = contracts["LedgerManager"]
     inference_c = contracts["InferenceServing"]
+    ledger_abi = ContractABI("LedgerManager", ledger_c.abi)
+    inference_abi = ContractABI("InferenceServing", inference_c.abi)
     nonce = int(await rpc.call("eth_getTransactionCount", [owner, "latest"]), 16)
     if nonce != 0:
         raise DevnetError(f"the deployer {owner} has nonce {nonce}; the deployment needs a fresh chain")
@@ -140,7 +144,7 @@ async def deploy(
     ledger_impl = await create(ledger_c.bytecode, "LedgerManager implementation")  # nonce 0
     inference_impl = await create(inference_c.bytecode, "InferenceServing implementation")  # 1
     ledger = await create(minimal_proxy_initcode(ledger_impl), "LedgerManager proxy")  # 2
-    init_ledger = abi_call_data(ledger_c.abi, "initialize", owner)
+    init_ledger = ledger_abi.fn("initialize").encode(owner)
     await _send(rpc, owner, ledger, init_ledger, "LedgerManager.initialize")  # 3
     await _send(rpc, owner, owner, b"", "filler transfer")  # 4: only to move the nonce
     await _send(rpc, owner, owner, b"", "filler transfer")  # 5
@@ -149,15 +153,15 @@ async def deploy(
         rpc,
         owner,
         inference,
-        abi_call_data(inference_c.abi, "initialize", lock_time, ledger, owner),
+        inference_abi.fn("initialize").encode(lock_time, ledger, owner),
         "InferenceServing.initialize",
     )
     await _send(
         rpc,
         owner,
         ledger,
-        abi_call_data(
-            ledger_c.abi, "registerService", _SERVICE_TYPE, _SERVICE_VERSION, inference, _SERVICE_DESCRIPTION
+        ledger_abi.fn("registerService").encode(
+            _SERVICE_TYPE, _SERVICE_VERSION, inference, _SERVICE_DESCRIPTION
         ),
         "LedgerManager.registerService",
     )
@@ -165,19 +169,20 @@ async def deploy(
         rpc,
         owner,
         ledger,
-        abi_call_data(ledger_c.abi, "setRecommendedService", _SERVICE_TYPE, _SERVICE_VERSION),
+        ledger_abi.fn("setRecommendedService").encode(_SERVICE_TYPE, _SERVICE_VERSION),
         "LedgerManager.setRecommendedService",
     )
     if (ledger, inference) != (HARDHAT_LEDGER, HARDHAT_INFERENCE):
         raise DevnetError(f"contracts landed at {ledger} / {inference}, not at the hardhat defaults")
 
-    info_call = {"to": ledger, "data": "0x" + abi_call_data(ledger_c.abi, "getServiceInfo", inference).hex()}
-    lock_call = {"to": inference, "data": "0x" + abi_call_data(inference_c.abi, "lockTime").hex()}
+    get_info, get_lock = ledger_abi.fn("getServiceInfo"), inference_abi.fn("lockTime")
+    info_call = {"to": ledger, "data": "0x" + get_info.encode(inference).hex()}
+    lock_call = {"to": inference, "data": "0x" + get_lock.encode().hex()}
     info_raw, lock_raw = await rpc.batch(
         [("eth_call", [info_call, "latest"]), ("eth_call", [lock_call, "latest"])]
     )
-    (service_info,) = abi_decode_output(ledger_c.abi, "getServiceInfo", info_raw)
-    (on_chain_lock,) = abi_decode_output(inference_c.abi, "lockTime", lock_raw)
+    (service_info,) = get_info.decode_raw(bytes.fromhex(info_raw[2:]))
+    (on_chain_lock,) = get_lock.decode_raw(bytes.fromhex(lock_raw[2:]))
     if service_info[4] != SERVICE_FULL_NAME or on_chain_lock != lock_time:
         raise DevnetError(
             f"deployment check failed: fullName {service_info[4]!r}, "

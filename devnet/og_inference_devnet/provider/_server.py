@@ -14,11 +14,12 @@ import uvicorn
 from eth_account import Account
 from eth_utils import keccak
 
-from ..._exceptions import ConfigError
+from og_inference_async import ConfigError
+
 from ._billing import FeeBook, SettlementResult
+from ._chain import ProviderChain, inference_function
 from ._core import ProviderConfig, ProviderCore
 from ._faults import ProviderFaults
-from ._rpc import ProviderChain, inference_function
 
 __all__ = [
     "DEFAULT_PROVIDERS",
@@ -52,7 +53,7 @@ _TRANSCRIPTION_BILLING = ("tokens", "duration")
 
 
 class DevnetLike(Protocol):
-    """What a provider needs from the devnet (``og_inference_async.devnet.Devnet``)."""
+    """What a provider needs from the devnet (``og_inference_devnet.Devnet``)."""
 
     rpc_url: str
     chain_id: int
@@ -319,7 +320,7 @@ async def start_provider(
         http: an ``httpx.AsyncClient`` for JSON-RPC (default: a new one, closed on cancel).
         advertised_url: the service URL to register on chain instead of the server's own
             ``http://127.0.0.1:<port>``, e.g. the URL of an
-            :class:`~og_inference_async.devnet.faultproxy.HttpFaultProxy` forwarding to
+            :class:`~og_inference_devnet.faultproxy.HttpFaultProxy` forwarding to
             :attr:`ProviderHandle.local_url`, so that SDK clients go through the proxy.
         **config: further :class:`ProviderConfig` fields (``clock_skew_ms``,
             ``async_job_seconds``, ``transcription_billing`` (``"tokens"``, the default, or
