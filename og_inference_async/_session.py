@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
-from coincurve import PublicKey
+from coincurve import PrivateKey, PublicKey
 from eth_account.messages import SignableMessage, encode_defunct
 from eth_utils import keccak, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -248,6 +248,27 @@ class MessageSigner(Protocol):
         ...
 
 
+def _personal_sign(account: MessageSigner, payload: bytes) -> str:
+    """EIP-191 ``personal_sign`` of ``payload`` as ``0x`` + 130 hex chars.
+
+    An eth-account ``LocalAccount`` is signed with coincurve directly: the same deterministic
+    (RFC 6979, low-s) signature its coincurve backend makes, in about 25 us instead of about
+    120 us. Any other signer goes through its own ``sign_message``.
+    """
+    key = getattr(account, "key", None)
+    if isinstance(key, (bytes, bytearray)) and len(key) == 32:
+        prefix = b"\x19Ethereum Signed Message:\n" + str(len(payload)).encode("ascii")
+        raw = _private_key(bytes(key)).sign_recoverable(keccak(prefix + payload), hasher=None)
+        return "0x" + raw[:64].hex() + f"{raw[64] + 27:02x}"
+    return _signature_hex(account.sign_message(encode_defunct(primitive=payload)))
+
+
+@lru_cache(maxsize=64)
+def _private_key(secret: bytes) -> PrivateKey:
+    """The coincurve key of a secret (cached: a process signs with few keys, over and over)."""
+    return PrivateKey(secret)
+
+
 def _signature_hex(signed: _HasSignature) -> str:
     raw = bytes(signed.signature)
     if len(raw) != 65:
@@ -301,7 +322,7 @@ def sign_token(claims: TokenClaims, account: MessageSigner) -> SignedToken:
         raise ConfigError("claims.address is not the address of the signing account")
     raw = claims.to_json()
     digest = keccak(raw.encode("utf-8"))
-    signature = _signature_hex(account.sign_message(encode_defunct(primitive=digest)))
+    signature = _personal_sign(account, digest)
     encoded = base64.b64encode(f"{raw}|{signature}".encode()).decode("ascii")
     return SignedToken(
         claims=claims,
@@ -317,7 +338,7 @@ def personal_sign_text(text: str, account: MessageSigner) -> str:
     Returns:
         ``0x`` + 130 lowercase hex chars.
     """
-    return _signature_hex(account.sign_message(encode_defunct(text=text)))
+    return _personal_sign(account, text.encode("utf-8"))
 
 
 @lru_cache(maxsize=256)

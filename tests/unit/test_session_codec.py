@@ -511,3 +511,20 @@ def test_signed_token_is_immutable() -> None:
     token: SignedToken = sign_token(vector_claims(), ACCOUNT)
     with pytest.raises(AttributeError):
         token.signature = "0x"  # type: ignore[misc]
+
+
+def test_fast_personal_sign_matches_eth_account_byte_for_byte() -> None:
+    """The coincurve signing path gives eth-account's exact signatures (texts and token digests)."""
+    import random
+
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from og_inference_async._session import personal_sign_text
+
+    rng = random.Random(5)
+    for _ in range(40):
+        account = Account.from_key(bytes(rng.randrange(256) for _ in range(31)) + b"\x01")
+        text = "".join(rng.choice("ab:é☃09") for _ in range(rng.randrange(0, 80)))
+        expected = "0x" + bytes(account.sign_message(encode_defunct(text=text)).signature).hex()
+        assert personal_sign_text(text, account) == expected
