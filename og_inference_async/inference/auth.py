@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._config import SessionPolicy, checksum
 from .._exceptions import AccountNotExistsError, ApiKeyError, NotAcknowledgedError
+from .._runtime import Wallet
 from .._session import (
     ApiKey,
     SessionTokenCache,
@@ -28,7 +29,7 @@ from .._validate import check_int, shown
 from ..types import Account, TxReceipt
 
 if TYPE_CHECKING:
-    from .._broker import AsyncBroker
+    from .._chain import ChainReader
 
 __all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
 
@@ -67,17 +68,27 @@ class InMemoryApiKeyRegistry:
 
 
 class AuthManager:
-    """Session headers and API keys for one broker (one chain, one user)."""
+    """Session headers and API keys for one broker (one chain, one user).
+
+    Args:
+        contracts: the chain's contracts (account reads, revocations).
+        wallet: the user's wallet (address, signer, transaction sender).
+        registry: where issued API key ids are recorded (default: in memory).
+        policy: session-token lifetime, reuse margin and cache bounds.
+        clock: wall clock in seconds (injectable for tests).
+    """
 
     def __init__(
         self,
-        broker: AsyncBroker,
+        contracts: ChainReader,
+        wallet: Wallet,
         *,
         registry: ApiKeyRegistry | None = None,
         policy: SessionPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._b = broker
+        self._contracts = contracts
+        self._wallet = wallet
         self._clock = clock
         self.policy = policy or SessionPolicy()
         self.registry: ApiKeyRegistry = registry or InMemoryApiKeyRegistry()
@@ -92,13 +103,8 @@ class AuthManager:
     def tokens(self) -> SessionTokenCache:
         """The ephemeral session-token cache (built on first use)."""
         if self._tokens is None:
-            account = self._b._account
-            if account is None:
-                from .._exceptions import ConfigError
-
-                raise ConfigError("session tokens need a wallet; this broker is read-only")
             self._tokens = SessionTokenCache(
-                account=account,
+                account=self._wallet.signer,
                 fetch_generation=self._generation,
                 clock=self._clock,
                 token_lifetime_ms=self.policy.lifetime_ms,
@@ -126,7 +132,7 @@ class AuthManager:
 
         async def fetch() -> Account | None:
             try:
-                account: Account | None = await self._b._chain_reader.get_account(self._b._user, provider)
+                account: Account | None = await self._contracts.get_account(self._wallet.address, provider)
             except AccountNotExistsError:
                 account = None
             if (self._epoch_all, self._epochs.get(provider, 0)) == epoch:
@@ -189,7 +195,7 @@ class AuthManager:
         if not await self.is_acknowledged(provider):
             account = self._accounts.get(provider, (0.0, None))[1]
             why = "has no sub-account with" if account is None else "has not acknowledged"
-            raise NotAcknowledgedError(f"{self._b._user} {why} provider {provider}", provider=provider)
+            raise NotAcknowledgedError(f"{self._wallet.address} {why} provider {provider}", provider=provider)
 
     # -- headers ---------------------------------------------------------------------------------
 
@@ -226,9 +232,10 @@ class AuthManager:
         account = await self.read_account(prov, fresh=True)
         if account is None:
             raise NotAcknowledgedError(
-                f"{self._b._user} has no sub-account with provider {prov}; API keys need one", provider=prov
+                f"{self._wallet.address} has no sub-account with provider {prov}; API keys need one",
+                provider=prov,
             )
-        user = self._b._user
+        user = self._wallet.address
         # No await between picking and recording: concurrent calls never share an id.
         issued = self.registry.issued_ids(user, prov, account.generation)
         if token_id is None:
@@ -243,7 +250,7 @@ class AuthManager:
                 )
             chosen = token_id
         key = issue_api_key(
-            self._b._account,  # type: ignore[arg-type]
+            self._wallet.signer,
             prov,
             token_id=chosen,
             generation=account.generation,
@@ -276,7 +283,7 @@ class AuthManager:
             NotAcknowledgedError: no sub-account with the provider.
         """
         prov = checksum(provider, what="provider")
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, (list, tuple)):
             raise ApiKeyError(f"token_ids must be a list of ints, got {shown(token_ids)}")
         if not token_ids:
@@ -290,7 +297,7 @@ class AuthManager:
             check_token_id(tid, account.revoked_bitmap if account is not None else 0)
         if account is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
-        chain = self._b._chain_reader
+        chain = self._contracts
         try:
             if len(token_ids) == 1:
                 receipt = await chain.send_inference(sender, "revokeToken", prov, token_ids[0])
@@ -309,11 +316,11 @@ class AuthManager:
             NotAcknowledgedError: no sub-account with the provider.
         """
         prov = checksum(provider, what="provider")
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         if await self.read_account(prov, fresh=True) is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
         try:
-            receipt = await self._b._chain_reader.send_inference(sender, "revokeAllTokens", prov)
+            receipt = await self._contracts.send_inference(sender, "revokeAllTokens", prov)
         finally:
             self.forget(prov)
         return receipt
