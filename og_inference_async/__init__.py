@@ -24,10 +24,9 @@ from ._redact import redact
 from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
-from .inference._requests import ImageJobTimeoutError
 from .inference._retry import RequestRetryPolicy
 from .inference._stream import ChatStream
-from .inference._verify import ResponseVerificationError, VerificationPolicy
+from .inference._verify import VerificationPolicy
 from .transactions import TransactionsAPI
 from .types import (
     Account,
@@ -134,12 +133,14 @@ __all__ = [
     "NoSettlementsProvidedError",
     "NotAcknowledgedError",
     "OGError",
+    "PageLimitError",
     "PanicError",
     "ProviderAuthError",
     "ProviderBalance",
     "ProviderCannotBeUserError",
     "ProviderConnectionError",
     "ProviderError",
+    "ProviderInsufficientBalanceError",
     "ProviderModels",
     "ProviderNotAcknowledgedError",
     "ProviderRateLimitError",
@@ -178,6 +179,7 @@ __all__ = [
     "TESTNET",
     "TokenDecodeError",
     "TokenError",
+    "TokenRejectedError",
     "TokenVerificationError",
     "TooManyProvidersError",
     "TooManyProvidersForServiceError",
@@ -189,6 +191,7 @@ __all__ = [
     "TransactionsAPI",
     "TranscriptionResult",
     "TransferFailedError",
+    "TransportFailure",
     "TxPolicy",
     "TxReceipt",
     "TxRecord",

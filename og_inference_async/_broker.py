@@ -356,7 +356,7 @@ class AsyncBroker:
 
     async def get_wallet_balance(self) -> int:
         """The wallet's native balance in wei."""
-        return await self._chain_reader.rpc.request_int("eth_getBalance", [self._user, "latest"])
+        return await self._chain_reader.wallet_balance(self._user)
 
     # -- namespaces ------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ keys, session tokens or signatures.
     │   ├── BelowMinimumError                  amount below an on-chain minimum
     │   ├── NetworkMismatchError               the RPC serves another chain id
     │   ├── ServiceTypeMismatchError           the provider offers another service type
-    │   └── ApiKeyError                        API key ids: exhausted, revoked, out of range
+    │   ├── ApiKeyError                        API key ids: exhausted, revoked, out of range
+    │   └── PageLimitError                     page size above 50 (also a LimitTooLargeError)
     ├── BrokerStateError (also RuntimeError)   broker used before opening or after closing
     ├── InsufficientBalanceError               not enough money somewhere (carries amounts)
     ├── NotAcknowledgedError                   the user has not acknowledged the provider's signer
@@ -29,22 +30,31 @@ keys, session tokens or signatures.
     ├── TokenError
     │   ├── TokenDecodeError                   malformed app-sk token
     │   └── TokenVerificationError             signature / fields do not check out
+    │       └── TokenRejectedError             verify_token refused it (``reason`` code)
     ├── ProviderError                          the provider's HTTP API answered with an error
     │   ├── ProviderConnectionError            could not reach the provider
     │   ├── ProviderAuthError                  401 / 403
     │   ├── ProviderRateLimitError             429
     │   ├── ProviderServerError                5xx
+    │   ├── TransportFailure                   a transport error; says whether the request provably never left
+    │   ├── ProviderInsufficientBalanceError   402 / insufficient balance (also an InsufficientBalanceError)
     │   ├── ProviderResponseError              answered, but not in the expected shape
-    │   └── ImageJobTimeoutError               an async image job did not finish in time (inference._requests)
+    │   └── ImageJobTimeoutError               an async image job did not finish in time
     └── VerificationError                      a TEE response or attestation check failed
-        └── ResponseVerificationError          "required" policy: the response failed (inference._verify)
+        └── ResponseVerificationError          "required" policy: the response failed (content withheld)
+
+Every exception class of the SDK is defined in this module. ``REVERT_ERRORS`` maps each custom
+error name to its class; it fills itself as the classes are defined (``__init_subclass__``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._redact import redact
+
+if TYPE_CHECKING:
+    from .types.inference import VerificationResult
 
 __all__ = [
     "AccountExistsError",
@@ -65,6 +75,7 @@ __all__ = [
     "ContractInvalidAddressError",
     "ContractRevertError",
     "DirectDepositsDisabledError",
+    "ImageJobTimeoutError",
     "InsufficientAvailableBalanceError",
     "InsufficientBalanceError",
     "InsufficientStakeError",
@@ -77,6 +88,7 @@ __all__ = [
     "LedgerInsufficientBalanceError",
     "LedgerLockedError",
     "LedgerNotExistsError",
+    "LedgerServiceNotFoundError",
     "LimitTooLargeError",
     "LockTimeOutOfRangeError",
     "MinimumDepositRequiredError",
@@ -86,24 +98,26 @@ __all__ = [
     "NoSettlementsProvidedError",
     "NotAcknowledgedError",
     "OGError",
+    "PageLimitError",
     "PanicError",
     "ProviderAuthError",
     "ProviderCannotBeUserError",
     "ProviderConnectionError",
     "ProviderError",
+    "ProviderInsufficientBalanceError",
     "ProviderNotAcknowledgedError",
     "ProviderRateLimitError",
     "ProviderResponseError",
     "ProviderServerError",
     "REVERT_ERRORS",
     "RPCError",
+    "ResponseVerificationError",
     "RevertedError",
     "ServiceAlreadyRegisteredError",
     "ServiceMustImplementIServingError",
     "ServiceNameExistsError",
     "ServiceNotExistError",
     "ServiceNotFoundError",
-    "LedgerServiceNotFoundError",
     "ServiceNotRegisteredError",
     "ServiceRegistryLimitReachedError",
     "ServiceTypeMismatchError",
@@ -111,6 +125,7 @@ __all__ = [
     "SettlementTimeoutError",
     "TokenDecodeError",
     "TokenError",
+    "TokenRejectedError",
     "TokenVerificationError",
     "TooManyProvidersError",
     "TooManyProvidersForServiceError",
@@ -119,6 +134,7 @@ __all__ = [
     "TransactionNotExecutedError",
     "TransactionOutcomeUnknownError",
     "TransferFailedError",
+    "TransportFailure",
     "VerificationError",
     "VersionRequiredError",
     "ZeroAddressNotAllowedError",
@@ -289,6 +305,10 @@ class RPCError(ChainError):
         self.method = method
 
 
+#: Custom error name -> exception class, filled by each subclass that names an ``error_type``.
+REVERT_ERRORS: dict[str, type[ContractRevertError]] = {}
+
+
 class ContractRevertError(ChainError):
     """A contract call or transaction reverted.
 
@@ -304,6 +324,15 @@ class ContractRevertError(ChainError):
 
     #: The custom error this class stands for; ``None`` on the base class.
     error_type: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register a subclass that stands for a custom error in :data:`REVERT_ERRORS`."""
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("error_type")
+        if isinstance(name, str):
+            if name in REVERT_ERRORS:
+                raise TypeError(f"two exception classes stand for the custom error {name!r}")
+            REVERT_ERRORS[name] = cls
 
     def __init__(
         self,
@@ -412,6 +441,20 @@ class TokenVerificationError(TokenError):
     """A token decoded but does not verify (signature, provider, expiry, ...)."""
 
 
+class TokenRejectedError(TokenVerificationError):
+    """A token failed :func:`verify_token`; ``reason`` says why, as a stable code.
+
+    Attributes:
+        reason: one of ``"bad_signature"``, ``"wrong_signer"``, ``"wrong_provider"``,
+            ``"bad_token_id"``, ``"no_expiry"``, ``"bad_lifetime"``, ``"lifetime_too_long"``,
+            ``"not_yet_valid"``, ``"expired"``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ProviderError(OGError):
     """The provider's HTTP API answered with an error.
 
@@ -449,6 +492,20 @@ class ProviderConnectionError(ProviderError):
     retryable = True
 
 
+class TransportFailure(ProviderConnectionError):
+    """A transport error, with whether the request can be known NOT to have reached the provider.
+
+    Attributes:
+        not_sent: ``True`` when the failure happened before the request was sent (connection
+            refused, connect timeout, no free connection in the pool): repeating it is safe even
+            for a billed call. ``False`` when it may have been received (read error or timeout).
+    """
+
+    def __init__(self, message: str, *, provider: str | None, not_sent: bool) -> None:
+        super().__init__(message, provider=provider)
+        self.not_sent = not_sent
+
+
 class ProviderAuthError(ProviderError):
     """The provider refused the credentials (HTTP 401 or 403)."""
 
@@ -473,8 +530,88 @@ class ProviderResponseError(ProviderError):
     """The provider answered, but not in the shape the protocol expects."""
 
 
+class ProviderInsufficientBalanceError(ProviderError, InsufficientBalanceError):
+    """The provider refused a request for balance (HTTP 402 or its insufficient-balance answer).
+
+    Both a :class:`ProviderError` (with ``status_code``, redacted ``body`` and ``provider``) and an
+    :class:`InsufficientBalanceError` (with ``required`` / ``available`` from the answer). A
+    refused request is not billed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        required: int | None = None,
+        available: int | None = None,
+        status_code: int | None = None,
+        body: str | None = None,
+        provider: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        ProviderError.__init__(
+            self, message, status_code=status_code, body=body, provider=provider, hint=hint
+        )
+        self.required = required
+        self.available = available
+
+
+class ImageJobTimeoutError(ProviderError):
+    """An async image job did not finish in time.
+
+    Resume with ``wait_image_job(provider, err.job_id, request_sha256=err.request_sha256)`` (the
+    hash lets the result's signature be checked against the submitted request: ``BOUND``).
+
+    Attributes:
+        job_id: the provider's job id.
+        last_status: the last status the provider reported.
+        request_sha256: hex sha256 of the submitted request body, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        last_status: str | None,
+        provider: str | None,
+        request_sha256: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.job_id = job_id
+        self.last_status = last_status
+        self.request_sha256 = request_sha256
+
+
 class VerificationError(OGError):
     """A TEE response signature or attestation check failed (fail-closed policy)."""
+
+
+class ResponseVerificationError(VerificationError):
+    """A response failed verification under the ``required`` policy (fail closed).
+
+    The content of the response is withheld: it is neither returned nor attached here (the
+    provider may have changed it after signing). What the response cost is kept, because the
+    provider bills it anyway.
+
+    Attributes:
+        verification: the outcome that failed the policy (chat id, signer, hashes, reason).
+        fee: the fee (wei) counted locally for the withheld response (see ``local_fees``).
+        usage: the usage the provider reported for it, when it did (unverified).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        verification: VerificationResult,
+        fee: int = 0,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.verification = verification
+        self.fee = fee
+        self.usage = usage
 
 
 # --- one class per custom error of the LedgerManager and InferenceServing ABIs ---------------
@@ -618,6 +755,19 @@ class LimitTooLargeError(ContractRevertError):
     """A page limit above the contract's maximum (50)."""
 
     error_type = "LimitTooLarge"
+
+
+class PageLimitError(ConfigError, LimitTooLargeError):
+    """A page size above what the contract serves, refused before anything is read.
+
+    A :class:`ConfigError` (nothing was sent); also a :class:`LimitTooLargeError`, the revert the
+    contract would have answered.
+    """
+
+    def __init__(self, message: str, *, limit: int, maximum: int) -> None:
+        LimitTooLargeError.__init__(self, message, error_args={"limit": limit, "max": maximum})
+        self.limit = limit
+        self.maximum = maximum
 
 
 class LockTimeOutOfRangeError(ContractRevertError):
@@ -764,54 +914,3 @@ class PanicError(ContractRevertError):
     """A Solidity panic (``Panic(uint256)``)."""
 
     error_type = "Panic"
-
-
-#: Custom error name -> exception class.
-REVERT_ERRORS: dict[str, type[ContractRevertError]] = {
-    "AccountExists": AccountExistsError,
-    "AccountNotExists": AccountNotExistsError,
-    "AdditionalInfoTooLong": AdditionalInfoTooLongError,
-    "AlreadyInitialized": AlreadyInitializedError,
-    "BatchSizeTooLarge": BatchSizeTooLargeError,
-    "CallFailed": CallFailedError,
-    "CallerNotLedger": CallerNotLedgerError,
-    "CallerNotRegisteredService": CallerNotRegisteredServiceError,
-    "CannotAddStakeWhenUpdating": CannotAddStakeWhenUpdatingError,
-    "CannotRevokeWithNonZeroBalance": CannotRevokeWithNonZeroBalanceError,
-    "DirectDepositsDisabled": DirectDepositsDisabledError,
-    "InsufficientAvailableBalance": InsufficientAvailableBalanceError,
-    "InsufficientBalance": LedgerInsufficientBalanceError,
-    "InsufficientStake": InsufficientStakeError,
-    "InvalidAddress": ContractInvalidAddressError,
-    "InvalidServiceAddress": InvalidServiceAddressError,
-    "InvalidServiceType": InvalidServiceTypeError,
-    "InvalidTEESignature": InvalidTEESignatureError,
-    "LedgerExists": LedgerExistsError,
-    "LedgerLocked": LedgerLockedError,
-    "LedgerNotExists": LedgerNotExistsError,
-    "LimitTooLarge": LimitTooLargeError,
-    "LockTimeOutOfRange": LockTimeOutOfRangeError,
-    "MinimumDepositRequired": MinimumDepositRequiredError,
-    "MustWithdrawAllFundsFirst": MustWithdrawAllFundsFirstError,
-    "NoRecommendedService": NoRecommendedServiceError,
-    "NoSettlementsProvided": NoSettlementsProvidedError,
-    "ProviderCannotBeUser": ProviderCannotBeUserError,
-    "ServiceAlreadyRegistered": ServiceAlreadyRegisteredError,
-    "ServiceMustImplementIServing": ServiceMustImplementIServingError,
-    "ServiceNameExists": ServiceNameExistsError,
-    "ServiceNotExist": ServiceNotExistError,
-    "ServiceNotFound": LedgerServiceNotFoundError,
-    "ServiceNotRegistered": ServiceNotRegisteredError,
-    "ServiceRegistryLimitReached": ServiceRegistryLimitReachedError,
-    "ServiceTypeRequired": ServiceTypeRequiredError,
-    "TooManyProviders": TooManyProvidersError,
-    "TooManyProvidersForService": TooManyProvidersForServiceError,
-    "TooManyRefunds": TooManyRefundsError,
-    "TooManySettlements": TooManySettlementsError,
-    "TransferFailed": TransferFailedError,
-    "VersionRequired": VersionRequiredError,
-    "ZeroAddressNotAllowed": ZeroAddressNotAllowedError,
-    "ZeroAmountNotAllowed": ZeroAmountNotAllowedError,
-    "Error": RevertedError,
-    "Panic": PanicError,
-}

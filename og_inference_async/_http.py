@@ -36,16 +36,16 @@ import httpx
 
 from ._exceptions import (
     ConfigError,
-    InsufficientBalanceError,
     NotAcknowledgedError,
     OGError,
     ProviderAuthError,
-    ProviderConnectionError,
     ProviderError,
+    ProviderInsufficientBalanceError,
     ProviderRateLimitError,
     ProviderResponseError,
     ProviderServerError,
     ServiceNotFoundError,
+    TransportFailure,
 )
 from ._redact import redact
 
@@ -127,20 +127,6 @@ def transport_name(client: httpx.AsyncClient) -> str:
 
 
 # -- transport errors ---------------------------------------------------------------------------
-
-
-class TransportFailure(ProviderConnectionError):
-    """A transport error, with whether the request can be known NOT to have reached the provider.
-
-    Attributes:
-        not_sent: ``True`` when the failure happened before the request was sent (connection
-            refused, connect timeout, no free connection in the pool): repeating it is safe even
-            for a billed call. ``False`` when it may have been received (read error or timeout).
-    """
-
-    def __init__(self, message: str, *, provider: str | None, not_sent: bool) -> None:
-        super().__init__(message, provider=provider)
-        self.not_sent = not_sent
 
 
 def _not_sent(exc: httpx.HTTPError) -> bool:
@@ -526,7 +512,7 @@ def error_for_status(
     ===========================================  ===============================================
     answer                                       error
     ===========================================  ===============================================
-    402, code ``insufficient_balance``, or a     :class:`InsufficientBalanceError` with
+    402, code ``insufficient_balance``, or a     :class:`ProviderInsufficientBalanceError` with
     message about an insufficient balance        ``required`` / ``available`` from the body
     code ``not_acknowledged``, ``account_not_    :class:`NotAcknowledgedError`
     found``, or "not acknowledge" in the text
@@ -553,11 +539,12 @@ def error_for_status(
     common: dict[str, Any] = {"status_code": status, "body": text, "provider": provider}
 
     if status == 402 or code == "insufficient_balance" or "insufficient balance" in lowered:
-        return InsufficientBalanceError(
+        return ProviderInsufficientBalanceError(
             msg,
             required=_wei(err.get("required")),
             available=_wei(err.get("available")),
             hint="top the provider sub-account up with broker.ledger.transfer_fund(provider, amount)",
+            **common,
         )
     if code in ("not_acknowledged", "account_not_found") or "not acknowledge" in lowered:
         hint = (

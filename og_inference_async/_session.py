@@ -38,7 +38,7 @@ from ._exceptions import (
     ConfigError,
     InvalidAddressError,
     TokenDecodeError,
-    TokenVerificationError,
+    TokenRejectedError,
     VerificationError,
 )
 
@@ -340,20 +340,6 @@ def recover_personal_signer(text: str, signature: str) -> str:
 
 
 # --- decoding and verification -----------------------------------------------------------------
-
-
-class TokenRejectedError(TokenVerificationError):
-    """A token failed :func:`verify_token`; ``reason`` says why, as a stable code.
-
-    Attributes:
-        reason: one of ``"bad_signature"``, ``"wrong_signer"``, ``"wrong_provider"``,
-            ``"bad_token_id"``, ``"no_expiry"``, ``"bad_lifetime"``, ``"lifetime_too_long"``,
-            ``"not_yet_valid"``, ``"expired"``.
-    """
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -20,14 +20,12 @@ from ._exceptions import (
     AccountNotExistsError,
     BelowMinimumError,
     ConfigError,
-    ContractRevertError,
     InsufficientBalanceError,
     InvalidAddressError,
     InvalidAmountError,
     LedgerExistsError,
     LedgerNotExistsError,
     MustWithdrawAllFundsFirstError,
-    ServiceNotFoundError,
 )
 from ._units import Amount, format_og, to_wei
 from ._validate import shown
@@ -136,7 +134,7 @@ class LedgerAPI:
                 f"the ledger of {sender.address} already exists", error_args={"user": sender.address}
             )
         await self._check_wallet(wei)
-        return await chain.send_ledger(sender, "addLedger", info, value=wei)
+        return await chain.add_ledger(sender, info, wei)
 
     async def deposit_fund(self, amount: Amount) -> TxReceipt:
         """Add funds to this wallet's ledger (creating it when the amount reaches the minimum).
@@ -150,7 +148,7 @@ class LedgerAPI:
         sender = self._b._sender
         await self._check_new_ledger_minimum(sender.address, wei)
         await self._check_wallet(wei)
-        return await self._b._chain_reader.send_ledger(sender, "depositFund", value=wei)
+        return await self._b._chain_reader.deposit_fund(sender, wei)
 
     async def deposit_fund_for(self, recipient: str, amount: Amount) -> TxReceipt:
         """Deposit into another address's ledger (creating it when the amount reaches the minimum).
@@ -166,7 +164,7 @@ class LedgerAPI:
         sender = self._b._sender
         await self._check_new_ledger_minimum(to, wei)
         await self._check_wallet(wei)
-        return await self._b._chain_reader.send_ledger(sender, "depositFundFor", to, value=wei)
+        return await self._b._chain_reader.deposit_fund_for(sender, to, wei)
 
     async def transfer_fund(self, provider: str, amount: Amount) -> TxReceipt:
         """Move funds from the ledger into ``provider``'s inference sub-account.
@@ -188,28 +186,11 @@ class LedgerAPI:
         if prov == sender.address:
             raise InvalidAddressError("the provider must not be this wallet's own address")
         chain = self._b._chain_reader
-        name = await chain.service_name()
         minimum = await chain.min_transfer_amount()
-        ledger_r, account_r, service_r = await chain.call_many(
-            [
-                (chain.ledger_address, chain.L.fn("getLedger"), (sender.address,)),
-                (chain.inference_address, chain.I.fn("getAccount"), (sender.address, prov)),
-                (chain.inference_address, chain.I.fn("getService"), (prov,)),
-            ]
-        )
-        if isinstance(service_r, ContractRevertError):
-            raise ServiceNotFoundError(
-                f"provider {prov} has no inference service on {self._b.network.name}", identifier=prov
-            ) from service_r
-        if isinstance(service_r, Exception):
-            raise service_r
-        if isinstance(ledger_r, Exception):
-            raise ledger_r
-        from ._chain._contracts import account_from_tuple, ledger_from_tuple
-
-        ledger = ledger_from_tuple(ledger_r[0])
+        state = await chain.transfer_state(sender.address, prov)
+        ledger = state.ledger
         cancel = 0
-        if isinstance(account_r, AccountNotExistsError):
+        if state.account is None:
             if wei < minimum:
                 raise BelowMinimumError(
                     f"the first transfer to a provider needs at least {format_og(minimum)} OG, "
@@ -217,10 +198,8 @@ class LedgerAPI:
                     amount=wei,
                     minimum=minimum,
                 )
-        elif isinstance(account_r, Exception):
-            raise account_r
         else:
-            cancel = min(wei, account_from_tuple(account_r[0]).pending_refund)
+            cancel = min(wei, state.account.pending_refund)
         needed = wei - cancel
         if ledger.available < needed:
             raise InsufficientBalanceError(
@@ -230,7 +209,7 @@ class LedgerAPI:
                 available=ledger.available,
                 hint="deposit more with broker.ledger.deposit_fund",
             )
-        return await self._touching([prov], chain.send_ledger(sender, "transferFund", prov, name, wei))
+        return await self._touching([prov], chain.transfer_fund(sender, prov, wei))
 
     async def retrieve_fund(self, providers: list[str] | None = None) -> list[TxReceipt]:
         """Request refunds from providers and collect matured ones (batches of 20 per transaction).
@@ -268,11 +247,10 @@ class LedgerAPI:
                         f"no sub-account with provider {p}",
                         error_args={"user": sender.address, "provider": p},
                     )
-        name = await chain.service_name()
         receipts: list[TxReceipt] = []
         for i in range(0, len(targets), RETRIEVE_BATCH):
             batch = targets[i : i + RETRIEVE_BATCH]
-            send = chain.send_ledger(sender, "retrieveFund", batch, name)
+            send = chain.retrieve_fund(sender, batch)
             receipts.append(await self._touching(batch, send))
         return receipts
 
@@ -314,7 +292,7 @@ class LedgerAPI:
                 amount=remaining,
                 minimum=minimum,
             )
-        send = chain.send_ledger(sender, "refund", wei)
+        send = chain.refund(sender, wei)
         if ledger.total == wei:  # the ledger empties: the contract deletes it with its sub-accounts
             return await self._touching(None, send)
         return await send
@@ -333,7 +311,7 @@ class LedgerAPI:
                 f"the ledger still holds {format_og(ledger.total)} OG",
                 error_args={"totalBalance": ledger.total},
             )
-        return await self._touching(None, self._b._chain_reader.send_ledger(sender, "deleteLedger"))
+        return await self._touching(None, self._b._chain_reader.delete_ledger(sender))
 
     # -- checks ----------------------------------------------------------------------------------
 

@@ -11,12 +11,10 @@ import anyio
 
 from .._config import checksum
 from .._exceptions import (
-    ContractRevertError,
-    LimitTooLargeError,
     OGError,
+    PageLimitError,
     ProviderConnectionError,
     ProviderResponseError,
-    ServiceNotFoundError,
 )
 from .._http import send as http_send
 from .._redact import redact
@@ -37,7 +35,7 @@ MAX_PAGE = 50
 DISCOVERY_TIMEOUT = 10.0
 MAX_DISCOVERY_BYTES = 5 * 1024 * 1024
 
-log = logging.getLogger("og_inference_async")
+log = logging.getLogger(__name__)
 
 
 def _additional_info(svc: Service) -> dict[str, Any]:
@@ -81,12 +79,7 @@ class InferenceAPI(RequestsMixin, FundingMixin):
             ServiceNotFoundError: no service registered for that address on this network.
         """
         prov = checksum(provider, what="provider")
-        try:
-            return await self._b._chain_reader.get_service(prov)
-        except ContractRevertError as exc:
-            if isinstance(exc, ServiceNotFoundError):
-                raise
-            raise ServiceNotFoundError(f"provider {prov} has no service", identifier=prov) from exc
+        return await self._b._chain_reader.get_service(prov)
 
     async def list_services(
         self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False
@@ -105,9 +98,10 @@ class InferenceAPI(RequestsMixin, FundingMixin):
         check_int("limit", limit, minimum=1)
         check_bool("include_unacknowledged", include_unacknowledged)
         if limit > MAX_PAGE:
-            raise LimitTooLargeError(
+            raise PageLimitError(
                 f"limit {limit} is above the contract's maximum of {MAX_PAGE}; use iter_services()",
-                error_args={"limit": limit, "max": MAX_PAGE},
+                limit=limit,
+                maximum=MAX_PAGE,
             )
         services, _ = await self._b._chain_reader.get_all_services(offset, limit)
         return [s for s in services if include_unacknowledged or s.tee_signer_acknowledged]

@@ -40,7 +40,6 @@ from .._exceptions import (
     LedgerNotExistsError,
     ProviderResponseError,
     RPCError,
-    ServiceNotFoundError,
     SettlementTimeoutError,
     TransactionOutcomeUnknownError,
 )
@@ -64,7 +63,6 @@ from ..types.funding import (
     TopUpEvent,
 )
 from ._funding_auto import AutoFunder, AutoFundingConfig, CheckOutcome, describe_error, plan_top_up
-from ._funding_chain import account_at, block_number, chain_time, settled_fees
 
 if TYPE_CHECKING:
     from .._broker import AsyncBroker
@@ -79,7 +77,7 @@ __all__ = [
     "SettlementTimeoutError",
 ]
 
-log = logging.getLogger("og_inference_async.funding")
+log = logging.getLogger(__name__)
 
 #: ``ensure_ready``'s default spendable balance: 2 OG (the provider keeps 1 OG in reserve).
 DEFAULT_MIN_BALANCE = 2 * WEI_PER_OG
@@ -134,12 +132,7 @@ class FundingMixin:
         return self._wallet_lock
 
     async def _funding_service(self, provider: str) -> Service:
-        try:
-            return await self._b._chain_reader.get_service(provider)
-        except ServiceNotFoundError:
-            raise
-        except ContractRevertError as exc:
-            raise ServiceNotFoundError(f"provider {provider} has no service", identifier=provider) from exc
+        return await self._b._chain_reader.get_service(provider)
 
     async def _fresh_account(self, provider: str) -> Account | None:
         """The sub-account as the chain has it now; every top-up plan starts here.
@@ -150,24 +143,15 @@ class FundingMixin:
         amount is never sent twice.
         """
         await self._resolve_in_doubt(provider)
-        return await account_at(self._b._chain_reader, self._b._user, provider)
+        return await self._b._chain_reader.account_at(self._b._user, provider)
 
     async def _resolve_in_doubt(self, provider: str) -> None:
         pending = self._in_doubt.get(provider)
         if pending is None:
             return
-        rpc = self._b._chain_reader.rpc
-        receipt, known = await rpc.batch(
-            [
-                ("eth_getTransactionReceipt", [pending.tx_hash]),
-                ("eth_getTransactionByHash", [pending.tx_hash]),
-            ]
-        )
-        for value in (receipt, known):
-            if isinstance(value, Exception):
-                raise value
-        if isinstance(receipt, dict) or known is None:
-            log.info("earlier top-up %s to %s resolved (mined: %s)", pending.tx_hash, provider, bool(receipt))
+        mined, known = await self._b._chain_reader.transaction_status(pending.tx_hash)
+        if mined or not known:
+            log.info("earlier top-up %s to %s resolved (mined: %s)", pending.tx_hash, provider, mined)
             del self._in_doubt[provider]
             return
         raise TransactionOutcomeUnknownError(
@@ -210,7 +194,7 @@ class FundingMixin:
         sender = self._b._sender
         with anyio.CancelScope(shield=True):
             try:
-                receipt = await chain.send_inference(sender, "acknowledgeTEESigner", provider, True)
+                receipt = await chain.acknowledge_tee_signer(sender, provider, True)
             finally:
                 self.auth.forget(provider)  # whatever the outcome: the cached "unacknowledged" is stale
         return receipt
@@ -656,11 +640,11 @@ class FundingMixin:
         every = _positive_seconds(poll_interval, "poll_interval")
         user = self._b._user
         chain = self._b._chain_reader
-        start_block = await block_number(chain)
+        start_block = await chain.block_number()
         try:
-            before = await account_at(chain, user, prov, start_block)
+            before = await chain.account_at(user, prov, start_block)
         except RPCError:  # a load-balanced node may lag behind the block number just read
-            before = await account_at(chain, user, prov)
+            before = await chain.account_at(user, prov)
         if before is None:
             raise AccountNotExistsError(
                 f"no sub-account with provider {prov}; nothing to settle",
@@ -680,7 +664,7 @@ class FundingMixin:
                 sleep=anyio.sleep,
             ):
                 with attempt:
-                    after = await account_at(chain, user, prov)
+                    after = await chain.account_at(user, prov)
                 if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
                     attempt.retry_state.set_result(after)
         except RetryError:
@@ -698,7 +682,7 @@ class FundingMixin:
                 error_args={"user": user, "provider": prov},
             )
         try:
-            fee, hashes = await settled_fees(chain, user, prov, start_block + 1)
+            fee, hashes = await chain.settled_fees(user, prov, start_block + 1)
         except (RPCError, ContractRevertError) as exc:
             log.info("could not read settlement logs (%s); reporting the balance drop", describe_error(exc))
             fee, hashes = max(before.balance - after.balance, 0), ()
@@ -732,7 +716,7 @@ class FundingMixin:
         chain = self._b._chain_reader
         user = self._b._user
         if provider is not None:
-            account = await account_at(chain, user, checksum(provider, what="provider"))
+            account = await chain.account_at(user, checksum(provider, what="provider"))
             accounts = [account] if account is not None else []
         else:
             accounts = []
@@ -746,7 +730,7 @@ class FundingMixin:
         if not any(a.refunds for a in accounts):
             return []
         lock_time = await chain.lock_time()
-        now = await chain_time(chain)
+        now = await chain.chain_time()
         out: list[RefundStatus] = []
         for account in accounts:
             for refund in account.refunds:
@@ -796,10 +780,10 @@ class FundingMixin:
                 ledger_available_before=ledger_before.available,
                 ledger_available_after=ledger_before.available,
             )
-        before = {p: await account_at(chain, user, p) for p in targets}
+        before = {p: await chain.account_at(user, p) for p in targets}
         with anyio.CancelScope(shield=True):
             receipts = await self._b.ledger.retrieve_fund(targets)
-        after = {p: await account_at(chain, user, p) for p in targets}
+        after = {p: await chain.account_at(user, p) for p in targets}
         ledger_after = await self._fresh_ledger()
         results: list[ProviderRefundResult] = []
         for p in targets:

@@ -23,7 +23,7 @@ from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent
 
 __all__ = ["AutoFunder", "AutoFundingConfig", "CheckOutcome", "describe_error", "plan_top_up"]
 
-log = logging.getLogger("og_inference_async.funding")
+log = logging.getLogger(__name__)
 
 ErrorCallback = Callable[[Exception], Any]
 TopUpCallback = Callable[[TopUpEvent], Any]

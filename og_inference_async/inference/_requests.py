@@ -29,13 +29,11 @@ import anyio
 from .._config import checksum
 from .._exceptions import (
     ConfigError,
-    ContractRevertError,
+    ImageJobTimeoutError,
     NotAcknowledgedError,
     OGError,
-    ProviderError,
     ProviderResponseError,
     ProviderServerError,
-    ServiceNotFoundError,
     ServiceTypeMismatchError,
 )
 from .._http import (
@@ -100,7 +98,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageJobTimeoutError", "RequestsMixin"]
 
-log = logging.getLogger("og_inference_async")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -114,33 +112,6 @@ _BASE_HEADERS = {"Accept-Encoding": "identity"}
 #: Bodies of at least this many bytes are hashed, and uploads of at least this many bytes are
 #: multipart-encoded, in a worker thread (``anyio.to_thread``) instead of on the event loop.
 OFFLOAD_BYTES = 256 * 1024
-
-
-class ImageJobTimeoutError(ProviderError):
-    """An async image job did not finish in time.
-
-    Resume with ``wait_image_job(provider, err.job_id, request_sha256=err.request_sha256)`` (the
-    hash lets the result's signature be checked against the submitted request: ``BOUND``).
-
-    Attributes:
-        job_id: the provider's job id.
-        last_status: the last status the provider reported.
-        request_sha256: hex sha256 of the submitted request body, when known.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        job_id: str,
-        last_status: str | None,
-        provider: str | None,
-        request_sha256: str | None = None,
-    ) -> None:
-        super().__init__(message, provider=provider)
-        self.job_id = job_id
-        self.last_status = last_status
-        self.request_sha256 = request_sha256
 
 
 @dataclass(slots=True)
@@ -466,12 +437,7 @@ class RequestsMixin:
                 return hit[1]
 
         async def fetch() -> Service:
-            try:
-                service = await self._b._chain_reader.get_service(prov)
-            except ContractRevertError as exc:
-                if isinstance(exc, ServiceNotFoundError):
-                    raise
-                raise ServiceNotFoundError(f"provider {prov} has no service", identifier=prov) from exc
+            service = await self._b._chain_reader.get_service(prov)
             self._services[prov] = (self._clock() + SERVICE_TTL, service)
             return service
 

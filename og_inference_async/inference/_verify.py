@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .._exceptions import ConfigError, VerificationError
+from .._exceptions import ConfigError, ResponseVerificationError, VerificationError
 from .._redact import redact
 from .._session import recover_personal_signer
 from .._validate import check_bool, check_callable, check_int, check_seconds, shown
@@ -42,33 +42,6 @@ __all__ = [
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _HASH_PAIR = re.compile(r"[0-9a-f]{64}:[0-9a-f]{64}")
 _MODES = ("off", "background", "required")
-
-
-class ResponseVerificationError(VerificationError):
-    """A response failed verification under the ``required`` policy (fail closed).
-
-    The content of the response is withheld: it is neither returned nor attached here (the
-    provider may have changed it after signing). What the response cost is kept, because the
-    provider bills it anyway.
-
-    Attributes:
-        verification: the outcome that failed the policy (chat id, signer, hashes, reason).
-        fee: the fee (wei) counted locally for the withheld response (see ``local_fees``).
-        usage: the usage the provider reported for it, when it did (unverified).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        verification: VerificationResult,
-        fee: int = 0,
-        usage: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.verification = verification
-        self.fee = fee
-        self.usage = usage
 
 
 @dataclass(frozen=True)

@@ -297,12 +297,8 @@ class AuthManager:
             check_token_id(tid, account.revoked_bitmap if account is not None else 0)
         if account is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
-        chain = self._contracts
         try:
-            if len(token_ids) == 1:
-                receipt = await chain.send_inference(sender, "revokeToken", prov, token_ids[0])
-            else:
-                receipt = await chain.send_inference(sender, "revokeTokens", prov, list(token_ids))
+            receipt = await self._contracts.revoke_tokens(sender, prov, token_ids)
         finally:
             self.forget_account(prov)  # the revoked bitmap changed (or may have)
         return receipt
@@ -320,7 +316,7 @@ class AuthManager:
         if await self.read_account(prov, fresh=True) is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
         try:
-            receipt = await self._contracts.send_inference(sender, "revokeAllTokens", prov)
+            receipt = await self._contracts.revoke_all_tokens(sender, prov)
         finally:
             self.forget(prov)
         return receipt

@@ -100,7 +100,7 @@ async def _unacknowledge(dn: Devnet, broker: AsyncBroker, provider: str) -> None
     await dn.increase_time(dn.lock_time + 1)
     await broker.ledger.retrieve_fund_from_provider(provider)
     chain = broker._chain_reader
-    await chain.send_inference(broker._sender, "acknowledgeTEESigner", provider, False)
+    await chain.acknowledge_tee_signer(broker._sender, provider, False)
     account = await broker.ledger.get_account(provider)
     assert account.balance == 0 and not account.acknowledged
 
@@ -182,7 +182,7 @@ async def test_acknowledge_warns_when_0g_has_not_acknowledged_the_signer(
     await devnet.send_as(devnet.owner.address, devnet.inference, revoke)
     async with _broker(devnet, 19) as broker:
         await broker.ledger.add_ledger(og("3"))
-        with caplog.at_level(logging.WARNING, logger="og_inference_async.funding"):
+        with caplog.at_level(logging.WARNING, logger="og_inference_async"):
             result = await broker.inference.acknowledge_provider_signer(provider)
         assert result.status == "created_account" and not result.tee_signer_acknowledged
         assert result.warnings and "cannot settle" in result.warnings[0]

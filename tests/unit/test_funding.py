@@ -11,7 +11,6 @@ import httpx
 import pytest
 from eth_utils import to_checksum_address
 
-import og_inference_async.inference._funding as funding_module
 from og_inference_async import (
     AsyncBroker,
     ConfigError,
@@ -244,9 +243,7 @@ class World:
             raise LedgerNotExistsError("no ledger")
         return self.ledger
 
-    async def account_at(
-        self, chain: Any, user: str, provider: str, block: int | None = None
-    ) -> Account | None:
+    async def account_at(self, user: str, provider: str, block: int | None = None) -> Account | None:
         return self.account
 
     async def constant(self) -> int:
@@ -297,7 +294,7 @@ async def world_broker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[W
         monkeypatch.setattr(chain, "get_ledger", world.get_ledger)
         monkeypatch.setattr(chain, "min_transfer_amount", world.constant)
         monkeypatch.setattr(chain, "min_account_balance", lambda: _three())
-        monkeypatch.setattr(funding_module, "account_at", world.account_at)
+        monkeypatch.setattr(chain, "account_at", world.account_at)
         monkeypatch.setattr(broker.ledger, "transfer_fund", world.transfer_fund)
         monkeypatch.setattr(broker.ledger, "add_ledger", world.add_ledger)
         monkeypatch.setattr(broker.inference.auth, "get_request_headers", world.headers)

@@ -22,6 +22,7 @@ from og_inference_async import (
     ProviderAuthError,
     ProviderConnectionError,
     ProviderError,
+    ProviderInsufficientBalanceError,
     ProviderRateLimitError,
     ProviderResponseError,
     ProviderServerError,
@@ -138,8 +139,9 @@ async def env() -> AsyncIterator[Env]:
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (402, {"error": {"code": "insufficient_balance", "message": "low"}}, InsufficientBalanceError),
-        (400, {"error": "insufficient balance, total fee of 5 exceeds 3"}, InsufficientBalanceError),
+        # a provider's balance refusal: a ProviderError that is also an InsufficientBalanceError
+        (402, {"error": {"code": "insufficient_balance", "message": "x"}}, ProviderInsufficientBalanceError),
+        (400, {"error": "insufficient balance, total fee of 5 exceeds 3"}, ProviderInsufficientBalanceError),
         (403, {"error": {"code": "not_acknowledged", "message": "x"}}, NotAcknowledgedError),
         (404, {"error": {"code": "account_not_found", "message": "x"}}, NotAcknowledgedError),
         (400, {"error": "user not acknowledge the provider"}, NotAcknowledgedError),
