@@ -7,7 +7,7 @@ group, which refuses new work once the broker has closed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,9 @@ class Background:
             raise BrokerStateError("the broker is closed; no background work can start")
         return self._group
 
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> None:
+    def start_soon(
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None
+    ) -> None:
         """Start ``fn(*args)`` in the background.
 
         Raises:
@@ -92,7 +94,9 @@ class Background:
         """
         self._check().start_soon(fn, *args, name=name)
 
-    async def start(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: object = None) -> Any:
+    async def start(
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None
+    ) -> Any:
         """Start ``fn(*args)`` and wait until it reports started (``task_status.started()``).
 
         Raises:

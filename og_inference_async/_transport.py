@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 
-from ._exceptions import NotAcknowledgedError, OGError, ProviderConnectionError
+from ._exceptions import NotAcknowledgedError, OGError, ProviderConnectionError, TransportFailure
 from ._http import (
     REFRESH_CODES,
     HttpReply,
     HttpStream,
-    TransportFailure,
     error_code,
     error_for_status,
     retry_after_from,

@@ -1,240 +1,181 @@
-"""``broker.inference``: discovery, acknowledgement, request authentication and API keys."""
+"""``broker.inference``: the facade over the inference services.
+
+Every public method keeps the official TS SDK's name (in snake case) and delegates in one line to
+the service that does the work; the services and who builds them are listed in ``_graph``:
+
+=========================  ====================================================================
+service                    methods
+=========================  ====================================================================
+``discovery``              ``get_service``, ``list_services``, ``iter_services``,
+                           ``get_service_metadata``, ``get_provider_models``,
+                           ``list_services_with_detail``
+``auth``                   ``acknowledged``, ``get_request_headers``, API keys and revocation
+``onboarding``             ``acknowledge_provider_signer``, ``ensure_ready``
+``chat`` / ``images`` /    ``chat``, ``chat_stream``, ``openai_client``; ``generate_image``,
+``audio``                  ``edit_image``, ``generate_image_async``, ``wait_image_job``;
+                           ``transcribe``
+``verification``           ``process_response``, ``verify_service``
+``funding``                ``start_auto_funding``, ``stop_auto_funding``, ``has_auto_funding``,
+                           ``auto_funding_stats``
+``settlement``             ``wait_settled``, ``get_refunds``, ``complete_refunds``
+=========================  ====================================================================
+
+A delegating method carries the docstring of the service method it calls. The policies
+(``verification``, ``retry_policy``) can be set before the broker opens; the reads of local
+state (``local_fees``, ``has_auto_funding``, ``auto_funding_stats``, ...) work once it has
+opened, also after it closed; every other call needs an open broker
+(:class:`~og_inference_async.BrokerStateError` otherwise).
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-
-from .._config import checksum
-from .._exceptions import (
-    OGError,
-    PageLimitError,
-    ProviderConnectionError,
-    ProviderResponseError,
-)
-from .._http import send as http_send
-from .._redact import redact
+from .._retry import RequestRetryPolicy
 from .._session import ApiKey
-from .._validate import MAX_UINT256, check_bool, check_int, check_optional_str
+from .._units import Amount
 from ..types import Service, TxReceipt
-from ..types.discovery import ProviderModels, ServiceDetail, ServiceHealth, ServiceMetadata
-from ._auth import ApiKeyRegistry, AuthManager, InMemoryApiKeyRegistry
-from ._funding import FundingMixin
-from ._requests import RequestsMixin
+from ..types.discovery import ProviderModels, ServiceDetail, ServiceMetadata
+from ..types.funding import (
+    AckResult,
+    AutoFundingStats,
+    ReadyReport,
+    RefundCompletion,
+    RefundStatus,
+    SettlementReport,
+    TopUpEvent,
+)
+from ..types.inference import (
+    ChatResult,
+    ImageResult,
+    ServiceVerification,
+    TranscriptionResult,
+    VerificationResult,
+)
+from ._common import RequestPolicies, provider_address
+from ._graph import InferenceServices
+from ._stream import ChatStream
+from ._verify import VerificationPolicy
+from .audio import AudioRequests
+from .auth import ApiKeyRegistry, AuthManager, InMemoryApiKeyRegistry
+from .discovery import MAX_PAGE, DiscoveryService
+from .funding import DEFAULT_BUFFER, DEFAULT_MIN_TRANSFER, AutoFundingService
+from .images import ImageRequests
+from .onboarding import DEFAULT_MIN_BALANCE, OnboardingService
+from .requests import ChatRequests
+from .settlement import SettlementService
+from .verification import VerificationService
 
 if TYPE_CHECKING:
-    from .._broker import AsyncBroker
+    import openai
 
-__all__ = ["ApiKeyRegistry", "InMemoryApiKeyRegistry", "InferenceAPI"]
+__all__ = ["ApiKeyRegistry", "InMemoryApiKeyRegistry", "InferenceAPI", "InferenceServices", "RequestPolicies"]
 
-MAX_PAGE = 50
-DISCOVERY_TIMEOUT = 10.0
-MAX_DISCOVERY_BYTES = 5 * 1024 * 1024
-
-log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _additional_info(svc: Service) -> dict[str, Any]:
-    try:
-        info = json.loads(svc.additional_info) if svc.additional_info else {}
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
+def _delegates_to(target: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a facade method the docstring of the service method it calls."""
+
+    def apply(method: F) -> F:
+        method.__doc__ = target.__doc__
+        return method
+
+    return apply
 
 
-def _list_of(body: Any, key: str) -> list[dict[str, Any]]:
-    items = body.get(key) if isinstance(body, dict) else None
-    return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
+class InferenceAPI:
+    """Inference operations of one broker. Get it as ``broker.inference``.
 
+    Args:
+        services: returns the open broker's services (raises ``BrokerStateError`` when the
+            broker is not open).
+        policies: the verification and retry policies, shared with the services.
+        state: returns the services for reads of local state, which stay possible after the
+            broker closed (default: ``services``).
+    """
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+    def __init__(
+        self,
+        services: Callable[[], InferenceServices],
+        policies: RequestPolicies,
+        *,
+        state: Callable[[], InferenceServices] | None = None,
+    ) -> None:
+        self._s = services
+        self._state = state or services
+        self._policies = policies
 
+    # -- configuration ---------------------------------------------------------------------------
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+    @property
+    def verification(self) -> VerificationPolicy:
+        """The verification policy of this broker's requests (settable with a mode name)."""
+        return self._policies.verification
 
+    @verification.setter
+    def verification(self, value: str | VerificationPolicy) -> None:
+        self._policies.verification = value
 
-class InferenceAPI(RequestsMixin, FundingMixin):
-    """Inference operations of one broker. Get it as ``broker.inference``."""
+    @property
+    def retry_policy(self) -> RequestRetryPolicy:
+        """The :class:`RequestRetryPolicy` of this broker's provider requests."""
+        return self._policies.retry
 
-    def __init__(self, broker: AsyncBroker, *, api_key_registry: ApiKeyRegistry | None = None) -> None:
-        self._b = broker
-        self.auth = AuthManager(broker, registry=api_key_registry, policy=broker.session_policy)
-        self._init_requests()
-        self._init_funding()
+    @retry_policy.setter
+    def retry_policy(self, value: RequestRetryPolicy) -> None:
+        self._policies.retry = value
+
+    @property
+    def auth(self) -> AuthManager:
+        """Session headers, account reads and API keys (the session-token cache is ``auth.tokens``)."""
+        return self._s().auth
 
     # -- discovery -------------------------------------------------------------------------------
 
+    @_delegates_to(DiscoveryService.get_service)
     async def get_service(self, provider: str) -> Service:
-        """The provider's on-chain service.
+        return await self._s().discovery.get_service(provider)
 
-        Raises:
-            ServiceNotFoundError: no service registered for that address on this network.
-        """
-        prov = checksum(provider, what="provider")
-        return await self._b._chain_reader.get_service(prov)
-
+    @_delegates_to(DiscoveryService.list_services)
     async def list_services(
         self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False
     ) -> list[Service]:
-        """One page of services (the contract allows at most 50 per call).
+        return await self._s().discovery.list_services(
+            offset, limit, include_unacknowledged=include_unacknowledged
+        )
 
-        Unacknowledged services (whose TEE signer 0G has not acknowledged) are filtered out after
-        paging unless ``include_unacknowledged``, so a page may hold fewer than ``limit`` items.
+    @_delegates_to(DiscoveryService.iter_services)
+    def iter_services(self, *, include_unacknowledged: bool = False) -> AsyncIterator[Service]:
+        return self._s().discovery.iter_services(include_unacknowledged=include_unacknowledged)
 
-        Raises:
-            LimitTooLargeError: ``limit`` above 50 (checked before calling).
-            ConfigError: ``offset`` / ``limit`` not ints (bools refused), a negative offset or a
-                non-positive limit.
-        """
-        check_int("offset", offset, minimum=0, maximum=MAX_UINT256)
-        check_int("limit", limit, minimum=1)
-        check_bool("include_unacknowledged", include_unacknowledged)
-        if limit > MAX_PAGE:
-            raise PageLimitError(
-                f"limit {limit} is above the contract's maximum of {MAX_PAGE}; use iter_services()",
-                limit=limit,
-                maximum=MAX_PAGE,
-            )
-        services, _ = await self._b._chain_reader.get_all_services(offset, limit)
-        return [s for s in services if include_unacknowledged or s.tee_signer_acknowledged]
-
-    async def iter_services(self, *, include_unacknowledged: bool = False) -> AsyncIterator[Service]:
-        """Every service, paging by 50 until the contract's total is reached."""
-        check_bool("include_unacknowledged", include_unacknowledged)
-        offset = 0
-        while True:
-            services, total = await self._b._chain_reader.get_all_services(offset, MAX_PAGE)
-            for s in services:
-                if include_unacknowledged or s.tee_signer_acknowledged:
-                    yield s
-            offset += len(services)
-            if not services or offset >= total:
-                return
-
+    @_delegates_to(DiscoveryService.get_service_metadata)
     async def get_service_metadata(self, provider: str, model: str | None = None) -> ServiceMetadata:
-        """The OpenAI-compatible endpoint (``<url>/v1/proxy``) and model for ``provider``.
+        return await self._s().discovery.get_service_metadata(provider, model)
 
-        Args:
-            provider: the provider address.
-            model: a model id to use instead of the service's default (multi-model providers).
-
-        Raises:
-            ConfigError: ``model`` is not a non-empty str.
-            ServiceNotFoundError: no service for that address on this network.
-        """
-        check_optional_str("model", model)
-        svc = await self.get_service(provider)
-        return ServiceMetadata(
-            endpoint=svc.endpoint,
-            model=model or svc.model,
-            provider=svc.provider,
-            service_type=svc.service_type,
-        )
-
+    @_delegates_to(DiscoveryService.get_provider_models)
     async def get_provider_models(self, provider: str) -> ProviderModels:
-        """The provider's model catalogue (``GET <url>/v1/models``, no auth, 10 s, 5 MB at most).
+        return await self._s().discovery.get_provider_models(provider)
 
-        Raises:
-            ServiceNotFoundError: no service for that address.
-            ProviderConnectionError: the provider could not be reached in time.
-            ProviderResponseError: the answer has no ``data`` array.
-        """
-        svc = await self.get_service(provider)
-        url = svc.url.rstrip("/") + "/v1/models"
-        reply = await self._get_json(url, provider=svc.provider, what="get_provider_models")
-        data = reply.get("data") if isinstance(reply, dict) else None
-        if not isinstance(data, list):
-            raise ProviderResponseError(
-                'provider /v1/models returned an unexpected response shape (missing "data" array)',
-                provider=svc.provider,
-            )
-        return ProviderModels(
-            provider=svc.provider,
-            url=svc.url,
-            default_model=svc.model,
-            multi_model=_additional_info(svc).get("MultiModel") is True,
-            models=tuple(m for m in data if isinstance(m, dict)),
-        )
-
+    @_delegates_to(DiscoveryService.list_services_with_detail)
     async def list_services_with_detail(
         self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False
     ) -> list[ServiceDetail]:
-        """:meth:`list_services` plus health and model info from the network's status API.
+        return await self._s().discovery.list_services_with_detail(
+            offset, limit, include_unacknowledged=include_unacknowledged
+        )
 
-        The status API is best effort: when the network has none (the devnet, custom networks) or
-        it cannot be reached within 10 s, the services come back with ``health=None``.
-        """
-        services = await self.list_services(offset, limit, include_unacknowledged=include_unacknowledged)
-        base = self._b.network.status_api
-        health: dict[str, ServiceHealth] = {}
-        infos: dict[tuple[str, str], dict[str, Any]] = {}
-        if base:
-            results: dict[str, Any] = {}
+    def forget_service(self, provider: str | None = None) -> None:
+        """Drop cached service metadata (URL, prices, signer) of one provider or all."""
+        self._state().directory.forget(None if provider is None else provider_address(provider))
 
-            async def fetch(name: str) -> None:
-                try:
-                    results[name] = await self._get_json(f"{base}/{name}", provider=None, what="status API")
-                except OGError as exc:
-                    log.info("status API %s unavailable: %s", name, redact(str(exc)))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fetch, "health")
-                tg.start_soon(fetch, "models")
-            for m in _list_of(results.get("health"), "services"):
-                status = m.get("status")
-                checks = _dict(m.get("checks"))
-                rt = _dict(_dict(m.get("performance")).get("response_time"))
-                if isinstance(m.get("provider"), str) and isinstance(status, str):
-                    health[m["provider"].lower()] = ServiceHealth(
-                        status=status,
-                        uptime=_number(checks.get("uptime")),
-                        avg_response_time=_number(rt.get("avg")) or 0.0,
-                        last_check=str(m["lastCheck"]) if m.get("lastCheck") is not None else None,
-                    )
-            for m in _list_of(results.get("models"), "data"):
-                if isinstance(m.get("provider"), str) and isinstance(m.get("id"), str):
-                    infos[(m["provider"].lower(), m["id"])] = m
-        return [
-            ServiceDetail(
-                service=s,
-                health=health.get(s.provider.lower()),
-                model_info=infos.get((s.provider.lower(), s.model)),
-            )
-            for s in services
-        ]
-
-    async def _get_json(self, url: str, *, provider: str | None, what: str) -> Any:
-        """GET ``url`` through the shared client with a 10 s bound and a 5 MB cap; parse JSON."""
-        try:
-            with anyio.fail_after(DISCOVERY_TIMEOUT):
-                reply = await http_send(self._b.http, "GET", url, headers={}, provider=provider, what=what)
-        except TimeoutError:
-            raise ProviderConnectionError(
-                f"{what}: no answer within {DISCOVERY_TIMEOUT:g} s", provider=provider
-            ) from None
-        if len(reply.raw) > MAX_DISCOVERY_BYTES:
-            raise ProviderResponseError(f"{what}: the answer is larger than 5 MB", provider=provider)
-        if reply.status >= 400:
-            raise ProviderResponseError(
-                f"{what}: HTTP {reply.status}", status_code=reply.status, provider=provider
-            )
-        return reply.json()
-
-    # -- acknowledgement ---------------------------------------------------------------------------
+    # -- acknowledgement, headers and keys -------------------------------------------------------
 
     async def acknowledged(self, provider: str) -> bool:
         """Whether this wallet acknowledged ``provider``'s TEE signer (``False`` without a sub-account)."""
-        return await self.auth.is_acknowledged(provider, fresh=True)
-
-    # -- headers and keys --------------------------------------------------------------------------
+        return await self._s().auth.is_acknowledged(provider, fresh=True)
 
     async def get_request_headers(self, provider: str) -> dict[str, str]:
         """The ``Authorization`` header for a request to ``provider``.
@@ -245,7 +186,7 @@ class InferenceAPI(RequestsMixin, FundingMixin):
         Raises:
             NotAcknowledgedError: the provider is not acknowledged (or there is no sub-account).
         """
-        return await self.auth.get_request_headers(provider)
+        return await self._s().auth.get_request_headers(provider)
 
     async def create_api_key(
         self, provider: str, expires_in: int | None = None, token_id: int | None = None
@@ -261,20 +202,310 @@ class InferenceAPI(RequestsMixin, FundingMixin):
             NotAcknowledgedError: no sub-account with the provider.
             ApiKeyError: the id is unusable or all ids are taken.
         """
-        return await self.auth.create_api_key(provider, expires_in=expires_in, token_id=token_id)
+        return await self._s().auth.create_api_key(provider, expires_in=expires_in, token_id=token_id)
 
+    @_delegates_to(AuthManager.revoke_api_key)
     async def revoke_api_key(self, provider: str, token_id: int) -> TxReceipt:
-        """Revoke one API key on chain. See :meth:`AuthManager.revoke_api_key`."""
-        return await self.auth.revoke_api_key(provider, token_id)
+        return await self._s().auth.revoke_api_key(provider, token_id)
 
+    @_delegates_to(AuthManager.revoke_api_keys)
     async def revoke_api_keys(self, provider: str, token_ids: list[int]) -> TxReceipt:
-        """Revoke several API keys in one transaction."""
-        return await self.auth.revoke_api_keys(provider, token_ids)
+        return await self._s().auth.revoke_api_keys(provider, token_ids)
 
+    @_delegates_to(AuthManager.list_revoked_api_keys)
     async def list_revoked_api_keys(self, provider: str) -> list[int]:
-        """Ids revoked individually in the current generation."""
-        return await self.auth.list_revoked_api_keys(provider)
+        return await self._s().auth.list_revoked_api_keys(provider)
 
+    @_delegates_to(AuthManager.revoke_all_tokens)
     async def revoke_all_tokens(self, provider: str) -> TxReceipt:
-        """Invalidate every session token and API key for ``provider`` (generation bump)."""
-        return await self.auth.revoke_all_tokens(provider)
+        return await self._s().auth.revoke_all_tokens(provider)
+
+    # -- onboarding ------------------------------------------------------------------------------
+
+    @_delegates_to(OnboardingService.acknowledge_provider_signer)
+    async def acknowledge_provider_signer(
+        self, provider: str, *, initial_amount: Amount | None = None
+    ) -> AckResult:
+        return await self._s().onboarding.acknowledge_provider_signer(provider, initial_amount=initial_amount)
+
+    @_delegates_to(OnboardingService.ensure_ready)
+    async def ensure_ready(
+        self,
+        provider: str,
+        *,
+        min_balance: Amount = DEFAULT_MIN_BALANCE,
+        create_ledger: bool = False,
+        ledger_amount: Amount | None = None,
+    ) -> ReadyReport:
+        return await self._s().onboarding.ensure_ready(
+            provider, min_balance=min_balance, create_ledger=create_ledger, ledger_amount=ledger_amount
+        )
+
+    # -- requests --------------------------------------------------------------------------------
+
+    @_delegates_to(ChatRequests.chat)
+    async def chat(
+        self,
+        provider: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        return await self._s().chat.chat(provider, messages, model=model, verify=verify, **params)
+
+    @_delegates_to(ChatRequests.chat_stream)
+    def chat_stream(
+        self,
+        provider: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        include_usage: bool = True,
+        drain_on_exit: bool = True,
+        drain_timeout: float = 60.0,
+        hold_until_verified: bool = False,
+        **params: Any,
+    ) -> ChatStream:
+        return self._s().chat.chat_stream(
+            provider,
+            messages,
+            model=model,
+            verify=verify,
+            include_usage=include_usage,
+            drain_on_exit=drain_on_exit,
+            drain_timeout=drain_timeout,
+            hold_until_verified=hold_until_verified,
+            **params,
+        )
+
+    @_delegates_to(ChatRequests.openai_client)
+    async def openai_client(
+        self, provider: str, *, api_key: str | None = None, **kwargs: Any
+    ) -> openai.AsyncOpenAI:
+        return await self._s().chat.openai_client(provider, api_key=api_key, **kwargs)
+
+    @_delegates_to(ImageRequests.generate_image)
+    async def generate_image(
+        self,
+        provider: str,
+        prompt: str,
+        *,
+        n: int = 1,
+        size: str | None = None,
+        model: str | None = None,
+        response_format: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        **params: Any,
+    ) -> ImageResult:
+        return await self._s().images.generate_image(
+            provider,
+            prompt,
+            n=n,
+            size=size,
+            model=model,
+            response_format=response_format,
+            verify=verify,
+            **params,
+        )
+
+    @_delegates_to(ImageRequests.edit_image)
+    async def edit_image(
+        self,
+        provider: str,
+        image: bytes | str | os.PathLike[str],
+        prompt: str,
+        *,
+        n: int = 1,
+        size: str | None = None,
+        model: str | None = None,
+        response_format: str | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        **params: Any,
+    ) -> ImageResult:
+        return await self._s().images.edit_image(
+            provider,
+            image,
+            prompt,
+            n=n,
+            size=size,
+            model=model,
+            response_format=response_format,
+            filename=filename,
+            content_type=content_type,
+            verify=verify,
+            **params,
+        )
+
+    @_delegates_to(ImageRequests.generate_image_async)
+    async def generate_image_async(
+        self,
+        provider: str,
+        prompt: str,
+        *,
+        n: int = 1,
+        size: str | None = None,
+        model: str | None = None,
+        response_format: str | None = None,
+        max_wait: float = 300.0,
+        max_polls: int = 600,
+        verify: str | VerificationPolicy | None = None,
+        **params: Any,
+    ) -> ImageResult:
+        return await self._s().images.generate_image_async(
+            provider,
+            prompt,
+            n=n,
+            size=size,
+            model=model,
+            response_format=response_format,
+            max_wait=max_wait,
+            max_polls=max_polls,
+            verify=verify,
+            **params,
+        )
+
+    @_delegates_to(ImageRequests.wait_image_job)
+    async def wait_image_job(
+        self,
+        provider: str,
+        job_id: str,
+        *,
+        max_wait: float = 300.0,
+        max_polls: int = 600,
+        verify: str | VerificationPolicy | None = None,
+        n: int | None = None,
+        model: str | None = None,
+        request_sha256: str | None = None,
+    ) -> ImageResult:
+        return await self._s().images.wait_image_job(
+            provider,
+            job_id,
+            max_wait=max_wait,
+            max_polls=max_polls,
+            verify=verify,
+            n=n,
+            model=model,
+            request_sha256=request_sha256,
+        )
+
+    @_delegates_to(AudioRequests.transcribe)
+    async def transcribe(
+        self,
+        provider: str,
+        audio: bytes | str | os.PathLike[str],
+        filename: str | None = None,
+        *,
+        model: str | None = None,
+        language: str | None = None,
+        response_format: str | None = None,
+        content_type: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        **params: Any,
+    ) -> TranscriptionResult:
+        return await self._s().audio.transcribe(
+            provider,
+            audio,
+            filename,
+            model=model,
+            language=language,
+            response_format=response_format,
+            content_type=content_type,
+            verify=verify,
+            **params,
+        )
+
+    # -- verification and local fees -------------------------------------------------------------
+
+    @_delegates_to(VerificationService.process_response)
+    async def process_response(
+        self,
+        provider: str,
+        chat_id: str | None,
+        *,
+        request_body: bytes | None = None,
+        response_body: bytes | None = None,
+        usage: Mapping[str, Any] | str | None = None,
+        model: str | None = None,
+    ) -> VerificationResult:
+        return await self._s().verification.process_response(
+            provider,
+            chat_id,
+            request_body=request_body,
+            response_body=response_body,
+            usage=usage,
+            model=model,
+        )
+
+    @_delegates_to(VerificationService.verify_service)
+    async def verify_service(self, provider: str, output_dir: str | None = None) -> ServiceVerification:
+        return await self._s().verification.verify_service(provider, output_dir)
+
+    def local_fees(self, provider: str) -> int:
+        """Fees (wei) this broker estimated for ``provider``'s requests since start or the last reset.
+
+        The estimate uses the on-chain prices and the usage each response reported (PROTOCOL 4.6).
+        """
+        return self._state().fees.total(provider_address(provider))
+
+    def reset_local_fees(self, provider: str | None = None) -> None:
+        """Forget the locally counted fees of one provider (or of all), e.g. after a settlement."""
+        self._state().fees.reset(None if provider is None else provider_address(provider))
+
+    # -- auto-funding ----------------------------------------------------------------------------
+
+    @_delegates_to(AutoFundingService.start_auto_funding)
+    async def start_auto_funding(
+        self,
+        provider: str,
+        *,
+        interval: float = 30.0,
+        buffer: Amount = DEFAULT_BUFFER,
+        min_transfer: Amount = DEFAULT_MIN_TRANSFER,
+        on_error: Callable[[Exception], Any] | None = None,
+        on_top_up: Callable[[TopUpEvent], Any] | None = None,
+    ) -> AutoFundingStats:
+        return await self._s().funding.start_auto_funding(
+            provider,
+            interval=interval,
+            buffer=buffer,
+            min_transfer=min_transfer,
+            on_error=on_error,
+            on_top_up=on_top_up,
+        )
+
+    @_delegates_to(AutoFundingService.stop_auto_funding)
+    async def stop_auto_funding(self, provider: str | None = None) -> None:
+        await self._s().funding.stop_auto_funding(provider)
+
+    @_delegates_to(AutoFundingService.has_auto_funding)
+    def has_auto_funding(self, provider: str) -> bool:
+        return self._state().funding.has_auto_funding(provider)
+
+    @_delegates_to(AutoFundingService.auto_funding_stats)
+    def auto_funding_stats(self, provider: str) -> AutoFundingStats | None:
+        return self._state().funding.auto_funding_stats(provider)
+
+    # -- settlement and refunds ------------------------------------------------------------------
+
+    @_delegates_to(SettlementService.wait_settled)
+    async def wait_settled(
+        self,
+        provider: str,
+        *,
+        timeout: float = 120.0,  # noqa: ASYNC109 - a bounded poll; the bound is part of the API
+        poll_interval: float = 1.0,
+    ) -> SettlementReport:
+        return await self._s().settlement.wait_settled(provider, timeout=timeout, poll_interval=poll_interval)
+
+    @_delegates_to(SettlementService.get_refunds)
+    async def get_refunds(self, provider: str | None = None) -> list[RefundStatus]:
+        return await self._s().settlement.get_refunds(provider)
+
+    @_delegates_to(SettlementService.complete_refunds)
+    async def complete_refunds(self, provider: str | None = None) -> RefundCompletion:
+        return await self._s().settlement.complete_refunds(provider)

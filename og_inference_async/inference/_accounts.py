@@ -22,7 +22,6 @@ import anyio
 from .._exceptions import LedgerNotExistsError, TransactionOutcomeUnknownError
 from .._runtime import Wallet
 from ..types import Account, Ledger, Service, TxReceipt
-from ._funding_chain import account_at
 from .auth import AuthManager
 from .discovery import ServiceDirectory
 
@@ -90,7 +89,7 @@ class AccountKeeper:
 
     async def account(self, provider: str, block: int | None = None) -> Account | None:
         """The sub-account with ``provider`` at ``block`` (default latest), ``None`` when absent."""
-        return await account_at(self.contracts, self.wallet.address, provider, block)
+        return await self.contracts.account_at(self.wallet.address, provider, block)
 
     async def fresh_account(self, provider: str) -> Account | None:
         """The sub-account as the chain has it now; every top-up plan starts here.
@@ -110,18 +109,9 @@ class AccountKeeper:
         pending = self._in_doubt.get(provider)
         if pending is None:
             return
-        rpc = self.contracts.rpc
-        receipt, known = await rpc.batch(
-            [
-                ("eth_getTransactionReceipt", [pending.tx_hash]),
-                ("eth_getTransactionByHash", [pending.tx_hash]),
-            ]
-        )
-        for value in (receipt, known):
-            if isinstance(value, Exception):
-                raise value
-        if isinstance(receipt, dict) or known is None:
-            log.info("earlier top-up %s to %s resolved (mined: %s)", pending.tx_hash, provider, bool(receipt))
+        mined, known = await self.contracts.transaction_status(pending.tx_hash)
+        if mined or not known:
+            log.info("earlier top-up %s to %s resolved (mined: %s)", pending.tx_hash, provider, mined)
             del self._in_doubt[provider]
             return
         raise TransactionOutcomeUnknownError(
@@ -132,10 +122,7 @@ class AccountKeeper:
 
     async def fresh_ledger(self) -> Ledger | None:
         """The wallet's ledger now, ``None`` when it has none."""
-        try:
-            return await self.contracts.get_ledger(self.wallet.address)
-        except LedgerNotExistsError:
-            return None
+        return await self.contracts.get_ledger_or_none(self.wallet.address)
 
     def tee_warning(self, service: Service) -> str | None:
         """A warning (also logged) when 0G has not acknowledged the provider's TEE signer."""
@@ -173,7 +160,7 @@ class AccountKeeper:
         sender = self.wallet.require_sender()
         with anyio.CancelScope(shield=True):
             try:
-                receipt = await self.contracts.send_inference(sender, "acknowledgeTEESigner", provider, True)
+                receipt = await self.contracts.acknowledge_tee_signer(sender, provider, True)
             finally:
                 self.auth.forget(provider)  # whatever the outcome: the cached "unacknowledged" is stale
         return receipt

@@ -18,13 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import ConfigError, OGError, ProviderConnectionError, ProviderResponseError
-from .._http import HttpStream, TransportFailure, error_for_status
+from .._exceptions import (
+    ConfigError,
+    OGError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    ResponseVerificationError,
+    TransportFailure,
+)
+from .._http import HttpStream, error_for_status
 from .._redact import redact_bytes
 from ..types import Service
 from ..types.inference import ChatChunk, ChatResult, VerificationResult
 from ._sse import DONE, SSEEvent, SSEParser
-from ._verify import ResponseVerificationError, VerificationPolicy
+from ._verify import VerificationPolicy
 
 if TYPE_CHECKING:
     from .requests import ChatRequests

@@ -71,7 +71,7 @@ async def load_upload(
     return content, filename or os.path.basename(text) or default_name
 
 
-def _encode(
+def _encode_upload(
     fields: Mapping[str, str], name: str, filename: str, data: bytes | bytearray | memoryview, mime: str
 ) -> tuple[bytes, str, str]:
     body, ctype = encode_multipart(fields, {name: (filename, bytes(data), mime)})
@@ -86,8 +86,8 @@ async def multipart_upload(
     Uploads of ``OFFLOAD_BYTES`` or more are encoded and hashed in a worker thread.
     """
     if len(data) >= OFFLOAD_BYTES:
-        return await anyio.to_thread.run_sync(_encode, fields, name, filename, data, mime)
-    return _encode(fields, name, filename, data, mime)
+        return await anyio.to_thread.run_sync(_encode_upload, fields, name, filename, data, mime)
+    return _encode_upload(fields, name, filename, data, mime)
 
 
 def form_fields(params: Mapping[str, Any]) -> dict[str, str]:

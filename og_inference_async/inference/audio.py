@@ -116,7 +116,9 @@ class AudioRequests:
         svc = await self._core.service(prov, "transcription", _TRANSCRIBE)
         used = model or svc.model
         mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        fields = form_fields({"model": used, "language": language, "response_format": response_format, **params})
+        fields = form_fields(
+            {"model": used, "language": language, "response_format": response_format, **params}
+        )
         body, ctype, request_sha256 = await multipart_upload(fields, "file", name, upload, mime)
         reply = await self._core.post(
             prov, svc.endpoint + "/audio/transcriptions", what="transcription", body=body, content_type=ctype

@@ -14,13 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import (
-    ContractRevertError,
-    LimitTooLargeError,
-    OGError,
-    ProviderResponseError,
-    ServiceNotFoundError,
-)
+from .._exceptions import OGError, PageLimitError, ProviderResponseError
 from .._redact import redact
 from .._singleflight import SingleFlight
 from .._transport import ProviderTransport
@@ -66,12 +60,7 @@ class ServiceDirectory:
         Raises:
             ServiceNotFoundError: no service for that provider.
         """
-        try:
-            return await self._contracts.get_service(provider)
-        except ContractRevertError as exc:
-            if isinstance(exc, ServiceNotFoundError):
-                raise
-            raise ServiceNotFoundError(f"provider {provider} has no service", identifier=provider) from exc
+        return await self._contracts.get_service(provider)
 
     async def cached(self, provider: str, *, fresh: bool = False) -> Service:
         """The service, cached for :data:`SERVICE_TTL` seconds (concurrent reads share one).
@@ -158,7 +147,7 @@ class DiscoveryService:
         paging unless ``include_unacknowledged``, so a page may hold fewer than ``limit`` items.
 
         Raises:
-            LimitTooLargeError: ``limit`` above 50 (checked before calling).
+            PageLimitError: ``limit`` above 50 (checked before calling; a ``ConfigError``).
             ConfigError: ``offset`` / ``limit`` not ints (bools refused), a negative offset or a
                 non-positive limit.
         """
@@ -166,9 +155,10 @@ class DiscoveryService:
         check_int("limit", limit, minimum=1)
         check_bool("include_unacknowledged", include_unacknowledged)
         if limit > MAX_PAGE:
-            raise LimitTooLargeError(
+            raise PageLimitError(
                 f"limit {limit} is above the contract's maximum of {MAX_PAGE}; use iter_services()",
-                error_args={"limit": limit, "max": MAX_PAGE},
+                limit=limit,
+                maximum=MAX_PAGE,
             )
         services, _ = await self._contracts.get_all_services(offset, limit)
         return [s for s in services if include_unacknowledged or s.tee_signer_acknowledged]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .._exceptions import ConfigError, ProviderError, ProviderResponseError, ProviderServerError
+from .._exceptions import ConfigError, ImageJobTimeoutError, ProviderResponseError, ProviderServerError
 from .._http import HttpReply, retry_after_from
 from .._validate import check_int, check_optional_str, check_seconds, check_str, shown
 from ..types import Service
@@ -26,7 +26,7 @@ from ._verify import VerificationPolicy
 from .requests import JSON, RequestCore, chat_id_of, check_params, dumps
 from .verification import json_object, sha256_offloaded
 
-__all__ = ["MAX_IMAGES", "ImageJobTimeoutError", "ImageRequests"]
+__all__ = ["MAX_IMAGES", "ImageRequests"]
 
 #: Most images one request may ask for (the OpenAI images API allows 1..10).
 MAX_IMAGES = 10
@@ -34,33 +34,6 @@ _GENERATE = ("text-to-image",)
 _EDIT = ("image-editing",)
 _IMAGE_JOBS = ("text-to-image", "image-editing")
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class ImageJobTimeoutError(ProviderError):
-    """An async image job did not finish in time.
-
-    Resume with ``wait_image_job(provider, err.job_id, request_sha256=err.request_sha256)`` (the
-    hash lets the result's signature be checked against the submitted request: ``BOUND``).
-
-    Attributes:
-        job_id: the provider's job id.
-        last_status: the last status the provider reported.
-        request_sha256: hex sha256 of the submitted request body, when known.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        job_id: str,
-        last_status: str | None,
-        provider: str | None,
-        request_sha256: str | None = None,
-    ) -> None:
-        super().__init__(message, provider=provider)
-        self.job_id = job_id
-        self.last_status = last_status
-        self.request_sha256 = request_sha256
 
 
 def _check_n(n: Any) -> int:
@@ -196,7 +169,14 @@ class ImageRequests:
             prov, svc.endpoint + "/images/generations", what="image generation", body=body, content_type=JSON
         )
         return await self._result(
-            prov, svc, reply, await sha256_offloaded(body), model=used, n=n, policy=policy, what="image generation"
+            prov,
+            svc,
+            reply,
+            await sha256_offloaded(body),
+            model=used,
+            n=n,
+            policy=policy,
+            what="image generation",
         )
 
     async def edit_image(
@@ -245,7 +225,14 @@ class ImageRequests:
         svc = await self._core.service(prov, "image edit", _EDIT)
         used = model or svc.model
         fields = form_fields(
-            {"model": used, "prompt": prompt, "n": n, "size": size, "response_format": response_format, **params}
+            {
+                "model": used,
+                "prompt": prompt,
+                "n": n,
+                "size": size,
+                "response_format": response_format,
+                **params,
+            }
         )
         body, ctype, request_sha256 = await multipart_upload(fields, "image", name, data, mime)
         reply = await self._core.post(
@@ -431,7 +418,11 @@ class ImageRequests:
             svc,
             policy,
             fee_breakdown(
-                svc.service_type, svc.input_price, svc.output_price, None, n=n if n is not None else len(images)
+                svc.service_type,
+                svc.input_price,
+                svc.output_price,
+                None,
+                n=n if n is not None else len(images),
             ),
             provider=prov,
             model=model,

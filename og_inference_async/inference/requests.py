@@ -172,7 +172,9 @@ class RequestCore:
             ResponseVerificationError: under ``required``, the result failed verification.
         """
         handle = VerificationHandle()
-        result = kind(fee=self.fees.record(fields["provider"], cost), cost=cost, verification=handle, **fields)
+        result = kind(
+            fee=self.fees.record(fields["provider"], cost), cost=cost, verification=handle, **fields
+        )
         await self._verification.settle(policy, handle, svc, result)
         return result
 
@@ -403,5 +405,9 @@ class ChatRequests:
 
             auth = SessionAuth(authorization, lambda: self._auth.forget(prov))
         return build_openai_client(
-            base_url=svc.endpoint, http_client=self._core.transport.client, auth=auth, api_key=api_key, **kwargs
+            base_url=svc.endpoint,
+            http_client=self._core.transport.client,
+            auth=auth,
+            api_key=api_key,
+            **kwargs,
         )

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import anyio
 
-from .._exceptions import ConfigError, OGError, ProviderResponseError
+from .._exceptions import ConfigError, OGError, ProviderResponseError, ResponseVerificationError
 from .._http import HttpReply
 from .._runtime import Background
 from .._transport import ProviderTransport
@@ -35,7 +35,6 @@ from ..types.inference import (
 from ._common import RequestPolicies, provider_address
 from ._fees import LocalFeeBook, fee_breakdown
 from ._verify import (
-    ResponseVerificationError,
     VerificationPolicy,
     check_signature,
     compose_check,

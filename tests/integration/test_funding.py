@@ -17,12 +17,12 @@ from og_inference_async import (
     InsufficientBalanceError,
     LedgerNotExistsError,
     ServiceNotFoundError,
+    SettlementTimeoutError,
     og,
 )
 from og_inference_async._chain import inference_abi
 from og_inference_async.devnet import Devnet
 from og_inference_async.devnet.provider import ProviderHandle, start_provider
-from og_inference_async.inference._funding import SettlementTimeoutError
 from og_inference_async.types.funding import TopUpEvent
 
 from .chain_helpers import register_provider

@@ -14,19 +14,19 @@ from PIL import Image
 
 from og_inference_async import (
     AsyncBroker,
+    ImageJobTimeoutError,
     InsufficientBalanceError,
     NotAcknowledgedError,
     ProviderConnectionError,
     ProviderRateLimitError,
     ProviderServerError,
+    RequestRetryPolicy,
     VerificationError,
     og,
 )
 from og_inference_async._session import decode_token
 from og_inference_async.devnet import Devnet
 from og_inference_async.devnet.provider import ProviderHandle, start_provider
-from og_inference_async.inference._requests import ImageJobTimeoutError
-from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 
 from .chain_helpers import Providers

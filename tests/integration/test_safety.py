@@ -14,13 +14,13 @@ from og_inference_async import (
     NotAcknowledgedError,
     OGError,
     ProviderServerError,
+    RequestRetryPolicy,
     ResponseVerificationError,
     ServiceNotFoundError,
     VerificationError,
     og,
 )
 from og_inference_async.devnet import Devnet
-from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 
 from .chain_helpers import Providers
