@@ -177,31 +177,14 @@ class InferenceAPI:
         """Whether this wallet acknowledged ``provider``'s TEE signer (``False`` without a sub-account)."""
         return await self._s().auth.is_acknowledged(provider, fresh=True)
 
+    @_delegates_to(AuthManager.get_request_headers)
     async def get_request_headers(self, provider: str) -> dict[str, str]:
-        """The ``Authorization`` header for a request to ``provider``.
-
-        The ephemeral session token (tokenId 255, 24 h) is cached and reused while more than an
-        hour is left; concurrent callers share one signature.
-
-        Raises:
-            NotAcknowledgedError: the provider is not acknowledged (or there is no sub-account).
-        """
         return await self._s().auth.get_request_headers(provider)
 
+    @_delegates_to(AuthManager.create_api_key)
     async def create_api_key(
         self, provider: str, expires_in: int | None = None, token_id: int | None = None
     ) -> ApiKey:
-        """Issue a persistent API key (``app-sk-...``) usable as an OpenAI client's ``api_key``.
-
-        Args:
-            provider: the provider address.
-            expires_in: lifetime in milliseconds; ``None`` = never expires.
-            token_id: 0..254; default: the lowest free id.
-
-        Raises:
-            NotAcknowledgedError: no sub-account with the provider.
-            ApiKeyError: the id is unusable or all ids are taken.
-        """
         return await self._s().auth.create_api_key(provider, expires_in=expires_in, token_id=token_id)
 
     @_delegates_to(AuthManager.revoke_api_key)

@@ -200,7 +200,14 @@ class AuthManager:
     # -- headers ---------------------------------------------------------------------------------
 
     async def get_request_headers(self, provider: str) -> dict[str, str]:
-        """``{"Authorization": "Bearer app-sk-..."}`` for ``provider`` from the token cache."""
+        """The ``Authorization`` header for a request to ``provider`` (``Bearer app-sk-...``).
+
+        The ephemeral session token (tokenId 255, 24 h) is cached and reused while more than an
+        hour is left; concurrent callers share one signature.
+
+        Raises:
+            NotAcknowledgedError: the provider is not acknowledged (or there is no sub-account).
+        """
         prov = checksum(provider, what="provider")
         await self.require_acknowledged(prov)
         token = await self.tokens.get_token(prov)
@@ -211,7 +218,7 @@ class AuthManager:
     async def create_api_key(
         self, provider: str, *, expires_in: int | None = None, token_id: int | None = None
     ) -> ApiKey:
-        """Issue a persistent token (API key) for ``provider``.
+        """Issue a persistent API key (``app-sk-...``) usable as an OpenAI client's ``api_key``.
 
         Args:
             provider: the provider address.

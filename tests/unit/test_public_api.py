@@ -39,6 +39,47 @@ def test_every_public_name_and_method_has_a_docstring() -> None:
     assert missing == []
 
 
+def test_every_service_and_its_methods_are_documented() -> None:
+    """The services behind broker.inference, and the transport, document every public method."""
+    import dataclasses
+    import typing
+
+    from og_inference_async._transport import ProviderTransport
+    from og_inference_async.inference import InferenceServices
+    from og_inference_async.inference.requests import RequestCore
+
+    hints = typing.get_type_hints(InferenceServices)
+    classes = [hints[f.name] for f in dataclasses.fields(InferenceServices)]
+    missing = []
+    for cls in [*classes, RequestCore, ProviderTransport, InferenceServices]:
+        if not (cls.__doc__ or "").strip():
+            missing.append(cls.__name__)
+        for member in _public_members(cls):
+            value = vars(cls)[member]
+            target = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+            if not (getattr(target, "__doc__", None) or "").strip():
+                missing.append(f"{cls.__name__}.{member}")
+    assert missing == []
+
+
+def test_delegating_facade_methods_show_the_services_docs() -> None:
+    """Each InferenceAPI method named like a service method shows that service method's docstring."""
+    import dataclasses
+    import typing
+
+    from og_inference_async.inference import InferenceServices
+
+    hints = typing.get_type_hints(InferenceServices)
+    services = [hints[f.name] for f in dataclasses.fields(InferenceServices)]
+    differ = []
+    for name in _public_members(InferenceAPI):
+        for cls in services:
+            method = vars(cls).get(name)
+            if inspect.isfunction(method) and getattr(InferenceAPI, name).__doc__ != method.__doc__:
+                differ.append(name)
+    assert differ == []
+
+
 @pytest.mark.anyio
 async def test_unreachable_rpc_is_a_typed_error() -> None:
     """A dead RPC endpoint surfaces as RPCError (retried, bounded), never as an aiohttp/web3 exception."""
