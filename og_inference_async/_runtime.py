@@ -41,9 +41,7 @@ class Wallet:
         Raises:
             ConfigError: the broker is read-only.
         """
-        if self.account is None:
-            raise ConfigError("this broker is read-only (no private_key)")
-        return self.account.address
+        return self._account("this broker is read-only (no private_key)").address
 
     @property
     def signer(self) -> LocalAccount:
@@ -52,8 +50,11 @@ class Wallet:
         Raises:
             ConfigError: the broker is read-only.
         """
+        return self._account("session tokens need a wallet; this broker is read-only")
+
+    def _account(self, refusal: str) -> LocalAccount:
         if self.account is None:
-            raise ConfigError("session tokens need a wallet; this broker is read-only")
+            raise ConfigError(refusal)
         return self.account
 
     def require_sender(self) -> TxSender:

@@ -1,89 +1,83 @@
 """``broker.inference``: the facade over the inference services.
 
-Every public method keeps the official TS SDK's name (in snake case) and delegates in one line to
-the service that does the work; the services and who builds them are listed in ``_graph``:
+Every public method keeps the official TS SDK's name (in snake case) and delegates in one line
+to the service that does the work (the services and who builds them are listed in ``_graph``)::
 
-=========================  ====================================================================
-service                    methods
-=========================  ====================================================================
-``discovery``              ``get_service``, ``list_services``, ``iter_services``,
-                           ``get_service_metadata``, ``get_provider_models``,
-                           ``list_services_with_detail``
-``auth``                   ``acknowledged``, ``get_request_headers``, API keys and revocation
-``onboarding``             ``acknowledge_provider_signer``, ``ensure_ready``
-``chat`` / ``images`` /    ``chat``, ``chat_stream``, ``openai_client``; ``generate_image``,
-``audio``                  ``edit_image``, ``generate_image_async``, ``wait_image_job``;
-                           ``transcribe``
-``verification``           ``process_response``, ``verify_service``
-``funding``                ``start_auto_funding``, ``stop_auto_funding``, ``has_auto_funding``,
-                           ``auto_funding_stats``
-``settlement``             ``wait_settled``, ``get_refunds``, ``complete_refunds``
-=========================  ====================================================================
+    broker.inference.chat(...)  ->  services.chat.chat(...)
 
-A delegating method carries the docstring of the service method it calls. The policies
-(``verification``, ``retry_policy``) can be set before the broker opens; the reads of local
-state (``local_fees``, ``has_auto_funding``, ``auto_funding_stats``, ...) work once it has
-opened, also after it closed; every other call needs an open broker
-(:class:`~og_inference_async.BrokerStateError` otherwise).
+A delegation is a :class:`_Delegate`: typed like the service method (arguments, result), with
+its docstring, and resolved when called. The policies (``verification``, ``retry_policy``) can
+be set before the broker opens; the reads of local state (``local_fees``, ``has_auto_funding``,
+``auto_funding_stats``, ...) work once it has opened, also after it closed; every other call
+needs an open broker (:class:`~og_inference_async.BrokerStateError` otherwise).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+import inspect
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from .._retry import RequestRetryPolicy
-from .._session import ApiKey
-from .._units import Amount
-from ..types import Service, TxReceipt
-from ..types.discovery import ProviderModels, ServiceDetail, ServiceMetadata
-from ..types.funding import (
-    AckResult,
-    AutoFundingStats,
-    ReadyReport,
-    RefundCompletion,
-    RefundStatus,
-    SettlementReport,
-    TopUpEvent,
-)
-from ..types.inference import (
-    ChatResult,
-    ImageResult,
-    ServiceVerification,
-    TranscriptionResult,
-    VerificationResult,
-)
 from ._common import RequestPolicies, provider_address
 from ._graph import InferenceServices
-from ._stream import ChatStream
 from ._verify import VerificationPolicy
 from .audio import AudioRequests
 from .auth import ApiKeyRegistry, AuthManager, InMemoryApiKeyRegistry
-from .discovery import MAX_PAGE, DiscoveryService
-from .funding import DEFAULT_BUFFER, DEFAULT_MIN_TRANSFER, AutoFundingService
+from .discovery import DiscoveryService
+from .funding import AutoFundingService
 from .images import ImageRequests
-from .onboarding import DEFAULT_MIN_BALANCE, OnboardingService
+from .onboarding import OnboardingService
 from .requests import ChatRequests
 from .settlement import SettlementService
 from .verification import VerificationService
 
-if TYPE_CHECKING:
-    import openai
-
 __all__ = ["ApiKeyRegistry", "InMemoryApiKeyRegistry", "InferenceAPI", "InferenceServices", "RequestPolicies"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _delegates_to(target: Callable[..., Any]) -> Callable[[F], F]:
-    """Give a facade method the docstring of the service method it calls."""
+class _Delegate(Generic[P, R]):
+    """A facade method that calls ``<service>.<method>`` of the broker's services.
 
-    def apply(method: F) -> F:
-        method.__doc__ = target.__doc__
-        return method
+    Args:
+        service: the field of :class:`InferenceServices` that holds the service.
+        method: the service's method (its name, signature and docstring are the facade's).
+        local: a read of local state, allowed once the broker has opened, also after it closed.
+    """
 
-    return apply
+    def __init__(
+        self, service: str, method: Callable[Concatenate[Any, P], R], *, local: bool = False
+    ) -> None:
+        self._service = service
+        self._name = method.__name__
+        self._local = local
+        self.__doc__ = method.__doc__
+        self.__wrapped__ = method
+        signature = inspect.signature(method)
+        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    @overload
+    def __get__(self, api: None, owner: type[Any]) -> _Delegate[P, R]: ...
+
+    @overload
+    def __get__(self, api: InferenceAPI, owner: type[Any]) -> Callable[P, R]: ...
+
+    def __get__(self, api: InferenceAPI | None, owner: type[Any]) -> _Delegate[P, R] | Callable[P, R]:
+        if api is None:
+            return self
+        service, name = self._service, self._name
+        services = api._state if self._local else api._s
+
+        def delegate(*args: P.args, **kwargs: P.kwargs) -> R:
+            method: Callable[P, R] = getattr(getattr(services(), service), name)
+            return method(*args, **kwargs)
+
+        delegate.__name__ = delegate.__qualname__ = name
+        delegate.__doc__ = self.__doc__
+        delegate.__signature__ = self.__signature__  # type: ignore[attr-defined]
+        return delegate
 
 
 class InferenceAPI:
@@ -135,37 +129,12 @@ class InferenceAPI:
 
     # -- discovery -------------------------------------------------------------------------------
 
-    @_delegates_to(DiscoveryService.get_service)
-    async def get_service(self, provider: str) -> Service:
-        return await self._s().discovery.get_service(provider)
-
-    @_delegates_to(DiscoveryService.list_services)
-    async def list_services(
-        self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False
-    ) -> list[Service]:
-        return await self._s().discovery.list_services(
-            offset, limit, include_unacknowledged=include_unacknowledged
-        )
-
-    @_delegates_to(DiscoveryService.iter_services)
-    def iter_services(self, *, include_unacknowledged: bool = False) -> AsyncIterator[Service]:
-        return self._s().discovery.iter_services(include_unacknowledged=include_unacknowledged)
-
-    @_delegates_to(DiscoveryService.get_service_metadata)
-    async def get_service_metadata(self, provider: str, model: str | None = None) -> ServiceMetadata:
-        return await self._s().discovery.get_service_metadata(provider, model)
-
-    @_delegates_to(DiscoveryService.get_provider_models)
-    async def get_provider_models(self, provider: str) -> ProviderModels:
-        return await self._s().discovery.get_provider_models(provider)
-
-    @_delegates_to(DiscoveryService.list_services_with_detail)
-    async def list_services_with_detail(
-        self, offset: int = 0, limit: int = MAX_PAGE, *, include_unacknowledged: bool = False
-    ) -> list[ServiceDetail]:
-        return await self._s().discovery.list_services_with_detail(
-            offset, limit, include_unacknowledged=include_unacknowledged
-        )
+    get_service = _Delegate("discovery", DiscoveryService.get_service)
+    list_services = _Delegate("discovery", DiscoveryService.list_services)
+    iter_services = _Delegate("discovery", DiscoveryService.iter_services)
+    get_service_metadata = _Delegate("discovery", DiscoveryService.get_service_metadata)
+    get_provider_models = _Delegate("discovery", DiscoveryService.get_provider_models)
+    list_services_with_detail = _Delegate("discovery", DiscoveryService.list_services_with_detail)
 
     def forget_service(self, provider: str | None = None) -> None:
         """Drop cached service metadata (URL, prices, signer) of one provider or all."""
@@ -177,256 +146,33 @@ class InferenceAPI:
         """Whether this wallet acknowledged ``provider``'s TEE signer (``False`` without a sub-account)."""
         return await self._s().auth.is_acknowledged(provider, fresh=True)
 
-    @_delegates_to(AuthManager.get_request_headers)
-    async def get_request_headers(self, provider: str) -> dict[str, str]:
-        return await self._s().auth.get_request_headers(provider)
-
-    @_delegates_to(AuthManager.create_api_key)
-    async def create_api_key(
-        self, provider: str, expires_in: int | None = None, token_id: int | None = None
-    ) -> ApiKey:
-        return await self._s().auth.create_api_key(provider, expires_in=expires_in, token_id=token_id)
-
-    @_delegates_to(AuthManager.revoke_api_key)
-    async def revoke_api_key(self, provider: str, token_id: int) -> TxReceipt:
-        return await self._s().auth.revoke_api_key(provider, token_id)
-
-    @_delegates_to(AuthManager.revoke_api_keys)
-    async def revoke_api_keys(self, provider: str, token_ids: list[int]) -> TxReceipt:
-        return await self._s().auth.revoke_api_keys(provider, token_ids)
-
-    @_delegates_to(AuthManager.list_revoked_api_keys)
-    async def list_revoked_api_keys(self, provider: str) -> list[int]:
-        return await self._s().auth.list_revoked_api_keys(provider)
-
-    @_delegates_to(AuthManager.revoke_all_tokens)
-    async def revoke_all_tokens(self, provider: str) -> TxReceipt:
-        return await self._s().auth.revoke_all_tokens(provider)
+    get_request_headers = _Delegate("auth", AuthManager.get_request_headers)
+    create_api_key = _Delegate("auth", AuthManager.create_api_key)
+    revoke_api_key = _Delegate("auth", AuthManager.revoke_api_key)
+    revoke_api_keys = _Delegate("auth", AuthManager.revoke_api_keys)
+    list_revoked_api_keys = _Delegate("auth", AuthManager.list_revoked_api_keys)
+    revoke_all_tokens = _Delegate("auth", AuthManager.revoke_all_tokens)
 
     # -- onboarding ------------------------------------------------------------------------------
 
-    @_delegates_to(OnboardingService.acknowledge_provider_signer)
-    async def acknowledge_provider_signer(
-        self, provider: str, *, initial_amount: Amount | None = None
-    ) -> AckResult:
-        return await self._s().onboarding.acknowledge_provider_signer(provider, initial_amount=initial_amount)
-
-    @_delegates_to(OnboardingService.ensure_ready)
-    async def ensure_ready(
-        self,
-        provider: str,
-        *,
-        min_balance: Amount = DEFAULT_MIN_BALANCE,
-        create_ledger: bool = False,
-        ledger_amount: Amount | None = None,
-    ) -> ReadyReport:
-        return await self._s().onboarding.ensure_ready(
-            provider, min_balance=min_balance, create_ledger=create_ledger, ledger_amount=ledger_amount
-        )
+    acknowledge_provider_signer = _Delegate("onboarding", OnboardingService.acknowledge_provider_signer)
+    ensure_ready = _Delegate("onboarding", OnboardingService.ensure_ready)
 
     # -- requests --------------------------------------------------------------------------------
 
-    @_delegates_to(ChatRequests.chat)
-    async def chat(
-        self,
-        provider: str,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        model: str | None = None,
-        verify: str | VerificationPolicy | None = None,
-        **params: Any,
-    ) -> ChatResult:
-        return await self._s().chat.chat(provider, messages, model=model, verify=verify, **params)
-
-    @_delegates_to(ChatRequests.chat_stream)
-    def chat_stream(
-        self,
-        provider: str,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        model: str | None = None,
-        verify: str | VerificationPolicy | None = None,
-        include_usage: bool = True,
-        drain_on_exit: bool = True,
-        drain_timeout: float = 60.0,
-        hold_until_verified: bool = False,
-        **params: Any,
-    ) -> ChatStream:
-        return self._s().chat.chat_stream(
-            provider,
-            messages,
-            model=model,
-            verify=verify,
-            include_usage=include_usage,
-            drain_on_exit=drain_on_exit,
-            drain_timeout=drain_timeout,
-            hold_until_verified=hold_until_verified,
-            **params,
-        )
-
-    @_delegates_to(ChatRequests.openai_client)
-    async def openai_client(
-        self, provider: str, *, api_key: str | None = None, **kwargs: Any
-    ) -> openai.AsyncOpenAI:
-        return await self._s().chat.openai_client(provider, api_key=api_key, **kwargs)
-
-    @_delegates_to(ImageRequests.generate_image)
-    async def generate_image(
-        self,
-        provider: str,
-        prompt: str,
-        *,
-        n: int = 1,
-        size: str | None = None,
-        model: str | None = None,
-        response_format: str | None = None,
-        verify: str | VerificationPolicy | None = None,
-        **params: Any,
-    ) -> ImageResult:
-        return await self._s().images.generate_image(
-            provider,
-            prompt,
-            n=n,
-            size=size,
-            model=model,
-            response_format=response_format,
-            verify=verify,
-            **params,
-        )
-
-    @_delegates_to(ImageRequests.edit_image)
-    async def edit_image(
-        self,
-        provider: str,
-        image: bytes | str | os.PathLike[str],
-        prompt: str,
-        *,
-        n: int = 1,
-        size: str | None = None,
-        model: str | None = None,
-        response_format: str | None = None,
-        filename: str | None = None,
-        content_type: str | None = None,
-        verify: str | VerificationPolicy | None = None,
-        **params: Any,
-    ) -> ImageResult:
-        return await self._s().images.edit_image(
-            provider,
-            image,
-            prompt,
-            n=n,
-            size=size,
-            model=model,
-            response_format=response_format,
-            filename=filename,
-            content_type=content_type,
-            verify=verify,
-            **params,
-        )
-
-    @_delegates_to(ImageRequests.generate_image_async)
-    async def generate_image_async(
-        self,
-        provider: str,
-        prompt: str,
-        *,
-        n: int = 1,
-        size: str | None = None,
-        model: str | None = None,
-        response_format: str | None = None,
-        max_wait: float = 300.0,
-        max_polls: int = 600,
-        verify: str | VerificationPolicy | None = None,
-        **params: Any,
-    ) -> ImageResult:
-        return await self._s().images.generate_image_async(
-            provider,
-            prompt,
-            n=n,
-            size=size,
-            model=model,
-            response_format=response_format,
-            max_wait=max_wait,
-            max_polls=max_polls,
-            verify=verify,
-            **params,
-        )
-
-    @_delegates_to(ImageRequests.wait_image_job)
-    async def wait_image_job(
-        self,
-        provider: str,
-        job_id: str,
-        *,
-        max_wait: float = 300.0,
-        max_polls: int = 600,
-        verify: str | VerificationPolicy | None = None,
-        n: int | None = None,
-        model: str | None = None,
-        request_sha256: str | None = None,
-    ) -> ImageResult:
-        return await self._s().images.wait_image_job(
-            provider,
-            job_id,
-            max_wait=max_wait,
-            max_polls=max_polls,
-            verify=verify,
-            n=n,
-            model=model,
-            request_sha256=request_sha256,
-        )
-
-    @_delegates_to(AudioRequests.transcribe)
-    async def transcribe(
-        self,
-        provider: str,
-        audio: bytes | str | os.PathLike[str],
-        filename: str | None = None,
-        *,
-        model: str | None = None,
-        language: str | None = None,
-        response_format: str | None = None,
-        content_type: str | None = None,
-        verify: str | VerificationPolicy | None = None,
-        **params: Any,
-    ) -> TranscriptionResult:
-        return await self._s().audio.transcribe(
-            provider,
-            audio,
-            filename,
-            model=model,
-            language=language,
-            response_format=response_format,
-            content_type=content_type,
-            verify=verify,
-            **params,
-        )
+    chat = _Delegate("chat", ChatRequests.chat)
+    chat_stream = _Delegate("chat", ChatRequests.chat_stream)
+    openai_client = _Delegate("chat", ChatRequests.openai_client)
+    generate_image = _Delegate("images", ImageRequests.generate_image)
+    edit_image = _Delegate("images", ImageRequests.edit_image)
+    generate_image_async = _Delegate("images", ImageRequests.generate_image_async)
+    wait_image_job = _Delegate("images", ImageRequests.wait_image_job)
+    transcribe = _Delegate("audio", AudioRequests.transcribe)
 
     # -- verification and local fees -------------------------------------------------------------
 
-    @_delegates_to(VerificationService.process_response)
-    async def process_response(
-        self,
-        provider: str,
-        chat_id: str | None,
-        *,
-        request_body: bytes | None = None,
-        response_body: bytes | None = None,
-        usage: Mapping[str, Any] | str | None = None,
-        model: str | None = None,
-    ) -> VerificationResult:
-        return await self._s().verification.process_response(
-            provider,
-            chat_id,
-            request_body=request_body,
-            response_body=response_body,
-            usage=usage,
-            model=model,
-        )
-
-    @_delegates_to(VerificationService.verify_service)
-    async def verify_service(self, provider: str, output_dir: str | None = None) -> ServiceVerification:
-        return await self._s().verification.verify_service(provider, output_dir)
+    process_response = _Delegate("verification", VerificationService.process_response)
+    verify_service = _Delegate("verification", VerificationService.verify_service)
 
     def local_fees(self, provider: str) -> int:
         """Fees (wei) this broker estimated for ``provider``'s requests since start or the last reset.
@@ -441,54 +187,13 @@ class InferenceAPI:
 
     # -- auto-funding ----------------------------------------------------------------------------
 
-    @_delegates_to(AutoFundingService.start_auto_funding)
-    async def start_auto_funding(
-        self,
-        provider: str,
-        *,
-        interval: float = 30.0,
-        buffer: Amount = DEFAULT_BUFFER,
-        min_transfer: Amount = DEFAULT_MIN_TRANSFER,
-        on_error: Callable[[Exception], Any] | None = None,
-        on_top_up: Callable[[TopUpEvent], Any] | None = None,
-    ) -> AutoFundingStats:
-        return await self._s().funding.start_auto_funding(
-            provider,
-            interval=interval,
-            buffer=buffer,
-            min_transfer=min_transfer,
-            on_error=on_error,
-            on_top_up=on_top_up,
-        )
-
-    @_delegates_to(AutoFundingService.stop_auto_funding)
-    async def stop_auto_funding(self, provider: str | None = None) -> None:
-        await self._s().funding.stop_auto_funding(provider)
-
-    @_delegates_to(AutoFundingService.has_auto_funding)
-    def has_auto_funding(self, provider: str) -> bool:
-        return self._state().funding.has_auto_funding(provider)
-
-    @_delegates_to(AutoFundingService.auto_funding_stats)
-    def auto_funding_stats(self, provider: str) -> AutoFundingStats | None:
-        return self._state().funding.auto_funding_stats(provider)
+    start_auto_funding = _Delegate("funding", AutoFundingService.start_auto_funding)
+    stop_auto_funding = _Delegate("funding", AutoFundingService.stop_auto_funding)
+    has_auto_funding = _Delegate("funding", AutoFundingService.has_auto_funding, local=True)
+    auto_funding_stats = _Delegate("funding", AutoFundingService.auto_funding_stats, local=True)
 
     # -- settlement and refunds ------------------------------------------------------------------
 
-    @_delegates_to(SettlementService.wait_settled)
-    async def wait_settled(
-        self,
-        provider: str,
-        *,
-        timeout: float = 120.0,  # noqa: ASYNC109 - a bounded poll; the bound is part of the API
-        poll_interval: float = 1.0,
-    ) -> SettlementReport:
-        return await self._s().settlement.wait_settled(provider, timeout=timeout, poll_interval=poll_interval)
-
-    @_delegates_to(SettlementService.get_refunds)
-    async def get_refunds(self, provider: str | None = None) -> list[RefundStatus]:
-        return await self._s().settlement.get_refunds(provider)
-
-    @_delegates_to(SettlementService.complete_refunds)
-    async def complete_refunds(self, provider: str | None = None) -> RefundCompletion:
-        return await self._s().settlement.complete_refunds(provider)
+    wait_settled = _Delegate("settlement", SettlementService.wait_settled)
+    get_refunds = _Delegate("settlement", SettlementService.get_refunds)
+    complete_refunds = _Delegate("settlement", SettlementService.complete_refunds)

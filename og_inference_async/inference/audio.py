@@ -64,6 +64,7 @@ class AudioRequests:
 
     async def transcribe(
         self,
+        /,
         provider: str,
         audio: bytes | str | os.PathLike[str],
         filename: str | None = None,

@@ -131,6 +131,7 @@ class ImageRequests:
 
     async def generate_image(
         self,
+        /,
         provider: str,
         prompt: str,
         *,
@@ -181,6 +182,7 @@ class ImageRequests:
 
     async def edit_image(
         self,
+        /,
         provider: str,
         image: bytes | str | os.PathLike[str],
         prompt: str,
@@ -246,6 +248,7 @@ class ImageRequests:
 
     async def generate_image_async(
         self,
+        /,
         provider: str,
         prompt: str,
         *,

@@ -198,6 +198,7 @@ class ChatRequests:
 
     async def chat(
         self,
+        /,
         provider: str,
         messages: Sequence[Mapping[str, Any]],
         *,
@@ -266,6 +267,7 @@ class ChatRequests:
 
     def chat_stream(
         self,
+        /,
         provider: str,
         messages: Sequence[Mapping[str, Any]],
         *,
@@ -359,7 +361,7 @@ class ChatRequests:
         )
 
     async def openai_client(
-        self, provider: str, *, api_key: str | None = None, **kwargs: Any
+        self, /, provider: str, *, api_key: str | None = None, **kwargs: Any
     ) -> openai.AsyncOpenAI:
         """An ``openai.AsyncOpenAI`` for ``provider`` on the broker's shared HTTP pool.
 
