@@ -60,7 +60,6 @@ __all__ = [
     "encode_multipart",
     "error_code",
     "error_for_status",
-    "is_transport_error",
     "make_http_client",
     "map_transport_errors",
     "parse_retry_after",
@@ -69,7 +68,6 @@ __all__ = [
     "send",
     "start_stream",
     "transport_name",
-    "translate_transport_error",
 ]
 
 #: Separate connect and read timeouts (seconds); a read timeout is an idle timeout in httpx.
@@ -148,7 +146,7 @@ def _not_sent(exc: httpx.HTTPError) -> bool:
 _TRANSPORT_MODULES = ("aiohttp", "httpcore", "h11", "anyio", "ssl")
 
 
-def is_transport_error(exc: BaseException) -> bool:
+def _is_transport_error(exc: BaseException) -> bool:
     """Whether ``exc`` is an HTTP-stack failure that must be translated (never ``CancelledError``)."""
     if isinstance(exc, httpx.HTTPError):
         return True
@@ -157,7 +155,7 @@ def is_transport_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(exc, ConnectionError)
 
 
-def translate_transport_error(exc: BaseException, *, provider: str | None, what: str) -> OGError:
+def _translate(exc: BaseException, *, provider: str | None, what: str) -> OGError:
     """Map an HTTP-stack error (connect, read timeout, protocol, bad URL) to our typed error."""
     if isinstance(exc, httpx.InvalidURL):
         return ProviderError(
@@ -184,9 +182,9 @@ def map_transport_errors(*, provider: str | None, what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
+        if not _is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
             raise
-        raise translate_transport_error(exc, provider=provider, what=what) from exc
+        raise _translate(exc, provider=provider, what=what) from exc
 
 
 # -- exchanges ----------------------------------------------------------------------------------
