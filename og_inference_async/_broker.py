@@ -361,16 +361,28 @@ class AsyncBroker:
         return _Graph(ledger=ledger, inference=services)
 
     def _open_graph(self) -> _Graph:
-        self._require_open()
-        assert self._graph is not None
-        return self._graph
+        """The graph of the open broker (on every call of ``broker.inference``: kept to one check)."""
+        graph = self._graph
+        if graph is None or self._state is not _State.OPENED:
+            self._require_open()
+            raise BrokerStateError("the broker is still opening")
+        return graph
 
     def _built_graph(self) -> _Graph:
         """The graph once built, also after closing (for reads of local state)."""
         if self._graph is None:
             self._require_open()  # raises: never opened (or the open failed)
-        assert self._graph is not None
+            raise BrokerStateError("the broker is still opening")
         return self._graph
+
+    def _inference_services(self) -> InferenceServices:
+        graph = self._graph  # inlined _open_graph(): this runs on every broker.inference call
+        if graph is None or self._state is not _State.OPENED:
+            return self._open_graph().inference
+        return graph.inference
+
+    def _inference_state(self) -> InferenceServices:
+        return self._built_graph().inference
 
     # -- internals for namespaces ----------------------------------------------------------------
 
@@ -441,8 +453,4 @@ class AsyncBroker:
 
         Its policies (``verification``, ``retry_policy``) can be set before the broker opens.
         """
-        return InferenceAPI(
-            lambda: self._open_graph().inference,
-            self._policies,
-            state=lambda: self._built_graph().inference,
-        )
+        return InferenceAPI(self._inference_services, self._policies, state=self._inference_state)

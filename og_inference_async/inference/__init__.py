@@ -5,8 +5,9 @@ to the service that does the work (the services and who builds them are listed i
 
     broker.inference.chat(...)  ->  services.chat.chat(...)
 
-A delegation is a :class:`_Delegate`: typed like the service method (arguments, result), with
-its docstring, and resolved when called. The policies (``verification``, ``retry_policy``) can
+A delegation is a :class:`_Delegate`: looking it up on ``broker.inference`` gives the service's
+bound method itself (its signature, docstring and types), so a call costs what a direct call to
+the service costs. The policies (``verification``, ``retry_policy``) can
 be set before the broker opens; the reads of local state (``local_fees``, ``has_auto_funding``,
 ``auto_funding_stats``, ...) work once it has opened, also after it closed; every other call
 needs an open broker (:class:`~og_inference_async.BrokerStateError` otherwise).
@@ -67,17 +68,9 @@ class _Delegate(Generic[P, R]):
     def __get__(self, api: InferenceAPI | None, owner: type[Any]) -> _Delegate[P, R] | Callable[P, R]:
         if api is None:
             return self
-        service, name = self._service, self._name
-        services = api._state if self._local else api._s
-
-        def delegate(*args: P.args, **kwargs: P.kwargs) -> R:
-            method: Callable[P, R] = getattr(getattr(services(), service), name)
-            return method(*args, **kwargs)
-
-        delegate.__name__ = delegate.__qualname__ = name
-        delegate.__doc__ = self.__doc__
-        delegate.__signature__ = self.__signature__  # type: ignore[attr-defined]
-        return delegate
+        services = api._state() if self._local else api._s()
+        method: Callable[P, R] = getattr(getattr(services, self._service), self._name)
+        return method
 
 
 class InferenceAPI:

@@ -209,7 +209,8 @@ class AuthManager:
             NotAcknowledgedError: the provider is not acknowledged (or there is no sub-account).
         """
         prov = checksum(provider, what="provider")
-        await self.require_acknowledged(prov)
+        if not self._acks.get(prov, 0.0) > self._clock():  # the cached acknowledgement, inlined: hot path
+            await self.require_acknowledged(prov)
         token = await self.tokens.get_token(prov)
         return {"Authorization": token.authorization}
 
