@@ -43,7 +43,7 @@ MODEL = "bench/echo"
 MESSAGES = [{"role": "user", "content": "hi there"}]
 
 
-def _summary(latencies: list[float], ok: int, errors: dict[str, int], elapsed: float) -> dict[str, Any]:
+def summarize(latencies: list[float], ok: int, errors: dict[str, int], elapsed: float) -> dict[str, Any]:
     lat = sorted(latencies)
     return {
         "ok": ok,
@@ -53,6 +53,53 @@ def _summary(latencies: list[float], ok: int, errors: dict[str, int], elapsed: f
         "p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
         "p99_ms": round(lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000, 3) if lat else None,
     }
+
+
+def load_parser(description: str | None, *, rounds: int) -> argparse.ArgumentParser:
+    """Options of a benchmark whose load runs in child processes of itself (hidden: --load, --mode)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    return parser
+
+
+async def start_bench_provider(dn: Any) -> Any:
+    """The benchmarks' devnet chatbot provider: ``MODEL``, 1e12 / 2e12 wei a token, on-demand settlement."""
+    from og_inference_async.devnet.provider import start_provider
+
+    return await start_provider(
+        dn,
+        dn.task_group,
+        service_type="chatbot",
+        model=MODEL,
+        input_price=10**12,
+        output_price=2 * 10**12,
+        account_index=20,
+        settle_interval=None,
+    )
+
+
+def print_profile(profiler: Any, top: int = 25) -> None:
+    """Print a cProfile's CPU share per package, then its ``top`` functions by own time (to stderr)."""
+    import pstats
+
+    stats = pstats.Stats(profiler, stream=sys.stderr)
+    by_package: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        parts = filename.replace("\\", "/").split("/")
+        package = next(
+            (parts[i + 1] for i, part in enumerate(parts) if part == "site-packages"),
+            "og_inference_async" if "og_inference_async" in parts else parts[-1],
+        )
+        by_package[package] = by_package.get(package, 0.0) + tottime
+    total = sum(by_package.values())
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"{package:>24}: {100 * seconds / total:5.1f} % of the load process's CPU", file=sys.stderr)
+    stats.sort_stats("tottime").print_stats(top)
 
 
 async def _drive(send: Any, concurrency: int, duration: float) -> dict[str, Any]:
@@ -86,7 +133,7 @@ async def _drive(send: Any, concurrency: int, duration: float) -> dict[str, Any]
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(worker)
-    return _summary(latencies, ok, errors, time.perf_counter() - start)
+    return summarize(latencies, ok, errors, time.perf_counter() - start)
 
 
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,25 +172,8 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
                 profiler.enable()
             out["load"] = await _drive(send_sdk, args.concurrency, args.duration)
             if profiler is not None:
-                import pstats
-
                 profiler.disable()
-                stats = pstats.Stats(profiler, stream=sys.stderr)
-                by_package: dict[str, float] = {}
-                for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-                    parts = filename.replace("\\", "/").split("/")
-                    package = next(
-                        (parts[i + 1] for i, part in enumerate(parts) if part == "site-packages"),
-                        "og_inference_async" if "og_inference_async" in parts else parts[-1],
-                    )
-                    by_package[package] = by_package.get(package, 0.0) + tottime
-                total = sum(by_package.values())
-                for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:12]:
-                    print(
-                        f"{package:>24}: {100 * seconds / total:5.1f} % of the load process's CPU",
-                        file=sys.stderr,
-                    )
-                stats.sort_stats("tottime").print_stats(25)
+                print_profile(profiler)
             if args.mode == "sdk-background":
                 # outcomes still queued when the load window closed: wait for them (bounded)
                 backlog = served - sum(outcomes.values())
@@ -198,19 +228,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from og_inference_async import AsyncBroker, og
     from og_inference_async._session import make_session_claims, sign_token
     from og_inference_async.devnet import start_devnet
-    from og_inference_async.devnet.provider import start_provider
 
     async with start_devnet() as dn:
-        chat = await start_provider(
-            dn,
-            dn.task_group,
-            service_type="chatbot",
-            model=MODEL,
-            input_price=10**12,
-            output_price=2 * 10**12,
-            account_index=20,
-            settle_interval=None,
-        )
+        chat = await start_bench_provider(dn)
         user = dn.accounts[8]
         async with AsyncBroker(user.private_key, network=dn.network) as broker:
             await broker.ledger.add_ledger(og("1000"))
@@ -291,17 +311,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     """Run the benchmark (or, with ``--load``, one load-generator process)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = load_parser(__doc__, rounds=2)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--single-duration", type=float, default=1.5)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--modes", default="sdk,sdk-background,httpx+aiohttp")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the SDK load process")
-    parser.add_argument("--load", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(anyio.run(_load, args)))

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_devnet", "bench_chain", "bench_session", "bench_headers", "bench_provider", "bench_e2e"]
+ORDER = [
+    "bench_devnet",
+    "bench_chain",
+    "bench_session",
+    "bench_headers",
+    "bench_provider",
+    "bench_e2e",
+    "bench_vs_ts",
+]
 
 
 def main() -> int:

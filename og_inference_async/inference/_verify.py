@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .._exceptions import ConfigError, ResponseVerificationError, VerificationError
@@ -162,8 +163,12 @@ def sha256_hex(data: bytes) -> str:
 
 def parse_additional_info(service: Service) -> dict[str, Any]:
     """The service's ``additionalInfo`` JSON object (``{}`` when empty or not an object)."""
+    return _parse_info(service.additional_info)
+
+
+def _parse_info(text: str) -> dict[str, Any]:
     try:
-        info = json.loads(service.additional_info) if service.additional_info else {}
+        info = json.loads(text) if text else {}
     except ValueError:
         return {}
     return info if isinstance(info, dict) else {}
@@ -185,7 +190,16 @@ def expected_signer(service: Service) -> str:
     The on-chain ``teeSignerAddress``, except for decentralized providers with
     ``TargetSeparated: true`` and a ``TargetTeeAddress``: then the model TEE's own address.
     """
-    info = parse_additional_info(service)
+    return _separated_signer(service.additional_info) or service.tee_signer_address
+
+
+@lru_cache(maxsize=256)
+def _separated_signer(additional_info: str) -> str | None:
+    """The model TEE's address a decentralized, ``TargetSeparated`` service names, else ``None``.
+
+    Cached by the ``additionalInfo`` text (immutable), so a check per response parses no JSON.
+    """
+    info = _parse_info(additional_info)
     target = info.get("TargetTeeAddress")
     if (
         info.get("TargetSeparated") is True
@@ -194,7 +208,7 @@ def expected_signer(service: Service) -> str:
         and _ADDRESS.fullmatch(target)
     ):
         return target
-    return service.tee_signer_address
+    return None
 
 
 def check_signature(

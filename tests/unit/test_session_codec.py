@@ -9,6 +9,7 @@ import random
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_keys.backends import get_backend
 from eth_utils import keccak
 
@@ -388,6 +389,32 @@ def test_recover_personal_signer_rejects_garbage() -> None:
     for bad in ("0x1234", "nothex", SIGNATURE[:-2] + "ff", SIGNATURE[:-2] + "25", "0x" + "00" * 64 + "1b"):
         with pytest.raises(VerificationError):
             recover_personal_signer("abc:def", bad)
+
+
+def test_recover_matches_eth_account() -> None:
+    """The direct coincurve recovery returns what eth-account returns, for every v form and any text."""
+    rng = random.Random(7)
+    for i in range(40):
+        account = Account.from_key(rng.randbytes(32))
+        text = "".join(rng.choice("ab:♥\n0f") for _ in range(rng.randrange(0, 90)))
+        signature = personal_sign_text(text, account)
+        expected = Account.recover_message(encode_defunct(text=text), signature=bytes.fromhex(signature[2:]))
+        assert recover_personal_signer(text, signature) == expected == account.address
+        as_0_1 = signature[:-2] + f"{int(signature[-2:], 16) - 27:02x}"
+        assert recover_personal_signer(text, as_0_1) == expected
+        other = f"{text}x{i}"
+        assert recover_personal_signer(other, signature) == Account.recover_message(
+            encode_defunct(text=other), signature=bytes.fromhex(signature[2:])
+        )
+
+
+def test_recover_rejects_r_or_s_out_of_range() -> None:
+    """r or s at or above the curve order, or zero, do not recover (eth-keys refuses them too)."""
+    order = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+    r, s = RESPONSE_SIGNATURE[2:66], RESPONSE_SIGNATURE[66:130]
+    for bad in (order + s, r + order, "00" * 32 + s, r + "00" * 32):
+        with pytest.raises(VerificationError):
+            recover_personal_signer("abc:def", "0x" + bad + "1b")
 
 
 # --- API keys --------------------------------------------------------------------------------------
