@@ -15,7 +15,6 @@ needs an open broker (:class:`~og_inference_async.BrokerStateError` otherwise).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -56,8 +55,6 @@ class _Delegate(Generic[P, R]):
         self._local = local
         self.__doc__ = method.__doc__
         self.__wrapped__ = method
-        signature = inspect.signature(method)
-        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
 
     @overload
     def __get__(self, api: None, owner: type[Any]) -> _Delegate[P, R]: ...
@@ -68,6 +65,8 @@ class _Delegate(Generic[P, R]):
     def __get__(self, api: InferenceAPI | None, owner: type[Any]) -> _Delegate[P, R] | Callable[P, R]:
         if api is None:
             return self
+        # Resolved at lookup, not at call: the service's own bound method is handed out, so a call
+        # costs one broker-state check more than calling the service directly (no wrapper frame).
         services = api._state() if self._local else api._s()
         method: Callable[P, R] = getattr(getattr(services, self._service), self._name)
         return method
