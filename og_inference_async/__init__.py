@@ -22,10 +22,10 @@ from ._config import (
 )
 from ._exceptions import *  # noqa: F403  (the error tree is part of the public API)
 from ._redact import redact
+from ._retry import RequestRetryPolicy
 from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
-from .inference._retry import RequestRetryPolicy
 from .inference._stream import ChatStream
 from .inference._verify import VerificationPolicy
 from .transactions import TransactionsAPI

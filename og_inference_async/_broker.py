@@ -1,9 +1,25 @@
-"""AsyncBroker: owns or borrows the web3 provider and ONE shared httpx client; lifecycle; namespaces.
+"""AsyncBroker: owns or borrows the web3 provider and ONE shared httpx client; lifecycle; the object graph.
 
 States: ``unopened`` -> ``opened`` -> ``closed``. Building does no I/O. ``async with`` opens
 (checks the chain id) and closes; closing is idempotent and final (no reopen). Clients passed
 in by the user are borrowed and never closed. Background work lives only in the broker's task
 group, which is cancelled on close.
+
+The broker is the composition root: :meth:`AsyncBroker.open` builds the object graph once and
+hands each part what it needs (see :meth:`AsyncBroker._build_graph`)::
+
+    AsyncBroker
+    ├── httpx.AsyncClient (owned or borrowed) ── RpcClient ── ChainReader ("contracts")
+    ├── TxSender (with a wallet)                  Wallet(account, sender)
+    ├── task group ──────────────────────────── Background
+    ├── AuthManager(contracts, wallet)            session tokens, account reads, API keys
+    ├── ProviderTransport(http, auth, policies)   every request to a provider
+    ├── LedgerAPI(contracts, wallet, auth.forget) broker.ledger
+    └── InferenceServices.build(...)              the services behind broker.inference
+        (discovery, chat/images/audio, verification, onboarding, funding, settlement)
+
+``broker.inference`` is a facade that exists before ``open`` (its policies can be set then) and
+delegates to the services of the open broker.
 """
 
 from __future__ import annotations
@@ -12,6 +28,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,15 +42,16 @@ from ._chain import ChainReader, RpcClient, TxSender
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError
 from ._http import make_http_client, rpc_poster
+from ._runtime import Background, Wallet
+from ._transport import ProviderTransport
+from .inference import InferenceAPI, InferenceServices, RequestPolicies
+from .inference.auth import ApiKeyRegistry, AuthManager
+from .ledger import LedgerAPI
+from .transactions import TransactionsAPI
 
 if TYPE_CHECKING:
     import httpx
     from web3 import AsyncWeb3
-
-    from .inference import InferenceAPI
-    from .inference._auth import ApiKeyRegistry
-    from .ledger import LedgerAPI
-    from .transactions import TransactionsAPI
 
 __all__ = ["AsyncBroker"]
 
@@ -119,6 +137,14 @@ class _HostedTaskGroup:
                 await asyncio.shield(self._task)
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """What ``open()`` built: the namespaces' collaborators."""
+
+    ledger: LedgerAPI
+    inference: InferenceServices
+
+
 class AsyncBroker:
     """The entry point: one wallet (optional), one network, one shared HTTP pool.
 
@@ -195,6 +221,8 @@ class AsyncBroker:
         self._tx: TxSender | None = None
         self._task_group: TaskGroup | None = None
         self._hosted: _HostedTaskGroup | None = None
+        self._policies = RequestPolicies()
+        self._graph: _Graph | None = None
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -267,10 +295,11 @@ class AsyncBroker:
                 )
             self._chain = ChainReader(self._rpc, ledger=self.network.ledger, inference=self.network.inference)
             await self._start_task_group(stack)
+            tg = self._task_group
+            assert tg is not None
             if self._account is not None:
-                tg = self._task_group
-                assert tg is not None
                 self._tx = TxSender(self._rpc, self._account, actual, self.tx_policy, spawn=tg.start_soon)
+            self._graph = self._build_graph(self._http, self._chain, self._tx, tg)
         except BaseException:
             self._state = _State.CLOSED
             with anyio.CancelScope(shield=True):
@@ -310,6 +339,50 @@ class AsyncBroker:
         if stack is not None:
             with anyio.CancelScope(shield=True):
                 await stack.aclose()
+
+    def _build_graph(
+        self, http: httpx.AsyncClient, contracts: ChainReader, sender: TxSender | None, group: TaskGroup
+    ) -> _Graph:
+        """Build the object graph of the open broker, once: each part gets what it needs."""
+        wallet = Wallet(self._account, sender)
+        auth = AuthManager(contracts, wallet, registry=self._api_key_registry, policy=self.session_policy)
+        ledger = LedgerAPI(contracts, wallet, forget=auth.forget)
+        transport = ProviderTransport(http, auth=auth, settings=self._policies)
+        services = InferenceServices.build(
+            contracts=contracts,
+            wallet=wallet,
+            auth=auth,
+            ledger=ledger,
+            transport=transport,
+            policies=self._policies,
+            background=Background(group, lambda: self._state is _State.OPENED),
+            status_api=self.network.status_api,
+        )
+        return _Graph(ledger=ledger, inference=services)
+
+    def _open_graph(self) -> _Graph:
+        """The graph of the open broker (on every call of ``broker.inference``: kept to one check)."""
+        graph = self._graph
+        if graph is None or self._state is not _State.OPENED:
+            self._require_open()
+            raise BrokerStateError("the broker is still opening")
+        return graph
+
+    def _built_graph(self) -> _Graph:
+        """The graph once built, also after closing (for reads of local state)."""
+        if self._graph is None:
+            self._require_open()  # raises: never opened (or the open failed)
+            raise BrokerStateError("the broker is still opening")
+        return self._graph
+
+    def _inference_services(self) -> InferenceServices:
+        graph = self._graph  # inlined _open_graph(): this runs on every broker.inference call
+        if graph is None or self._state is not _State.OPENED:
+            return self._open_graph().inference
+        return graph.inference
+
+    def _inference_state(self) -> InferenceServices:
+        return self._built_graph().inference
 
     # -- internals for namespaces ----------------------------------------------------------------
 
@@ -360,23 +433,24 @@ class AsyncBroker:
 
     # -- namespaces ------------------------------------------------------------------------------
 
-    @cached_property
+    @property
     def ledger(self) -> LedgerAPI:
-        """Ledger operations: create, deposit, transfer to providers, retrieve, refund."""
-        from .ledger import LedgerAPI
+        """Ledger operations: create, deposit, transfer to providers, retrieve, refund.
 
-        return LedgerAPI(self)
+        Raises:
+            BrokerStateError: the broker is not open.
+        """
+        return self._open_graph().ledger
 
     @cached_property
     def transactions(self) -> TransactionsAPI:
         """Transactions this wallet signed: in doubt, recent, and their resolution."""
-        from .transactions import TransactionsAPI
-
         return TransactionsAPI(lambda: self._sender)
 
     @cached_property
     def inference(self) -> InferenceAPI:
-        """Inference operations: discovery, acknowledgement, request headers, API keys."""
-        from .inference import InferenceAPI
+        """Inference operations: discovery, requests, verification, funding, settlement, API keys.
 
-        return InferenceAPI(self, api_key_registry=self._api_key_registry)
+        Its policies (``verification``, ``retry_policy``) can be set before the broker opens.
+        """
+        return InferenceAPI(self._inference_services, self._policies, state=self._inference_state)

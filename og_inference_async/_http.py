@@ -1,11 +1,17 @@
 """The only module that imports httpx: the shared client, raw exchanges and error translation.
 
 Everything the SDK sends to a provider goes through :func:`send` (a whole response) or
-:func:`open_stream` (a streamed one). Both hand back the response's RAW bytes (read with
+:func:`start_stream` (a streamed one), called by ``_transport.ProviderTransport`` (auth, retries,
+token refresh) and by the JSON-RPC poster. Both hand back the response's RAW bytes (read with
 ``aiter_raw``, before any content decoding), because a TEE signature covers
 ``sha256(request bytes) + ":" + sha256(raw response bytes)``. Every httpx exception is
-translated here into :class:`~og_inference_async.ProviderConnectionError`; HTTP error statuses
-are mapped to the typed error tree by :func:`error_for_status` (one table for the whole SDK).
+translated in ONE place, the :func:`map_transport_errors` context manager, into
+:class:`~og_inference_async.ProviderConnectionError`; HTTP error statuses are mapped to the typed
+error tree by :func:`error_for_status` (one table for the whole SDK).
+
+Response headers are read once per response into a plain ``dict`` with lower-case names (see
+:func:`_headers_of`): each lookup on httpx's ``Headers`` re-encodes the name and scans every
+header, which a profile of 3,000 chats counted 70 times per request.
 
 Transport: on asyncio, the shared client runs on the aiohttp-backed transport of
 ``httpx-aiohttp`` when it is installed (measured on the devnet provider at concurrency 64:
@@ -18,8 +24,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -54,15 +60,14 @@ __all__ = [
     "encode_multipart",
     "error_code",
     "error_for_status",
-    "is_transport_error",
     "make_http_client",
-    "open_stream",
+    "map_transport_errors",
     "parse_retry_after",
     "rpc_poster",
     "retry_after_from",
     "send",
+    "start_stream",
     "transport_name",
-    "translate_transport_error",
 ]
 
 #: Separate connect and read timeouts (seconds); a read timeout is an idle timeout in httpx.
@@ -141,7 +146,7 @@ def _not_sent(exc: httpx.HTTPError) -> bool:
 _TRANSPORT_MODULES = ("aiohttp", "httpcore", "h11", "anyio", "ssl")
 
 
-def is_transport_error(exc: BaseException) -> bool:
+def _is_transport_error(exc: BaseException) -> bool:
     """Whether ``exc`` is an HTTP-stack failure that must be translated (never ``CancelledError``)."""
     if isinstance(exc, httpx.HTTPError):
         return True
@@ -150,7 +155,7 @@ def is_transport_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(exc, ConnectionError)
 
 
-def translate_transport_error(exc: BaseException, *, provider: str | None, what: str) -> OGError:
+def _translate(exc: BaseException, *, provider: str | None, what: str) -> OGError:
     """Map an HTTP-stack error (connect, read timeout, protocol, bad URL) to our typed error."""
     if isinstance(exc, httpx.InvalidURL):
         return ProviderError(
@@ -164,6 +169,22 @@ def translate_transport_error(exc: BaseException, *, provider: str | None, what:
     return TransportFailure(
         f"{what}: {kind} talking to the provider ({where})", provider=provider, not_sent=not_sent
     )
+
+
+@contextmanager
+def map_transport_errors(*, provider: str | None, what: str) -> Iterator[None]:
+    """Translate the HTTP-stack exceptions raised inside the block (the one place that does).
+
+    httpx errors, the aiohttp / httpcore / ssl errors that slip past httpx's own mapping, and an
+    invalid URL become :class:`TransportFailure` (or :class:`ProviderError` for the URL), raised
+    ``from`` the original. Everything else (our own errors, cancellation) passes untouched.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not _is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
+            raise
+        raise _translate(exc, provider=provider, what=what) from exc
 
 
 # -- exchanges ----------------------------------------------------------------------------------
@@ -181,12 +202,12 @@ class HttpReply:
 
     Attributes:
         status: the HTTP status code.
-        headers: the response headers (case-insensitive mapping).
+        headers: the response headers, read once, names in lower case (``headers["zg-res-key"]``).
         raw: the body exactly as received (before content decoding): what a TEE signature covers.
     """
 
     status: int
-    headers: Mapping[str, str]
+    headers: dict[str, str]
     raw: bytes
 
     @property
@@ -228,17 +249,20 @@ async def send(
     provider: str | None = None,
     what: str = "request",
     timeout: float | None = None,
+    max_bytes: int | None = None,
 ) -> HttpReply:
     """Send one request and read the whole raw response body.
 
     Args:
         timeout: a per-request timeout in seconds (connect, read, write and pool), overriding
             the client's.
+        max_bytes: the largest body read; a longer one is not read further.
 
     Raises:
         TransportFailure: any transport error (connect, timeout, broken connection).
+        ProviderResponseError: the body is longer than ``max_bytes``.
     """
-    try:
+    with map_transport_errors(provider=provider, what=what):
         request = client.build_request(
             method,
             _parsed(url),
@@ -249,17 +273,49 @@ async def send(
         )
         response = await client.send(request, stream=True)
         try:
-            if response.is_stream_consumed:  # a (mock) transport that handed back an already-read body
-                raw = response.content
-            else:
-                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            raw = await _read_raw(response, max_bytes, provider=provider, what=what)
         finally:
             await response.aclose()
-    except Exception as exc:
-        if not is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
-            raise
-        raise translate_transport_error(exc, provider=provider, what=what) from exc
-    return HttpReply(response.status_code, response.headers, raw)
+    return HttpReply(response.status_code, _headers_of(response), raw)
+
+
+async def _read_raw(
+    response: httpx.Response, max_bytes: int | None, *, provider: str | None, what: str
+) -> bytes:
+    """The whole raw body; past ``max_bytes`` reading stops with :class:`ProviderResponseError`."""
+    if response.is_stream_consumed:  # a (mock) transport that handed back an already-read body
+        raw = response.content
+        if max_bytes is not None and len(raw) > max_bytes:
+            raise _too_large(max_bytes, provider, what)
+        return raw
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise _too_large(max_bytes, provider, what)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int, provider: str | None, what: str) -> ProviderResponseError:
+    return ProviderResponseError(f"{what}: the answer is larger than {max_bytes:,} bytes", provider=provider)
+
+
+def _headers_of(response: httpx.Response) -> dict[str, str]:
+    """The response headers as a plain dict, names lower-cased, repeated headers joined by ``", "``.
+
+    Built once per response: httpx's ``Headers`` re-encodes the name and scans every header on
+    each lookup.
+    """
+    headers = response.headers
+    encoding = headers.encoding
+    out: dict[str, str] = {}
+    for raw_key, raw_value in headers.raw:
+        key = raw_key.decode(encoding).lower()
+        value = raw_value.decode(encoding)
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
 
 
 _RPC_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -293,7 +349,7 @@ class HttpStream:
         self._provider = provider
         self._what = what
         self.status: int = response.status_code
-        self.headers: Mapping[str, str] = response.headers
+        self.headers: dict[str, str] = _headers_of(response)
 
     async def iter_raw(self) -> AsyncIterator[bytes]:
         """The body's raw chunks as they arrive.
@@ -301,16 +357,12 @@ class HttpStream:
         Raises:
             TransportFailure: the connection broke or timed out mid-body.
         """
-        try:
+        with map_transport_errors(provider=self._provider, what=self._what):
             if self._response.is_stream_consumed:  # a (mock) transport that handed back an already-read body
                 yield self._response.content
                 return
             async for chunk in self._response.aiter_raw():
                 yield chunk
-        except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            raise translate_transport_error(exc, provider=self._provider, what=self._what) from exc
 
     async def read(self) -> bytes:
         """Read the rest of the raw body (used for error answers)."""
@@ -325,8 +377,7 @@ class HttpStream:
                 pass
 
 
-@asynccontextmanager
-async def open_stream(
+async def start_stream(
     client: httpx.AsyncClient,
     method: str,
     url: str,
@@ -335,24 +386,16 @@ async def open_stream(
     content: bytes | None = None,
     provider: str | None = None,
     what: str = "stream",
-) -> AsyncGenerator[HttpStream, None]:
-    """Send a request and yield the response once its headers arrived; closed on exit.
+) -> HttpStream:
+    """Send a request and return the response once its headers arrived; the caller closes it.
 
     Raises:
         TransportFailure: the request failed before the headers arrived.
     """
-    try:
+    with map_transport_errors(provider=provider, what=what):
         request = client.build_request(method, _parsed(url), headers=headers, content=content)
         response = await client.send(request, stream=True)
-    except Exception as exc:
-        if not is_transport_error(exc) and not isinstance(exc, httpx.InvalidURL):
-            raise
-        raise translate_transport_error(exc, provider=provider, what=what) from exc
-    stream = HttpStream(response, provider=provider, what=what)
-    try:
-        yield stream
-    finally:
-        await stream.aclose()
+    return HttpStream(response, provider=provider, what=what)
 
 
 def encode_multipart(

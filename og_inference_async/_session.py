@@ -42,6 +42,7 @@ from ._exceptions import (
     TokenRejectedError,
     VerificationError,
 )
+from ._singleflight import Flight
 
 __all__ = [
     "EPHEMERAL_TOKEN_ID",
@@ -593,25 +594,12 @@ class SessionCacheStats:
     evictions: int = 0
 
 
-class _Flight:
-    """One issuance in progress; waiters block on ``done``."""
-
-    __slots__ = ("abandoned", "done", "error", "stale", "token")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.token: SignedToken | None = None
-        self.error: Exception | None = None
-        self.abandoned = False  # the leader was cancelled: a waiter must take over
-        self.stale = False  # invalidate() ran meanwhile: the result must not be used
-
-
 class _Entry:
     __slots__ = ("flight", "token")
 
     def __init__(self) -> None:
         self.token: SignedToken | None = None
-        self.flight: _Flight | None = None
+        self.flight: Flight[SignedToken] | None = None  # stale once invalidate() dropped the entry
 
 
 class SessionTokenCache:
@@ -734,13 +722,11 @@ class SessionTokenCache:
                 flight = entry.flight
                 if flight is not None:
                     self._stats.coalesced += 1
-                    await flight.done.wait()
-                    if flight.stale or flight.abandoned:
+                    landed, shared = await flight.wait()
+                    if not landed:
                         continue
-                    if flight.error is not None:
-                        raise flight.error
-                    assert flight.token is not None
-                    return flight.token
+                    assert shared is not None
+                    return shared
             result = await self._lead(provider, fallback)
             if result is not None:
                 return result
@@ -753,21 +739,14 @@ class SessionTokenCache:
             entry = _Entry()
             self._entries[provider] = entry
         self._entries.move_to_end(provider)
-        flight = _Flight()
+        flight: Flight[SignedToken] = Flight()
         entry.flight = flight
         self._evict()
         self._stats.misses += 1
         try:
-            token = await self._issue(provider)
-        except Exception as exc:
-            flight.error = exc
-        except BaseException:  # cancelled: let a waiter take over
-            flight.abandoned = True
-            raise
-        else:
-            flight.token = token
-            if not flight.stale:
-                entry.token = token
+            await flight.run(lambda: self._issue(provider))
+            if flight.error is None and not flight.stale:
+                entry.token = flight.result
         finally:
             if entry.flight is flight:
                 entry.flight = None
@@ -786,8 +765,7 @@ class SessionTokenCache:
                     type(flight.error).__name__,
                 )
                 return fallback
-            raise flight.error
-        return flight.token
+        return flight.outcome()
 
     async def _issue(self, provider: str) -> SignedToken:
         self._stats.generation_fetches += 1

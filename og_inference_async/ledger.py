@@ -12,7 +12,7 @@ transaction was sent, whatever its outcome, so the next request sees the new sta
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import checksum
@@ -27,12 +27,13 @@ from ._exceptions import (
     LedgerNotExistsError,
     MustWithdrawAllFundsFirstError,
 )
+from ._runtime import Wallet
 from ._units import Amount, format_og, to_wei
 from ._validate import shown
 from .types import Account, Ledger, ProviderBalance, TxReceipt
 
 if TYPE_CHECKING:
-    from ._broker import AsyncBroker
+    from ._chain import ChainReader
 
 __all__ = ["LedgerAPI"]
 
@@ -50,10 +51,21 @@ def _positive(amount: Amount, what: str = "amount") -> int:
 
 
 class LedgerAPI:
-    """Ledger operations of one broker. Get it as ``broker.ledger``."""
+    """Ledger operations of one broker. Get it as ``broker.ledger``.
 
-    def __init__(self, broker: AsyncBroker) -> None:
-        self._b = broker
+    Args:
+        contracts: the chain's contracts.
+        wallet: the user's wallet (address, transaction sender).
+        forget: drops what the inference caches hold about one provider's sub-account (``None``:
+            all); called after every write that may have changed one.
+    """
+
+    def __init__(
+        self, contracts: ChainReader, wallet: Wallet, *, forget: Callable[[str | None], None]
+    ) -> None:
+        self._contracts = contracts
+        self._wallet = wallet
+        self._forget = forget
 
     async def _touching(self, providers: Iterable[str] | None, send: Awaitable[T]) -> T:
         """Await the write ``send``, then drop the inference caches of ``providers`` (``None``: all).
@@ -64,12 +76,11 @@ class LedgerAPI:
         try:
             return await send
         finally:
-            auth = self._b.inference.auth
             if providers is None:
-                auth.forget()
+                self._forget(None)
             else:
                 for provider in providers:
-                    auth.forget(provider)
+                    self._forget(provider)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -79,8 +90,8 @@ class LedgerAPI:
         Raises:
             LedgerNotExistsError: the user has no ledger.
         """
-        who = checksum(user, what="user") if user is not None else self._b._user
-        return await self._b._chain_reader.get_ledger(who)
+        who = checksum(user, what="user") if user is not None else self._wallet.address
+        return await self._contracts.get_ledger(who)
 
     async def has_ledger(self, user: str | None = None) -> bool:
         """Whether ``user`` (default: this wallet) has a ledger."""
@@ -92,12 +103,12 @@ class LedgerAPI:
 
     async def get_min_balances(self) -> tuple[int, int]:
         """``(MIN_ACCOUNT_BALANCE, MIN_TRANSFER_AMOUNT)`` read from the chain, in wei."""
-        chain = self._b._chain_reader
+        chain = self._contracts
         return await chain.min_account_balance(), await chain.min_transfer_amount()
 
     async def get_providers_with_balance(self) -> list[ProviderBalance]:
         """Every provider this wallet has an inference sub-account with, and what sits there."""
-        return await self._b._chain_reader.get_provider_balances(self._b._user)
+        return await self._contracts.get_provider_balances(self._wallet.address)
 
     async def get_account(self, provider: str) -> Account:
         """This wallet's sub-account with ``provider``.
@@ -105,7 +116,7 @@ class LedgerAPI:
         Raises:
             AccountNotExistsError: there is no sub-account yet.
         """
-        return await self._b._chain_reader.get_account(self._b._user, checksum(provider, what="provider"))
+        return await self._contracts.get_account(self._wallet.address, checksum(provider, what="provider"))
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -120,8 +131,8 @@ class LedgerAPI:
         """
         wei = _positive(amount)
         info = self._check_info(additional_info)
-        sender = self._b._sender
-        chain = self._b._chain_reader
+        sender = self._wallet.require_sender()
+        chain = self._contracts
         minimum = await chain.min_account_balance()
         if wei < minimum:
             raise BelowMinimumError(
@@ -145,10 +156,10 @@ class LedgerAPI:
             InsufficientBalanceError: the wallet cannot pay it.
         """
         wei = _positive(amount)
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         await self._check_new_ledger_minimum(sender.address, wei)
         await self._check_wallet(wei)
-        return await self._b._chain_reader.deposit_fund(sender, wei)
+        return await self._contracts.deposit_fund(sender, wei)
 
     async def deposit_fund_for(self, recipient: str, amount: Amount) -> TxReceipt:
         """Deposit into another address's ledger (creating it when the amount reaches the minimum).
@@ -161,10 +172,10 @@ class LedgerAPI:
         """
         to = checksum(recipient, what="recipient")
         wei = _positive(amount)
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         await self._check_new_ledger_minimum(to, wei)
         await self._check_wallet(wei)
-        return await self._b._chain_reader.deposit_fund_for(sender, to, wei)
+        return await self._contracts.deposit_fund_for(sender, to, wei)
 
     async def transfer_fund(self, provider: str, amount: Amount) -> TxReceipt:
         """Move funds from the ledger into ``provider``'s inference sub-account.
@@ -182,10 +193,10 @@ class LedgerAPI:
         """
         prov = checksum(provider, what="provider")
         wei = _positive(amount)
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         if prov == sender.address:
             raise InvalidAddressError("the provider must not be this wallet's own address")
-        chain = self._b._chain_reader
+        chain = self._contracts
         minimum = await chain.min_transfer_amount()
         state = await chain.transfer_state(sender.address, prov)
         ledger = state.ledger
@@ -230,8 +241,8 @@ class LedgerAPI:
             LedgerNotExistsError: this wallet has no ledger.
             AccountNotExistsError: a provider given explicitly has no sub-account.
         """
-        sender = self._b._sender
-        chain = self._b._chain_reader
+        sender = self._wallet.require_sender()
+        chain = self._contracts
         if providers is None:
             await self.get_ledger()
             targets = await chain.get_ledger_providers(sender.address)
@@ -272,8 +283,8 @@ class LedgerAPI:
             BelowMinimumError: what would remain is below the minimum but not zero.
         """
         wei = _positive(amount)
-        sender = self._b._sender
-        chain = self._b._chain_reader
+        sender = self._wallet.require_sender()
+        chain = self._contracts
         ledger = await self.get_ledger()
         if ledger.available < wei:
             raise InsufficientBalanceError(
@@ -304,14 +315,14 @@ class LedgerAPI:
             LedgerNotExistsError: no ledger.
             MustWithdrawAllFundsFirstError: the ledger still holds funds.
         """
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         ledger = await self.get_ledger()
         if ledger.total != 0:
             raise MustWithdrawAllFundsFirstError(
                 f"the ledger still holds {format_og(ledger.total)} OG",
                 error_args={"totalBalance": ledger.total},
             )
-        return await self._touching(None, self._b._chain_reader.delete_ledger(sender))
+        return await self._touching(None, self._contracts.delete_ledger(sender))
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -326,7 +337,7 @@ class LedgerAPI:
     async def _check_new_ledger_minimum(self, user: str, wei: int) -> None:
         if await self.has_ledger(user):
             return
-        minimum = await self._b._chain_reader.min_account_balance()
+        minimum = await self._contracts.min_account_balance()
         if wei < minimum:
             raise BelowMinimumError(
                 f"{user} has no ledger yet; the first deposit needs at least {format_og(minimum)} OG, "
@@ -336,7 +347,7 @@ class LedgerAPI:
             )
 
     async def _check_wallet(self, wei: int) -> None:
-        balance = await self._b.get_wallet_balance()
+        balance = await self._contracts.wallet_balance(self._wallet.address)
         if balance < wei:
             raise InsufficientBalanceError(
                 f"the wallet holds {format_og(balance)} OG, needs {format_og(wei)} OG plus gas",

@@ -112,6 +112,12 @@ class LocalFeeBook:
         self._fees: dict[str, int] = {}
         self._counts: dict[str, int] = {}
 
+    def record(self, provider: str, cost: FeeBreakdown | None) -> int:
+        """Record one request's estimated cost (``None``: unknown, counted as 0); returns its fee."""
+        fee = cost.fee if cost is not None else 0
+        self.add(provider, fee)
+        return fee
+
     def add(self, provider: str, fee: int) -> None:
         """Record one request's fee (``provider`` checksummed)."""
         self._fees[provider] = self._fees.get(provider, 0) + fee

@@ -1,7 +1,7 @@
 """The auto-funding loop of one provider: top-up arithmetic, statistics and the task body.
 
 The loop itself knows nothing about the chain: it calls a ``check`` coroutine (built by
-:class:`~og_inference_async.inference._funding.FundingMixin`) once per tick, records what
+:class:`~og_inference_async.inference.funding.AutoFundingService`) once per tick, records what
 happened, and reports failures through logging, the ``on_error`` callback and the statistics.
 A failed check never stops the loop; cancelling its scope (``stop``, broker close) does.
 """

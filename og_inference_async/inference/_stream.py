@@ -13,22 +13,28 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import ConfigError, OGError, ProviderConnectionError, ProviderResponseError
-from .._http import HttpStream, TransportFailure, error_for_status
+from .._exceptions import (
+    ConfigError,
+    OGError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    ResponseVerificationError,
+    TransportFailure,
+)
+from .._http import HttpStream, error_for_status
 from .._redact import redact_bytes
 from ..types import Service
 from ..types.inference import ChatChunk, ChatResult, VerificationResult
 from ._sse import DONE, SSEEvent, SSEParser
-from ._verify import ResponseVerificationError, VerificationPolicy
+from ._verify import VerificationPolicy
 
 if TYPE_CHECKING:
-    from ._requests import RequestsMixin
+    from .requests import ChatRequests
 
 __all__ = ["ChatStream"]
 
@@ -90,7 +96,7 @@ class ChatStream:
 
     def __init__(
         self,
-        api: RequestsMixin,
+        requests: ChatRequests,
         provider: str,
         payload: dict[str, Any],
         policy: VerificationPolicy | None,
@@ -101,7 +107,7 @@ class ChatStream:
     ) -> None:
         if hold_until_verified and (policy is None or policy.mode != "required"):
             raise ConfigError("hold_until_verified needs the 'required' verification policy")
-        self._api = api
+        self._requests = requests
         self.provider = provider
         self._payload = payload
         self._policy = policy
@@ -118,7 +124,6 @@ class ChatStream:
         self.chat_id: str | None = None
         self.result: ChatResult | None = None
         self._svc: Service | None = None
-        self._stack: AsyncExitStack | None = None
         self._http: HttpStream | None = None
         self._raw: AsyncIterator[bytes] | None = None
         self._body = b""
@@ -150,9 +155,7 @@ class ChatStream:
         self._entered = True
         self._done = anyio.Event()
         try:
-            self._svc, self._body, self._http, self._stack = await self._api._open_chat_stream(
-                self.provider, self._payload
-            )
+            self._svc, self._body, self._http = await self._requests.open_stream(self.provider, self._payload)
         except BaseException:
             self._closed = True
             self._done.set()
@@ -172,11 +175,10 @@ class ChatStream:
         cancelled = exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class())
         if self._drain_on_exit and self.result is None and not (self._closed or self._failed or cancelled):
             try:
-                task_group = self._api._b.task_group
-            except OGError:
-                task_group = None
-            if task_group is not None:
-                task_group.start_soon(self._drain)
+                self._requests.background.start_soon(self._drain)
+            except OGError:  # the broker closed: nothing can read the rest
+                pass
+            else:
                 return
         await self.aclose()
 
@@ -200,11 +202,10 @@ class ChatStream:
         if self._closed:
             return
         self._closed = True
-        stack, self._stack = self._stack, None
+        http, self._http = self._http, None
         try:
-            if stack is not None:
-                with anyio.CancelScope(shield=True):
-                    await stack.aclose()
+            if http is not None:
+                await http.aclose()  # shielded, never raises
         finally:
             if self._done is not None:
                 self._done.set()
@@ -337,9 +338,9 @@ class ChatStream:
                 "the stream ended before 'data: [DONE]' (cut short by the provider or a proxy)",
                 provider=self.provider,
             )
-        assert self._svc is not None
+        assert self._svc is not None and self._policy is not None
         try:
-            result = await self._api._finish_chat_stream(self, self._svc)
+            result = await self._requests.finish_stream(self, self._svc, self._policy)
         except ResponseVerificationError as exc:
             self._outcome = exc.verification
             raise
@@ -375,9 +376,9 @@ class ChatStream:
             raise ProviderResponseError("the stream was closed before it finished", provider=self.provider)
         return self.result
 
-    # -- for the mixin -----------------------------------------------------------------------------
+    # -- for the finishing path --------------------------------------------------------------------
 
-    def _summary(self) -> tuple[str, str, str, dict[str, Any] | None, str | None, list[dict[str, Any]]]:
+    def summary(self) -> tuple[str, str, str, dict[str, Any] | None, str | None, list[dict[str, Any]]]:
         """(request sha256, response sha256, content, usage, finish reason, chunks)."""
         return (
             hashlib.sha256(self._body).hexdigest(),

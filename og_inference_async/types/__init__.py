@@ -8,9 +8,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from .._units import format_og
+from ._base import Frozen
 
 __all__ = [
     "Account",
@@ -26,11 +25,7 @@ __all__ = [
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Ledger(_Frozen):
+class Ledger(Frozen):
     """A user's main account in the LedgerManager.
 
     Attributes:
@@ -57,7 +52,7 @@ class Ledger(_Frozen):
         )
 
 
-class Refund(_Frozen):
+class Refund(Frozen):
     """A pending refund in a provider sub-account (``created_at`` in seconds)."""
 
     index: int
@@ -66,7 +61,7 @@ class Refund(_Frozen):
     processed: bool
 
 
-class Account(_Frozen):
+class Account(Frozen):
     """A user's sub-account with one provider in InferenceServing.
 
     Attributes:
@@ -96,7 +91,7 @@ class Account(_Frozen):
         return self.balance - self.pending_refund
 
 
-class ProviderBalance(_Frozen):
+class ProviderBalance(Frozen):
     """A provider the user has a sub-account with, and what sits there (wei)."""
 
     provider: str
@@ -104,7 +99,7 @@ class ProviderBalance(_Frozen):
     pending_refund: int
 
 
-class Service(_Frozen):
+class Service(Frozen):
     """A provider's service registered in InferenceServing.
 
     Prices are wei per unit: per token for chatbots, per image for image services, per
@@ -134,7 +129,7 @@ class Service(_Frozen):
         return self.verifiability in ("TeeML", "OpML", "ZKML")
 
 
-class ServiceInfo(_Frozen):
+class ServiceInfo(Frozen):
     """A service contract registered in the LedgerManager (e.g. ``inference-v1.0``)."""
 
     service_address: str
@@ -147,7 +142,7 @@ class ServiceInfo(_Frozen):
     registered_at: int
 
 
-class ChainEvent(_Frozen):
+class ChainEvent(Frozen):
     """A decoded event from a transaction receipt."""
 
     name: str
@@ -156,7 +151,7 @@ class ChainEvent(_Frozen):
     log_index: int
 
 
-class TxReceipt(_Frozen):
+class TxReceipt(Frozen):
     """The receipt of a successful transaction sent by the SDK.
 
     Attributes:
@@ -214,7 +209,7 @@ class TxState(str, enum.Enum):
         return False if self.is_final else None
 
 
-class TxRecord(_Frozen):
+class TxRecord(Frozen):
     """A snapshot of one transaction the SDK signed (``broker.transactions``).
 
     Attributes:

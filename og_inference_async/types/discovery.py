@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from . import Service
+from ._base import Frozen
 
 __all__ = ["ProviderModels", "ServiceDetail", "ServiceHealth", "ServiceMetadata"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ServiceMetadata(_Frozen):
+class ServiceMetadata(Frozen):
     """Where to send OpenAI-compatible requests for a provider.
 
     Attributes:
@@ -31,7 +26,7 @@ class ServiceMetadata(_Frozen):
     service_type: str
 
 
-class ProviderModels(_Frozen):
+class ProviderModels(Frozen):
     """A provider's model catalogue from ``GET <url>/v1/models``.
 
     Attributes:
@@ -54,7 +49,7 @@ class ProviderModels(_Frozen):
         return [str(m.get("id")) for m in self.models]
 
 
-class ServiceHealth(_Frozen):
+class ServiceHealth(Frozen):
     """Health of a service from the network's status API.
 
     Attributes:
@@ -70,7 +65,7 @@ class ServiceHealth(_Frozen):
     last_check: str | None = None
 
 
-class ServiceDetail(_Frozen):
+class ServiceDetail(Frozen):
     """A service and what the status API knows of it (``None`` where it knows nothing or is unreachable)."""
 
     service: Service

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from .._units import format_og
+from ._base import Frozen
 
 __all__ = [
     "AckResult",
@@ -28,10 +27,6 @@ __all__ = [
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 #: What :meth:`acknowledge_provider_signer` did.
 AckStatus = Literal["acknowledged", "already_acknowledged", "created_account"]
 
@@ -42,7 +37,7 @@ ReadyActionKind = Literal["created_ledger", "created_account", "topped_up", "ack
 FeeSource = Literal["provider", "local"]
 
 
-class AckResult(_Frozen):
+class AckResult(Frozen):
     """The outcome of ``acknowledge_provider_signer``.
 
     Attributes:
@@ -65,7 +60,7 @@ class AckResult(_Frozen):
     warnings: tuple[str, ...] = ()
 
 
-class ReadyAction(_Frozen):
+class ReadyAction(Frozen):
     """One transaction ``ensure_ready`` sent.
 
     Attributes:
@@ -79,7 +74,7 @@ class ReadyAction(_Frozen):
     tx_hash: str
 
 
-class ReadyReport(_Frozen):
+class ReadyReport(Frozen):
     """What ``ensure_ready`` did and the balances it left.
 
     Attributes:
@@ -127,7 +122,7 @@ class ReadyReport(_Frozen):
         )
 
 
-class TopUpEvent(_Frozen):
+class TopUpEvent(Frozen):
     """A top-up made by auto-funding (passed to ``on_top_up``).
 
     Attributes:
@@ -149,7 +144,7 @@ class TopUpEvent(_Frozen):
     tx_hash: str
 
 
-class AutoFundingStats(_Frozen):
+class AutoFundingStats(Frozen):
     """A snapshot of one provider's auto-funding loop.
 
     Attributes:
@@ -195,7 +190,7 @@ class AutoFundingStats(_Frozen):
     last_spendable: int | None = None
 
 
-class SettlementReport(_Frozen):
+class SettlementReport(Frozen):
     """A settlement that landed while ``wait_settled`` watched.
 
     Attributes:
@@ -221,7 +216,7 @@ class SettlementReport(_Frozen):
     waited: float = 0.0
 
 
-class RefundStatus(_Frozen):
+class RefundStatus(Frozen):
     """A pending refund in a provider sub-account, judged by the chain's clock.
 
     Attributes:
@@ -244,7 +239,7 @@ class RefundStatus(_Frozen):
     remaining: int
 
 
-class ProviderRefundResult(_Frozen):
+class ProviderRefundResult(Frozen):
     """What ``complete_refunds`` did with one provider.
 
     Attributes:
@@ -259,7 +254,7 @@ class ProviderRefundResult(_Frozen):
     newly_requested: int
 
 
-class RefundCompletion(_Frozen):
+class RefundCompletion(Frozen):
     """The outcome of ``complete_refunds``.
 
     Attributes:

@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from ._base import Frozen
 
 __all__ = [
     "ChatChunk",
@@ -32,8 +34,10 @@ __all__ = [
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+class _Model(Frozen):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True
+    )  # merged with Frozen's (VerificationHandle fields)
 
 
 class VerificationStatus(str, enum.Enum):

@@ -8,9 +8,8 @@ from typing import Any
 
 from eth_account import Account
 
-from og_inference_async import AsyncBroker, og
+from og_inference_async import AsyncBroker, RequestRetryPolicy, og
 from og_inference_async._chain import inference_abi
-from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_devnet.provider import ProviderHandle
 
 

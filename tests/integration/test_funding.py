@@ -18,10 +18,10 @@ from og_inference_async import (
     InsufficientBalanceError,
     LedgerNotExistsError,
     ServiceNotFoundError,
+    SettlementTimeoutError,
     og,
 )
 from og_inference_async._chain import inference_abi
-from og_inference_async.inference._funding import SettlementTimeoutError
 from og_inference_async.types.funding import TopUpEvent
 from og_inference_devnet import Devnet
 from og_inference_devnet.faultproxy import RpcFaultProxy

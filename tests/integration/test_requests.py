@@ -14,17 +14,17 @@ from PIL import Image
 
 from og_inference_async import (
     AsyncBroker,
+    ImageJobTimeoutError,
     InsufficientBalanceError,
     NotAcknowledgedError,
     ProviderConnectionError,
     ProviderRateLimitError,
     ProviderServerError,
+    RequestRetryPolicy,
     VerificationError,
     og,
 )
 from og_inference_async._session import decode_token
-from og_inference_async.inference._requests import ImageJobTimeoutError
-from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle, start_provider

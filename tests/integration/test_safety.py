@@ -14,12 +14,12 @@ from og_inference_async import (
     NotAcknowledgedError,
     OGError,
     ProviderServerError,
+    RequestRetryPolicy,
     ResponseVerificationError,
     ServiceNotFoundError,
     VerificationError,
     og,
 )
-from og_inference_async.inference._retry import RequestRetryPolicy
 from og_inference_async.types.inference import VerificationStatus
 from og_inference_devnet import Devnet
 

@@ -1,8 +1,8 @@
-"""A scriptable in-memory JSON-RPC node standing in for web3's async provider in unit tests."""
+"""Fakes for unit tests: an in-memory JSON-RPC node, fake contracts, and services wired on fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 Handler = Callable[[list[Any]], Any]
@@ -48,3 +48,60 @@ class FakeWeb3:
 
     def __init__(self, provider: FakeProvider) -> None:
         self.provider = provider
+
+
+class FakeContracts:
+    """The chain's contracts as the request services read them: services by provider."""
+
+    def __init__(self, services: dict[str, Any] | None = None) -> None:
+        self.services: dict[str, Any] = dict(services or {})
+
+    async def get_service(self, provider: str) -> Any:
+        from og_inference_async import ServiceNotExistError
+
+        if provider not in self.services:
+            raise ServiceNotExistError("no service", error_args={"provider": provider})
+        return self.services[provider]
+
+
+def wire_inference(
+    broker: Any,
+    *,
+    contracts: Any,
+    auth: Any,
+    ledger: Any = None,
+    wallet: Any = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> tuple[Any, Any]:
+    """The inference facade and services wired on fakes, in an open broker's task group and HTTP pool.
+
+    Returns:
+        ``(facade, services)``.
+    """
+    import time
+
+    import anyio
+
+    from og_inference_async._runtime import Background, Wallet
+    from og_inference_async._transport import ProviderTransport
+    from og_inference_async.inference import InferenceAPI, InferenceServices, RequestPolicies
+
+    policies = RequestPolicies()
+    transport = ProviderTransport(
+        broker.http,
+        auth=auth,
+        settings=policies,
+        sleep=sleep or anyio.sleep,
+        clock=clock or time.monotonic,
+    )
+    services = InferenceServices.build(
+        contracts=contracts,
+        wallet=wallet or Wallet(),
+        auth=auth,
+        ledger=ledger,
+        transport=transport,
+        policies=policies,
+        background=Background(broker.task_group, lambda: broker.state == "opened"),
+    )
+    return InferenceAPI(lambda: services, policies), services

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from eth_account import Account as EthAccount
 from eth_utils import to_checksum_address
 
 from og_inference_async import (
@@ -20,7 +22,7 @@ from og_inference_async import (
     ServiceNotExistError,
     og,
 )
-from og_inference_async.inference._funding import _parse_fee
+from og_inference_async._runtime import Wallet
 from og_inference_async.inference._funding_auto import (
     AutoFunder,
     AutoFundingConfig,
@@ -28,10 +30,11 @@ from og_inference_async.inference._funding_auto import (
     describe_error,
     plan_top_up,
 )
+from og_inference_async.inference.funding import parse_fee as _parse_fee
 from og_inference_async.types import Account, Ledger, Service, TxReceipt
 from og_inference_async.types.funding import TopUpEvent
 
-from .fakes import FakeProvider, FakeWeb3
+from .fakes import FakeProvider, FakeWeb3, wire_inference
 
 pytestmark = pytest.mark.anyio
 
@@ -181,7 +184,7 @@ async def test_loop_checks_before_reporting_started() -> None:
     assert len(calls) == 1 and funder.done.is_set()
 
 
-# -- the mixin against a fake world ------------------------------------------------------------
+# -- the services against a fake world ------------------------------------------------------------
 
 
 def _account(balance: int, *, pending: int = 0, acknowledged: bool = True, nonce: int = 0) -> Account:
@@ -243,11 +246,17 @@ class World:
             raise LedgerNotExistsError("no ledger")
         return self.ledger
 
+    async def get_ledger_or_none(self, user: str) -> Ledger | None:
+        return self.ledger
+
     async def account_at(self, user: str, provider: str, block: int | None = None) -> Account | None:
         return self.account
 
-    async def constant(self) -> int:
+    async def min_transfer_amount(self) -> int:
         return OG
+
+    async def min_account_balance(self) -> int:
+        return 3 * OG
 
     async def add_ledger(self, amount: int) -> TxReceipt:
         await anyio.sleep(0.01)
@@ -278,35 +287,39 @@ class World:
         self.fee += self.fee_growth
         return httpx.Response(self.fee_status, json={"unsettledFee": str(self.fee)})
 
-    async def headers(self, provider: str) -> dict[str, str]:
+    async def get_request_headers(self, provider: str) -> dict[str, str]:
         return {"Authorization": "Bearer fake"}
+
+    def forget(self, provider: str | None = None) -> None:
+        return None
+
+
+@dataclass
+class Wired:
+    """The funding services built on the fake world, in an open broker's task group."""
+
+    broker: AsyncBroker
+    inference: Any
+    services: Any
+
+    async def aclose(self) -> None:
+        await self.broker.aclose()
 
 
 @pytest.fixture
-async def world_broker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[World, AsyncBroker]]:
-    """An open broker whose chain, ledger writes and provider endpoint are the fake world."""
+async def world_broker() -> AsyncIterator[tuple[World, Wired]]:
+    """Funding services whose chain, ledger writes, auth and provider endpoint are the fake world."""
     world = World()
     http = httpx.AsyncClient(transport=httpx.MockTransport(world.http_handler))
     broker = AsyncBroker(KEY, network="hardhat", web3=FakeWeb3(FakeProvider()), http_client=http)  # type: ignore[arg-type]
     async with broker:
-        chain = broker._chain_reader
-        monkeypatch.setattr(chain, "get_service", world.get_service)
-        monkeypatch.setattr(chain, "get_ledger", world.get_ledger)
-        monkeypatch.setattr(chain, "min_transfer_amount", world.constant)
-        monkeypatch.setattr(chain, "min_account_balance", lambda: _three())
-        monkeypatch.setattr(chain, "account_at", world.account_at)
-        monkeypatch.setattr(broker.ledger, "transfer_fund", world.transfer_fund)
-        monkeypatch.setattr(broker.ledger, "add_ledger", world.add_ledger)
-        monkeypatch.setattr(broker.inference.auth, "get_request_headers", world.headers)
-        yield world, broker
+        wallet = Wallet(EthAccount.from_key(KEY), sender=object())  # type: ignore[arg-type]
+        inference, services = wire_inference(broker, contracts=world, auth=world, ledger=world, wallet=wallet)
+        yield world, Wired(broker, inference, services)
     await http.aclose()
 
 
-async def _three() -> int:
-    return 3 * OG
-
-
-async def test_ensure_ready_single_flight_with_fakes(world_broker: tuple[World, AsyncBroker]) -> None:
+async def test_ensure_ready_single_flight_with_fakes(world_broker: tuple[World, Wired]) -> None:
     """100 concurrent ensure_ready calls create the ledger once and transfer once."""
     world, broker = world_broker
     world.ledger = None
@@ -316,7 +329,7 @@ async def test_ensure_ready_single_flight_with_fakes(world_broker: tuple[World, 
     assert world.ledgers == [3 * OG] and world.transfers == [2 * OG]
 
 
-async def test_ensure_ready_and_auto_funding_never_overlap(world_broker: tuple[World, AsyncBroker]) -> None:
+async def test_ensure_ready_and_auto_funding_never_overlap(world_broker: tuple[World, Wired]) -> None:
     """Top-ups by the loop and by ensure_ready for one provider run one at a time."""
     world, broker = world_broker
     world.account = _account(0)
@@ -334,12 +347,12 @@ async def test_ensure_ready_and_auto_funding_never_overlap(world_broker: tuple[W
     assert world.max_in_flight == 1 and len(world.transfers) >= 20
 
 
-async def test_auto_funding_falls_back_to_the_local_counter(world_broker: tuple[World, AsyncBroker]) -> None:
+async def test_auto_funding_falls_back_to_the_local_counter(world_broker: tuple[World, Wired]) -> None:
     """When the fee endpoint fails, the local fee counter decides the top-up and stats say so."""
     world, broker = world_broker
     world.account = _account(2 * OG)
     world.fee_status = 500
-    broker.inference.local_fees = lambda provider: 5 * OG  # type: ignore[attr-defined]
+    broker.services.fees.add(PROVIDER, 5 * OG)  # what the request methods counted locally
     stats = await broker.inference.start_auto_funding(PROVIDER, interval=60, buffer=2 * OG)
     assert world.fee_requests == 1
     assert (
@@ -354,7 +367,7 @@ async def test_auto_funding_falls_back_to_the_local_counter(world_broker: tuple[
 
 
 async def test_auto_funding_creates_a_missing_account_with_the_minimum(
-    world_broker: tuple[World, AsyncBroker],
+    world_broker: tuple[World, Wired],
 ) -> None:
     """A missing sub-account is opened with at least MIN_TRANSFER_AMOUNT; the fee read falls back to 0."""
     world, broker = world_broker
@@ -365,7 +378,7 @@ async def test_auto_funding_creates_a_missing_account_with_the_minimum(
     assert world.transfers == [OG] and stats.top_ups == 1 and stats.last_unsettled_fee == 0
 
 
-async def test_auto_funding_argument_checks(world_broker: tuple[World, AsyncBroker]) -> None:
+async def test_auto_funding_argument_checks(world_broker: tuple[World, Wired]) -> None:
     """Bad arguments and unknown providers raise at start; nothing runs."""
     _, broker = world_broker
     with pytest.raises(ConfigError):
@@ -379,7 +392,7 @@ async def test_auto_funding_argument_checks(world_broker: tuple[World, AsyncBrok
     await broker.inference.stop_auto_funding(PROVIDER)  # nothing to stop: no error
 
 
-async def test_stop_all_and_close_leave_no_task(world_broker: tuple[World, AsyncBroker]) -> None:
+async def test_stop_all_and_close_leave_no_task(world_broker: tuple[World, Wired]) -> None:
     """stop_auto_funding() ends the loop and waits for it; closing the broker ends a running one."""
     world, broker = world_broker
     world.account = _account(100 * OG)

@@ -8,7 +8,7 @@ import pytest
 
 import og_inference_async as og_mod
 from og_inference_async import AsyncBroker, RetryPolicy, RPCError
-from og_inference_async.inference import InferenceAPI
+from og_inference_async.inference import InferenceAPI, _Delegate
 from og_inference_async.ledger import LedgerAPI
 
 
@@ -17,9 +17,29 @@ def _public_members(cls: type) -> list[str]:
     for name, value in vars(cls).items():
         if name.startswith("_"):
             continue
-        if inspect.isfunction(value) or isinstance(value, (property, staticmethod, classmethod)):
+        if inspect.isfunction(value) or isinstance(value, (property, staticmethod, classmethod, _Delegate)):
             names.append(name)
     return names
+
+
+def _undocumented_members(cls: type) -> list[str]:
+    missing = []
+    for member in _public_members(cls):
+        value = vars(cls)[member]
+        target = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+        if not (getattr(target, "__doc__", None) or "").strip():
+            missing.append(f"{cls.__name__}.{member}")
+    return missing
+
+
+def _service_classes() -> list[type]:
+    import dataclasses
+    import typing
+
+    from og_inference_async.inference import InferenceServices
+
+    hints = typing.get_type_hints(InferenceServices)
+    return [hints[f.name] for f in dataclasses.fields(InferenceServices)]
 
 
 def test_every_public_name_and_method_has_a_docstring() -> None:
@@ -31,12 +51,36 @@ def test_every_public_name_and_method_has_a_docstring() -> None:
             missing.append(name)
     classes: list[type] = [AsyncBroker, InferenceAPI, LedgerAPI, *InferenceAPI.__mro__[1:-1]]
     for cls in classes:
-        for member in _public_members(cls):
-            value = vars(cls)[member]
-            target = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
-            if not (getattr(target, "__doc__", None) or "").strip():
-                missing.append(f"{cls.__name__}.{member}")
+        missing.extend(_undocumented_members(cls))
     assert missing == []
+
+
+def test_every_service_and_its_methods_are_documented() -> None:
+    """The services behind broker.inference, and the transport, document every public method."""
+    from og_inference_async._transport import ProviderTransport
+    from og_inference_async.inference import InferenceServices
+    from og_inference_async.inference.requests import RequestCore
+
+    missing = []
+    for cls in [*_service_classes(), RequestCore, ProviderTransport, InferenceServices]:
+        if not (cls.__doc__ or "").strip():
+            missing.append(cls.__name__)
+        missing.extend(_undocumented_members(cls))
+    assert missing == []
+
+
+def test_the_facade_delegates_to_service_methods_of_the_same_name() -> None:
+    """InferenceAPI's delegations call service methods of the same name and show their docstrings."""
+    services = _service_classes()
+    delegates = {n: v for n, v in vars(InferenceAPI).items() if isinstance(v, _Delegate)}
+    differ = []
+    for name, delegate in delegates.items():
+        method = delegate.__wrapped__
+        if method.__qualname__.split(".")[0] not in {c.__name__ for c in services}:
+            differ.append(f"{name}: not a service method")
+        elif delegate.__doc__ != method.__doc__ or name != method.__name__:
+            differ.append(name)
+    assert len(delegates) >= 30 and differ == []
 
 
 @pytest.mark.anyio

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from eth_account import Account
 from og_inference_async import (
     AsyncBroker,
     ConfigError,
+    ImageJobTimeoutError,
     InsufficientBalanceError,
     NotAcknowledgedError,
     OGError,
@@ -26,14 +28,14 @@ from og_inference_async import (
     ProviderRateLimitError,
     ProviderResponseError,
     ProviderServerError,
+    RequestRetryPolicy,
     ServiceNotFoundError,
 )
 from og_inference_async._http import SessionAuth, encode_multipart, error_for_status, parse_retry_after
-from og_inference_async.inference._requests import OFFLOAD_BYTES, ImageJobTimeoutError
-from og_inference_async.inference._retry import RequestRetryPolicy
+from og_inference_async.inference.verification import OFFLOAD_BYTES
 from og_inference_async.types import Service
 
-from .fakes import FakeProvider, FakeWeb3
+from .fakes import FakeContracts, FakeProvider, FakeWeb3, wire_inference
 
 pytestmark = pytest.mark.anyio
 
@@ -63,20 +65,42 @@ def make_service(**overrides: Any) -> Service:
     return Service(**fields)
 
 
+class FakeAuth:
+    """Session headers numbered in issue order; a record of the providers forgotten."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.forgotten: list[str | None] = []
+
+    async def get_request_headers(self, provider: str) -> dict[str, str]:
+        self.issued += 1
+        return {"Authorization": f"{AUTH}-{self.issued}"}
+
+    def forget(self, provider: str | None = None) -> None:
+        self.forgotten.append(provider)
+
+    async def require_acknowledged(self, provider: str) -> None:
+        return None
+
+
 @dataclass
 class Env:
     broker: AsyncBroker
-    router: respx.MockRouter
+    api: Any
+    services: Any
+    auth: FakeAuth
+    contracts: FakeContracts
+    router: respx.MockRouter = field(default_factory=lambda: respx.MockRouter(assert_all_called=False))
     sleeps: list[float] = field(default_factory=list)
-    forgotten: list[str | None] = field(default_factory=list)
-    headers_issued: int = 0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] | None = None
 
     @property
-    def api(self) -> Any:
-        return self.broker.inference
+    def forgotten(self) -> list[str | None]:
+        return self.auth.forgotten
 
     def use(self, service: Service) -> None:
-        self.api._services[service.provider] = (float("inf"), service)
+        self.services.directory.remember(service, float("inf"))
 
 
 def completion(content: str = "Echo: hi", *, id: str = "chatcmpl-1", usage: Any = None) -> dict[str, Any]:
@@ -101,31 +125,28 @@ def error(status: int, code: str, message: str = "nope", **extra: Any) -> httpx.
 
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    """An open broker on a fake chain, a respx-mocked HTTP client, zero-wait retries, stub auth."""
+    """The inference services on fakes (chain, auth), a respx-mocked HTTP client, zero-wait retries."""
     http = httpx.AsyncClient()
     broker = AsyncBroker(KEY, network="hardhat", web3=FakeWeb3(FakeProvider()), http_client=http)  # type: ignore[arg-type]
     async with broker:
-        state = Env(broker, respx.MockRouter(assert_all_called=False))
-        api = broker.inference
-        api.retry_policy = RequestRetryPolicy.no_wait()
-        api.verification = "off"
+        auth = FakeAuth()
+        contracts = FakeContracts()
+        holder: list[Env] = []
 
         async def sleep(seconds: float) -> None:
-            state.sleeps.append(seconds)
+            state = holder[0]
+            if state.sleep is not None:
+                await state.sleep(seconds)
+            else:
+                state.sleeps.append(seconds)
 
-        async def headers(provider: str) -> dict[str, str]:
-            state.headers_issued += 1
-            return {"Authorization": f"{AUTH}-{state.headers_issued}"}
-
-        real_forget = api.auth.forget
-
-        def forget(provider: str | None = None) -> None:
-            state.forgotten.append(provider)
-            real_forget(provider)
-
-        api._sleep = sleep
-        api.auth.get_request_headers = headers
-        api.auth.forget = forget
+        api, services = wire_inference(
+            broker, contracts=contracts, auth=auth, sleep=sleep, clock=lambda: holder[0].clock()
+        )
+        state = Env(broker, api, services, auth, contracts)
+        holder.append(state)
+        api.retry_policy = RequestRetryPolicy.no_wait()
+        api.verification = "off"
         state.use(make_service())
         with respx.mock(assert_all_called=False) as router:
             state.router = router
@@ -266,13 +287,13 @@ async def test_attempts_are_bounded(env: Env) -> None:
 async def test_total_time_is_bounded(env: Env) -> None:
     """Retries stop when the next wait would overrun max_elapsed, however many attempts are left."""
     now = [0.0]
-    env.api._clock = lambda: now[0]
+    env.clock = lambda: now[0]
 
     async def sleep(seconds: float) -> None:
         env.sleeps.append(seconds)
         now[0] += seconds
 
-    env.api._sleep = sleep
+    env.sleep = sleep
     env.api.retry_policy = RequestRetryPolicy(attempts=10, max_elapsed=5.0, max_retry_after=10.0)
     route = env.router.post(CHAT_URL).mock(
         return_value=error(503, "service_unavailable", headers={"Retry-After": "2"})

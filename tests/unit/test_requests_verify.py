@@ -490,15 +490,9 @@ def test_compose_check() -> None:
 
 async def test_verify_service_and_report_file(env: Env, tmp_path: Any) -> None:
     """verify_service compares report_data with the on-chain signer and writes the report."""
-    from og_inference_async._chain import ChainReader
-
     padded = base64.b64encode(TEE.address.encode().ljust(64, b"\0")).decode()
     env.router.get(URL + "/v1/quote").mock(return_value=httpx.Response(200, json={"report_data": padded}))
-
-    async def get_service(self: Any, provider: str) -> Any:
-        return make_service()
-
-    env.api._b._chain_reader.get_service = get_service.__get__(env.api._b._chain_reader, ChainReader)
+    env.contracts.services[PROVIDER] = make_service()  # verify_service reads the chain afresh
     result = await env.api.verify_service(PROVIDER, output_dir=str(tmp_path))
     assert result.verified and result.signer_match and result.report_signer == TEE.address
     assert result.compose_verified is None

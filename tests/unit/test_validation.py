@@ -35,7 +35,7 @@ from og_inference_async._config import checksum
 from og_inference_async.types import Service
 from og_inference_devnet.provider import ProviderConfig, ProviderFaults
 
-from .fakes import FakeProvider, FakeWeb3
+from .fakes import FakeContracts, FakeProvider, FakeWeb3, wire_inference
 
 KEY = "0x" + "42" * 32
 PROVIDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -276,17 +276,13 @@ def make_service(service_type: str) -> Service:
 
 @pytest.fixture
 async def api() -> AsyncIterator[Any]:
-    """``broker.inference`` on a fake chain; respx records every HTTP request (and none may be sent)."""
+    """The inference facade on fakes (chain, auth); respx records every request (and none may be sent)."""
     http = httpx.AsyncClient()
     broker = AsyncBroker(KEY, network="hardhat", web3=FakeWeb3(FakeProvider()), http_client=http)  # type: ignore[arg-type]
     async with broker:
-        inference = broker.inference
+        inference, services = wire_inference(broker, contracts=FakeContracts(), auth=_StubAuth())
+        inference.services = services
         inference.verification = "off"
-
-        async def headers(provider: str) -> dict[str, str]:
-            return {"Authorization": "Bearer app-sk-unit-test"}
-
-        inference.auth.get_request_headers = headers
         with respx.mock(assert_all_called=False, assert_all_mocked=False) as router:
             inference.router = router
             yield inference
@@ -294,8 +290,18 @@ async def api() -> AsyncIterator[Any]:
     await http.aclose()
 
 
+class _StubAuth:
+    """One fixed session header."""
+
+    async def get_request_headers(self, provider: str) -> dict[str, str]:
+        return {"Authorization": "Bearer app-sk-unit-test"}
+
+    def forget(self, provider: str | None = None) -> None:
+        return None
+
+
 def use(api: Any, service_type: str) -> None:
-    api._services[PROVIDER] = (float("inf"), make_service(service_type))
+    api.services.directory.remember(make_service(service_type), float("inf"))
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._config import SessionPolicy, checksum
 from .._exceptions import AccountNotExistsError, ApiKeyError, NotAcknowledgedError
+from .._runtime import Wallet
 from .._session import (
     ApiKey,
     SessionTokenCache,
@@ -28,7 +29,7 @@ from .._validate import check_int, shown
 from ..types import Account, TxReceipt
 
 if TYPE_CHECKING:
-    from .._broker import AsyncBroker
+    from .._chain import ChainReader
 
 __all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
 
@@ -67,17 +68,27 @@ class InMemoryApiKeyRegistry:
 
 
 class AuthManager:
-    """Session headers and API keys for one broker (one chain, one user)."""
+    """Session headers and API keys for one broker (one chain, one user).
+
+    Args:
+        contracts: the chain's contracts (account reads, revocations).
+        wallet: the user's wallet (address, signer, transaction sender).
+        registry: where issued API key ids are recorded (default: in memory).
+        policy: session-token lifetime, reuse margin and cache bounds.
+        clock: wall clock in seconds (injectable for tests).
+    """
 
     def __init__(
         self,
-        broker: AsyncBroker,
+        contracts: ChainReader,
+        wallet: Wallet,
         *,
         registry: ApiKeyRegistry | None = None,
         policy: SessionPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._b = broker
+        self._contracts = contracts
+        self._wallet = wallet
         self._clock = clock
         self.policy = policy or SessionPolicy()
         self.registry: ApiKeyRegistry = registry or InMemoryApiKeyRegistry()
@@ -92,13 +103,8 @@ class AuthManager:
     def tokens(self) -> SessionTokenCache:
         """The ephemeral session-token cache (built on first use)."""
         if self._tokens is None:
-            account = self._b._account
-            if account is None:
-                from .._exceptions import ConfigError
-
-                raise ConfigError("session tokens need a wallet; this broker is read-only")
             self._tokens = SessionTokenCache(
-                account=account,
+                account=self._wallet.signer,
                 fetch_generation=self._generation,
                 clock=self._clock,
                 token_lifetime_ms=self.policy.lifetime_ms,
@@ -126,7 +132,7 @@ class AuthManager:
 
         async def fetch() -> Account | None:
             try:
-                account: Account | None = await self._b._chain_reader.get_account(self._b._user, provider)
+                account: Account | None = await self._contracts.get_account(self._wallet.address, provider)
             except AccountNotExistsError:
                 account = None
             if (self._epoch_all, self._epochs.get(provider, 0)) == epoch:
@@ -189,14 +195,22 @@ class AuthManager:
         if not await self.is_acknowledged(provider):
             account = self._accounts.get(provider, (0.0, None))[1]
             why = "has no sub-account with" if account is None else "has not acknowledged"
-            raise NotAcknowledgedError(f"{self._b._user} {why} provider {provider}", provider=provider)
+            raise NotAcknowledgedError(f"{self._wallet.address} {why} provider {provider}", provider=provider)
 
     # -- headers ---------------------------------------------------------------------------------
 
     async def get_request_headers(self, provider: str) -> dict[str, str]:
-        """``{"Authorization": "Bearer app-sk-..."}`` for ``provider`` from the token cache."""
+        """The ``Authorization`` header for a request to ``provider`` (``Bearer app-sk-...``).
+
+        The ephemeral session token (tokenId 255, 24 h) is cached and reused while more than an
+        hour is left; concurrent callers share one signature.
+
+        Raises:
+            NotAcknowledgedError: the provider is not acknowledged (or there is no sub-account).
+        """
         prov = checksum(provider, what="provider")
-        await self.require_acknowledged(prov)
+        if not self._acks.get(prov, 0.0) > self._clock():  # the cached acknowledgement, inlined: hot path
+            await self.require_acknowledged(prov)
         token = await self.tokens.get_token(prov)
         return {"Authorization": token.authorization}
 
@@ -205,7 +219,7 @@ class AuthManager:
     async def create_api_key(
         self, provider: str, *, expires_in: int | None = None, token_id: int | None = None
     ) -> ApiKey:
-        """Issue a persistent token (API key) for ``provider``.
+        """Issue a persistent API key (``app-sk-...``) usable as an OpenAI client's ``api_key``.
 
         Args:
             provider: the provider address.
@@ -226,9 +240,10 @@ class AuthManager:
         account = await self.read_account(prov, fresh=True)
         if account is None:
             raise NotAcknowledgedError(
-                f"{self._b._user} has no sub-account with provider {prov}; API keys need one", provider=prov
+                f"{self._wallet.address} has no sub-account with provider {prov}; API keys need one",
+                provider=prov,
             )
-        user = self._b._user
+        user = self._wallet.address
         # No await between picking and recording: concurrent calls never share an id.
         issued = self.registry.issued_ids(user, prov, account.generation)
         if token_id is None:
@@ -243,7 +258,7 @@ class AuthManager:
                 )
             chosen = token_id
         key = issue_api_key(
-            self._b._account,  # type: ignore[arg-type]
+            self._wallet.signer,
             prov,
             token_id=chosen,
             generation=account.generation,
@@ -276,7 +291,7 @@ class AuthManager:
             NotAcknowledgedError: no sub-account with the provider.
         """
         prov = checksum(provider, what="provider")
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, (list, tuple)):
             raise ApiKeyError(f"token_ids must be a list of ints, got {shown(token_ids)}")
         if not token_ids:
@@ -290,9 +305,8 @@ class AuthManager:
             check_token_id(tid, account.revoked_bitmap if account is not None else 0)
         if account is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
-        chain = self._b._chain_reader
         try:
-            receipt = await chain.revoke_tokens(sender, prov, token_ids)
+            receipt = await self._contracts.revoke_tokens(sender, prov, token_ids)
         finally:
             self.forget_account(prov)  # the revoked bitmap changed (or may have)
         return receipt
@@ -306,11 +320,11 @@ class AuthManager:
             NotAcknowledgedError: no sub-account with the provider.
         """
         prov = checksum(provider, what="provider")
-        sender = self._b._sender
+        sender = self._wallet.require_sender()
         if await self.read_account(prov, fresh=True) is None:
             raise NotAcknowledgedError(f"no sub-account with provider {prov}", provider=prov)
         try:
-            receipt = await self._b._chain_reader.revoke_all_tokens(sender, prov)
+            receipt = await self._contracts.revoke_all_tokens(sender, prov)
         finally:
             self.forget(prov)
         return receipt

@@ -30,9 +30,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .._exceptions import OGError, ProviderRateLimitError, ProviderServerError
-from .._http import TransportFailure
-from .._validate import check_int, check_seconds
+from ._exceptions import OGError, ProviderRateLimitError, ProviderServerError, TransportFailure
+from ._validate import check_int, check_seconds
 
 __all__ = ["RequestRetryPolicy", "retry_delay"]
 

@@ -1,0 +1,254 @@
+"""Auto-funding: keep a provider's sub-account funded while requests run up unsettled fees.
+
+Each provider's loop (:class:`~og_inference_async.inference._funding_auto.AutoFunder`) runs in
+the broker's task group, in its own cancel scope. Every check reads the provider's unsettled
+fee for this wallet through the provider transport (falling back to the local fee book), plans
+a top-up, and sends it holding the provider's lock (see ``_accounts``): a stop therefore waits
+for a top-up already on its way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._config import checksum
+from .._exceptions import ProviderResponseError
+from .._runtime import Background
+from .._transport import ProviderTransport
+from .._units import WEI_PER_OG, Amount, to_wei
+from .._validate import check_callable, check_seconds
+from ..types import Service
+from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent
+from ._accounts import AccountKeeper
+from ._fees import LocalFeeBook
+from ._funding_auto import AutoFunder, AutoFundingConfig, CheckOutcome, describe_error, plan_top_up
+
+if TYPE_CHECKING:
+    from .._chain import ChainReader
+
+__all__ = ["DEFAULT_BUFFER", "DEFAULT_MIN_TRANSFER", "AutoFundingService", "parse_fee"]
+
+log = logging.getLogger(__name__)
+
+#: Auto-funding's default margin above the unsettled fee: 2 OG (2 x the provider's 1 OG reserve).
+DEFAULT_BUFFER = 2 * WEI_PER_OG
+#: Auto-funding's smallest top-up: 1 OG (the TS SDK's ``MIN_LOCKED_BALANCE``).
+DEFAULT_MIN_TRANSFER = WEI_PER_OG
+#: Seconds allowed for the provider's ``unsettledfee`` endpoint before falling back.
+FEE_ENDPOINT_TIMEOUT = 10.0
+
+
+class AutoFundingService:
+    """The auto-funding loops of one wallet, one per provider.
+
+    Args:
+        contracts: the chain's contracts (on-chain minimums).
+        keeper: sub-account reads, locks and the top-up transactions.
+        transport: reads the provider's unsettled fee.
+        fees: the local fee book (the fallback when the provider cannot say).
+        background: the broker's task group the loops run in.
+    """
+
+    def __init__(
+        self,
+        contracts: ChainReader,
+        keeper: AccountKeeper,
+        transport: ProviderTransport,
+        fees: LocalFeeBook,
+        background: Background,
+    ) -> None:
+        self._contracts = contracts
+        self._keeper = keeper
+        self._transport = transport
+        self._fees = fees
+        self._background = background
+        self._funders: dict[str, AutoFunder] = {}
+        self._funder_locks: dict[str, anyio.Lock] = {}
+
+    async def start_auto_funding(
+        self,
+        provider: str,
+        *,
+        interval: float = 30.0,
+        buffer: Amount = DEFAULT_BUFFER,
+        min_transfer: Amount = DEFAULT_MIN_TRANSFER,
+        on_error: Callable[[Exception], Any] | None = None,
+        on_top_up: Callable[[TopUpEvent], Any] | None = None,
+    ) -> AutoFundingStats:
+        """Keep ``provider``'s sub-account funded in the background.
+
+        Every check reads the provider's unsettled fee for this wallet
+        (``GET /v1/user/{me}/unsettledfee`` with the session header; when that fails, the local
+        fee counter of the request methods, else 0), computes
+        ``deficit = unsettled + buffer - spendable`` and, when positive, transfers
+        ``max(deficit, min_transfer)`` from the ledger (at least ``MIN_TRANSFER_AMOUNT`` when the
+        sub-account does not exist yet). Top-ups for one provider never overlap, also not with
+        :meth:`ensure_ready`.
+
+        The loop runs in the broker's task group and stops when the broker closes. Starting it
+        again for the same provider replaces the old loop. The first check runs before this
+        method returns; like every later one, a failing first check does **not** raise: it is
+        logged, passed to ``on_error`` and counted in the returned statistics (look at
+        ``errors`` / ``last_error``), and the loop keeps going. Only bad arguments and an unknown
+        provider raise here. Do not start or stop a provider's loop from inside its own
+        callbacks' ``await`` chain expecting it to finish first.
+
+        Args:
+            provider: the provider address.
+            interval: seconds between checks (default 30).
+            buffer: margin kept above the unsettled fee (default 2 OG).
+            min_transfer: the smallest top-up (default 1 OG).
+            on_error: called with the exception of each failed check (sync or async function).
+            on_top_up: called with a :class:`TopUpEvent` after each top-up (sync or async).
+
+        Returns:
+            The statistics after the first check.
+
+        Raises:
+            InvalidAddressError: malformed provider.
+            InvalidAmountError: bad ``buffer`` or ``min_transfer``.
+            ConfigError: bad ``interval`` or a read-only broker.
+            BrokerStateError: the broker is not open.
+            ServiceNotFoundError: the provider has no service on this network.
+        """
+        prov = checksum(provider, what="provider")
+        check_callable("on_error", on_error)
+        check_callable("on_top_up", on_top_up)
+        config = AutoFundingConfig(
+            interval=check_seconds("interval", interval),
+            buffer=to_wei(buffer),
+            min_transfer=to_wei(min_transfer),
+        )
+        self._keeper.wallet.require_sender()  # fail early on a read-only broker
+        await self._keeper.service(prov)
+        lock = self._funder_locks.get(prov)
+        if lock is None:
+            lock = self._funder_locks[prov] = anyio.Lock()
+        async with lock:
+            await self._stop_funder(prov)
+            funder = AutoFunder(
+                prov,
+                config,
+                lambda: self._auto_check(prov, config),
+                on_error=on_error,
+                on_top_up=on_top_up,
+            )
+            self._funders[prov] = funder
+            await self._background.start(funder.run, name=f"og-auto-funding:{prov}")
+            return funder.stats()
+
+    async def stop_auto_funding(self, provider: str | None = None) -> None:
+        """Stop auto-funding for ``provider``, or for every provider when ``None``.
+
+        Returns once the loops have ended (a top-up already sent is waited for, not abandoned).
+        Stopping a provider without a loop does nothing.
+        """
+        if provider is None:
+            targets = list(self._funders)
+        else:
+            targets = [checksum(provider, what="provider")]
+        for prov in targets:
+            funder = self._funders.get(prov)
+            if funder is not None:
+                funder.scope.cancel()
+        for prov in targets:
+            await self._stop_funder(prov)
+
+    async def _stop_funder(self, prov: str) -> None:
+        funder = self._funders.get(prov)
+        if funder is None:
+            return
+        funder.scope.cancel()
+        if funder.task_id is not None and not funder.in_own_task():
+            await funder.done.wait()
+
+    def has_auto_funding(self, provider: str) -> bool:
+        """Whether an auto-funding loop is running for ``provider``."""
+        funder = self._funders.get(checksum(provider, what="provider"))
+        return funder is not None and funder.running
+
+    def auto_funding_stats(self, provider: str) -> AutoFundingStats | None:
+        """Statistics of ``provider``'s latest auto-funding loop (kept after it stops).
+
+        Returns:
+            A snapshot, or ``None`` when auto-funding was never started for the provider.
+        """
+        funder = self._funders.get(checksum(provider, what="provider"))
+        return funder.stats() if funder is not None else None
+
+    async def _auto_check(self, prov: str, config: AutoFundingConfig) -> CheckOutcome:
+        chain = self._contracts
+        service = await self._keeper.service(prov)
+        unsettled, source = await self._unsettled_fee(prov, service)
+        async with self._keeper.lock(prov):
+            account = await self._keeper.fresh_account(prov)
+            spendable = account.spendable if account is not None else 0
+            floor = await chain.min_transfer_amount() if account is None else 0
+            deficit, amount = plan_top_up(
+                unsettled=unsettled,
+                spendable=spendable,
+                buffer=config.buffer,
+                min_transfer=config.min_transfer,
+                floor=floor,
+            )
+            if amount == 0:
+                return CheckOutcome(unsettled_fee=unsettled, fee_source=source, spendable=spendable)
+            receipt = await self._keeper.transfer(prov, amount)
+            if account is None or not account.acknowledged:
+                self._keeper.auth.forget(prov)
+        event = TopUpEvent(
+            provider=prov,
+            amount=amount,
+            deficit=deficit,
+            unsettled_fee=unsettled,
+            fee_source=source,
+            spendable_before=spendable,
+            tx_hash=receipt.tx_hash,
+        )
+        return CheckOutcome(unsettled_fee=unsettled, fee_source=source, spendable=spendable, top_up=event)
+
+    async def _unsettled_fee(self, prov: str, service: Service) -> tuple[int, FeeSource]:
+        """The provider's unsettled fee for this wallet, or the local counter when that fails."""
+        url = f"{service.url.rstrip('/')}/v1/user/{self._keeper.wallet.address}/unsettledfee"
+        why: str
+        try:
+            reply = await self._transport.request(
+                prov,
+                "GET",
+                url,
+                what="unsettledfee",
+                idempotent=True,
+                retry=False,
+                deadline=FEE_ENDPOINT_TIMEOUT,
+            )
+            if reply.status == 200:
+                return parse_fee(reply.json()), "provider"
+            why = f"HTTP {reply.status}"
+        except Exception as exc:  # any failure falls back to the local counter (as the TS SDK does)
+            why = describe_error(exc)
+        log.info("unsettled fee of provider %s unavailable (%s); using the local counter", prov, why)
+        return max(self._fees.total(prov), 0), "local"
+
+
+def parse_fee(data: Any) -> int:
+    """``{"unsettledFee": "<wei>"}`` (a decimal string or an int; missing or empty = 0)."""
+    if not isinstance(data, dict):
+        raise ProviderResponseError("unsettledfee: the answer is not a JSON object")
+    raw = data.get("unsettledFee")
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, bool):
+        raise ProviderResponseError("unsettledfee: not an amount")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    else:
+        raise ProviderResponseError("unsettledfee: not a whole number of wei")
+    if value < 0:
+        raise ProviderResponseError("unsettledfee: negative")
+    return value

@@ -1,0 +1,415 @@
+"""Requests to providers: what every kind shares (:class:`RequestCore`) and chat (:class:`ChatRequests`).
+
+Every request goes through the provider transport to ``service.endpoint``
+(``<service url>/v1/proxy``) with a cached session token and bounded, billing-safe retries
+(``_retry``), hashes exactly the bytes it sent and the raw bytes it received, and ends in ONE
+finishing path, :meth:`RequestCore.finish`: the fee is recorded in the local fee book, the
+result built with its verification handle, and the verification policy applied. Images and
+async jobs live in ``images``, transcription in ``audio``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._exceptions import ConfigError, ServiceTypeMismatchError
+from .._http import HttpReply, HttpStream, SessionAuth
+from .._runtime import Background
+from .._transport import ProviderTransport
+from .._validate import check_bool, check_messages, check_optional_str, check_seconds, shown
+from ..types import Service
+from ..types.inference import ChatResult, FeeBreakdown, InferenceResult, VerificationHandle
+from ._common import RequestPolicies, provider_address
+from ._fees import LocalFeeBook, fee_breakdown
+from ._stream import ChatStream
+from ._verify import VerificationPolicy
+from .auth import AuthManager
+from .discovery import ServiceDirectory
+from .verification import VerificationService, json_object, sha256_offloaded
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["ChatRequests", "RequestCore", "check_service_type", "dumps"]
+
+R = TypeVar("R", bound=InferenceResult)
+
+JSON = "application/json"
+#: The on-chain service types (lower case) that serve chat.
+_CHAT = ("chatbot",)
+#: The method to call for each known service type (for the hint of a mismatch).
+_METHOD_FOR = {
+    "chatbot": "chat() or chat_stream()",
+    "text-to-image": "generate_image() or generate_image_async()",
+    "image-editing": "edit_image()",
+    "speech-to-text": "transcribe()",
+}
+
+
+def check_service_type(svc: Service, what: str, expected: tuple[str, ...]) -> None:
+    """Refuse a request the provider's on-chain service type does not serve (nothing is sent).
+
+    Raises:
+        ServiceTypeMismatchError: e.g. a chat to a text-to-image provider.
+    """
+    kind = svc.service_type.strip().lower() if isinstance(svc.service_type, str) else ""
+    if kind in expected:
+        return
+    offered = shown(svc.service_type)
+    method = _METHOD_FOR.get(kind)
+    hint = (
+        f"this provider offers {kind}: use {method}"
+        if method
+        else "pick a provider of the right type from broker.inference.list_services()"
+    )
+    raise ServiceTypeMismatchError(
+        f"{what} needs a {' or '.join(expected)} provider, but provider {svc.provider} offers "
+        f"service type {offered}; nothing was sent",
+        provider=svc.provider,
+        service_type=svc.service_type,
+        expected=expected,
+        hint=hint,
+    )
+
+
+def dumps(payload: Any) -> bytes:
+    """The compact JSON bytes of a request body.
+
+    Raises:
+        ConfigError: the payload is not JSON-serialisable.
+    """
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"the request body is not JSON-serialisable: {type(exc).__name__}") from None
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Extra OpenAI parameters need non-empty names (their values are checked by the encoding)."""
+    for key in params:
+        if not key:
+            raise ConfigError("request parameters need non-empty names")
+
+
+def chat_id_of(reply: HttpReply, data: dict[str, Any]) -> str | None:
+    """The chat id of an answer: the ``ZG-Res-Key`` header, else the body's ``id``."""
+    header = reply.headers.get("zg-res-key")
+    if header:
+        return header
+    body_id = data.get("id")
+    return body_id if isinstance(body_id, str) and body_id else None
+
+
+class RequestCore:
+    """What every kind of request shares: service lookup, the exchange, and the finishing path.
+
+    Args:
+        transport: sends the requests (auth, retries, error mapping).
+        directory: the providers' services, cached.
+        verification: applies the verification policy to each result.
+        fees: the local fee book every result's fee is recorded in.
+        policies: the default verification policy (and the retry policy, via the transport).
+        background: the broker's task group (for streams drained after their block is left).
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: ProviderTransport,
+        directory: ServiceDirectory,
+        verification: VerificationService,
+        fees: LocalFeeBook,
+        policies: RequestPolicies,
+        background: Background,
+    ) -> None:
+        self.transport = transport
+        self.directory = directory
+        self.fees = fees
+        self.background = background
+        self._verification = verification
+        self._policies = policies
+
+    def policy(self, verify: str | VerificationPolicy | None) -> VerificationPolicy:
+        """The verification policy of one call (``verify=`` or the broker's default)."""
+        return self._policies.pick(verify)
+
+    async def service(self, provider: str, what: str, expected: tuple[str, ...]) -> Service:
+        """The provider's (cached) service, refused unless its type is one of ``expected``."""
+        svc = await self.directory.cached(provider)
+        check_service_type(svc, what, expected)
+        return svc
+
+    async def post(self, provider: str, url: str, *, what: str, body: bytes, content_type: str) -> HttpReply:
+        """A billed POST: retried only where the provider provably did not serve it."""
+        return await self.transport.request(
+            provider, "POST", url, what=what, idempotent=False, body=body, content_type=content_type
+        )
+
+    async def get(self, provider: str, url: str, *, what: str) -> HttpReply:
+        """An authenticated, idempotent GET (job polls)."""
+        return await self.transport.request(provider, "GET", url, what=what, idempotent=True)
+
+    async def finish(
+        self,
+        kind: type[R],
+        svc: Service,
+        policy: VerificationPolicy,
+        cost: FeeBreakdown | None,
+        **fields: Any,
+    ) -> R:
+        """The one finishing path: record the fee, build the result, apply the verification policy.
+
+        Args:
+            kind: the result class.
+            svc: the provider's service (its signer and verifiability).
+            policy: the verification policy of the call.
+            cost: the estimated cost (``None`` when unknown: counted as 0).
+            **fields: the result's other fields (``provider``, ``model``, ``chat_id``, hashes, ...).
+
+        Raises:
+            ResponseVerificationError: under ``required``, the result failed verification.
+        """
+        handle = VerificationHandle()
+        result = kind(
+            fee=self.fees.record(fields["provider"], cost), cost=cost, verification=handle, **fields
+        )
+        await self._verification.settle(policy, handle, svc, result)
+        return result
+
+
+class ChatRequests:
+    """Chat completions, whole or streamed, and the OpenAI adapter.
+
+    Args:
+        core: what every request shares.
+        auth: session headers (for the OpenAI adapter's ``httpx.Auth``).
+    """
+
+    def __init__(self, core: RequestCore, auth: AuthManager) -> None:
+        self._core = core
+        self._auth = auth
+
+    @property
+    def background(self) -> Background:
+        """The broker's task group (a stream left early is drained there)."""
+        return self._core.background
+
+    async def chat(
+        self,
+        /,
+        provider: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """A chat completion (``POST /v1/proxy/chat/completions``).
+
+        Never retried once the provider may have served it (see ``RequestRetryPolicy``).
+
+        Args:
+            provider: the provider address.
+            messages: OpenAI chat messages (``[{"role": "user", "content": "hi"}]``).
+            model: the model id (default: the service's model).
+            verify: the verification policy for this call (default: ``broker.inference.verification``).
+            **params: other OpenAI parameters (``max_tokens``, ``temperature``, ``tools``, ...).
+
+        Returns:
+            The completion with its chat id, usage, estimated fee and verification outcome.
+
+        Raises:
+            ConfigError: bad arguments (``messages`` not a non-empty list of dicts with a ``role``,
+                a blank ``model``, parameters that are not JSON), checked before anything is sent.
+            ServiceTypeMismatchError: the provider is not a chatbot.
+            NotAcknowledgedError: no (acknowledged) sub-account with the provider.
+            InsufficientBalanceError: the provider refused for lack of funds (amounts attached).
+            ProviderError: the provider refused or failed (typed by status).
+            ResponseVerificationError: under the ``required`` policy, the response failed verification.
+        """
+        if params.get("stream"):
+            raise ConfigError("chat() does not stream; use chat_stream()")
+        prov = provider_address(provider)
+        checked = check_messages(messages)
+        check_optional_str("model", model)
+        check_params(params)
+        policy = self._core.policy(verify)
+        svc = await self._core.service(prov, "chat", _CHAT)
+        used = model or svc.model
+        body = dumps({"model": used, "messages": checked, **params})
+        reply = await self._core.post(
+            prov, svc.endpoint + "/chat/completions", what="chat", body=body, content_type=JSON
+        )
+        data = json_object(reply, prov, "chat")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        choices = data.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+        finish = choice.get("finish_reason")
+        return await self._core.finish(
+            ChatResult,
+            svc,
+            policy,
+            fee_breakdown(svc.service_type, svc.input_price, svc.output_price, usage),
+            provider=prov,
+            model=str(used),
+            chat_id=chat_id_of(reply, data),
+            usage=usage,
+            request_sha256=await sha256_offloaded(body),
+            response_sha256=await sha256_offloaded(reply.raw),
+            raw=data,
+            content=message["content"] if isinstance(message.get("content"), str) else "",
+            message=message,
+            finish_reason=finish if isinstance(finish, str) else None,
+        )
+
+    def chat_stream(
+        self,
+        /,
+        provider: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        verify: str | VerificationPolicy | None = None,
+        include_usage: bool = True,
+        drain_on_exit: bool = True,
+        drain_timeout: float = 60.0,
+        hold_until_verified: bool = False,
+        **params: Any,
+    ) -> ChatStream:
+        """A streamed chat completion: use ``async with ... as stream: async for chunk in stream``.
+
+        Args:
+            provider: the provider address.
+            messages: OpenAI chat messages.
+            model: the model id (default: the service's model).
+            verify: the verification policy for this call (default: ``broker.inference.verification``).
+            include_usage: ask for the usage chunk (``stream_options.include_usage``) so the fee
+                can be counted; ignored when ``stream_options`` is passed.
+            drain_on_exit: when the ``async with`` block is left before the end, read the rest in
+                the broker's task group so the fee is counted and the response verified (the
+                provider bills the whole answer anyway); ``False`` closes at once.
+            drain_timeout: most seconds that background read may take.
+            hold_until_verified: under ``required``, hand over no chunk before the whole answer
+                was received and its signature passed (no streaming to the caller, but no
+                unverified text either). By default chunks are delivered as they arrive and
+                the verdict comes after the last one (see :class:`ChatStream`).
+            **params: other OpenAI parameters.
+
+        Returns:
+            The :class:`ChatStream` (nothing is sent before ``async with``).
+
+        Raises:
+            ConfigError: bad arguments (checked here; parameters that cannot be JSON-encoded on
+                ``async with``), before anything is sent; ``hold_until_verified`` without the
+                ``required`` policy.
+            ServiceTypeMismatchError: (on ``async with``) the provider is not a chatbot.
+        """
+        prov = provider_address(provider)
+        checked = check_messages(messages)
+        check_optional_str("model", model)
+        check_bool("include_usage", include_usage)
+        check_bool("drain_on_exit", drain_on_exit)
+        check_seconds("drain_timeout", drain_timeout)
+        check_bool("hold_until_verified", hold_until_verified)
+        check_params(params)
+        policy = self._core.policy(verify)
+        payload: dict[str, Any] = {"model": model, "messages": checked, **params, "stream": True}
+        if include_usage and "stream_options" not in params:
+            payload["stream_options"] = {"include_usage": True}
+        return ChatStream(
+            self,
+            prov,
+            payload,
+            policy,
+            drain_on_exit=drain_on_exit,
+            drain_timeout=drain_timeout,
+            hold_until_verified=hold_until_verified,
+        )
+
+    async def open_stream(self, prov: str, payload: dict[str, Any]) -> tuple[Service, bytes, HttpStream]:
+        """Send a streaming chat request; retried only until the response headers arrive."""
+        svc = await self._core.service(prov, "chat stream", _CHAT)
+        if payload.get("model") is None:
+            payload["model"] = svc.model
+        body = dumps(payload)
+        stream = await self._core.transport.open_stream(
+            prov, "POST", svc.endpoint + "/chat/completions", what="chat stream", body=body, content_type=JSON
+        )
+        return svc, body, stream
+
+    async def finish_stream(self, stream: ChatStream, svc: Service, policy: VerificationPolicy) -> ChatResult:
+        """The result of a stream that ended (fee, verification), through the one finishing path."""
+        request_sha256, response_sha256, content, usage, finish, chunks = stream.summary()
+        return await self._core.finish(
+            ChatResult,
+            svc,
+            policy,
+            fee_breakdown(svc.service_type, svc.input_price, svc.output_price, usage),
+            provider=stream.provider,
+            model=stream.model,
+            chat_id=stream.chat_id,
+            usage=usage,
+            request_sha256=request_sha256,
+            response_sha256=response_sha256,
+            raw=chunks,
+            content=content,
+            message={"role": "assistant", "content": content},
+            finish_reason=finish,
+        )
+
+    async def openai_client(
+        self, /, provider: str, *, api_key: str | None = None, **kwargs: Any
+    ) -> openai.AsyncOpenAI:
+        """An ``openai.AsyncOpenAI`` for ``provider`` on the broker's shared HTTP pool.
+
+        Without ``api_key`` every request carries a fresh session token (an ``httpx.Auth``
+        re-signs it once when the provider answers 401 ``token_expired``/``generation_mismatch``).
+        With ``api_key`` (from :meth:`create_api_key`) the key is sent as is. ``base_url`` is
+        ``service.endpoint``. Closing the returned client (``close()``, ``async with``) does NOT
+        close the broker's pool; the broker does when it closes. Requests made this way are not
+        counted or verified by the SDK: pass ``ZG-Res-Key`` and the usage to
+        :meth:`process_response` for that.
+
+        Retries: ``max_retries`` defaults to **0**, not openai's 2. openai resends after
+        timeouts, connection errors, 429 and every 5xx, and a resent inference POST may be
+        served and billed twice; the SDK's own methods retry only where the request was provably
+        not served (see ``RequestRetryPolicy``). Pass ``max_retries=`` to opt in anyway.
+
+        Args:
+            provider: the provider address.
+            api_key: an ``app-sk-...`` API key, or ``None`` for session tokens.
+            **kwargs: more ``AsyncOpenAI`` arguments (``timeout``, ``max_retries`` (default 0), ...).
+
+        Raises:
+            ConfigError: the ``openai`` package is not installed, or ``api_key`` is not an
+                ``app-sk-`` string.
+            NotAcknowledgedError: session mode without an acknowledged sub-account.
+        """
+        prov = provider_address(provider)
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.startswith("app-sk-")):
+            raise ConfigError("api_key must be an 'app-sk-...' string from create_api_key(), or None")
+        svc = await self._core.directory.cached(prov)
+        try:
+            from ._openai import build_openai_client
+        except ImportError as exc:
+            raise ConfigError(
+                "the OpenAI adapter needs the openai package", hint="pip install 'og-inference-async[openai]'"
+            ) from exc
+        auth: SessionAuth | None = None
+        if api_key is None:
+            await self._auth.require_acknowledged(prov)
+
+            async def authorization() -> str:
+                return (await self._auth.get_request_headers(prov))["Authorization"]
+
+            auth = SessionAuth(authorization, lambda: self._auth.forget(prov))
+        return build_openai_client(
+            base_url=svc.endpoint,
+            http_client=self._core.transport.client,
+            auth=auth,
+            api_key=api_key,
+            **kwargs,
+        )
