@@ -1,4 +1,4 @@
-"""Benchmark of og_inference_async._session: signing, decoding and the session-token cache.
+"""Benchmark of og_inference_async._tokens and ._session: signing, decoding and the session-token cache.
 
 Run from the repository root with ``PYTHONPATH=. .venv/bin/python benchmarks/bench_session.py`` (or after
 ``pip install -e .``). Measures:
@@ -20,13 +20,8 @@ from eth_account import Account
 from eth_keys.backends import get_backend
 from eth_utils import to_checksum_address
 
-from og_inference_async._session import (
-    SessionTokenCache,
-    decode_token,
-    make_session_claims,
-    sign_token,
-    verify_token,
-)
+from og_inference_async._session import SessionTokenCache
+from og_inference_async._tokens import decode_token, make_session_claims, sign_token, verify_token
 
 ACCOUNT = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 PROVIDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

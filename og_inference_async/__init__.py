@@ -6,6 +6,7 @@ Start with :class:`AsyncBroker`::
         await broker.ledger.add_ledger(og("3"))
 """
 
+from ._apikeys import ApiKey
 from ._broker import AsyncBroker
 from ._chain import reset_nonce_allocators
 from ._config import (
@@ -23,7 +24,6 @@ from ._config import (
 from ._exceptions import *  # noqa: F403  (the error tree is part of the public API)
 from ._redact import redact
 from ._retry import RequestRetryPolicy
-from ._session import ApiKey
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .inference._stream import ChatStream

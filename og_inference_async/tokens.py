@@ -22,26 +22,22 @@ API keys never appear in reprs or error messages.
 
 from __future__ import annotations
 
-from ._session import (
+from ._apikeys import ApiKey, check_token_id, issue_api_key, make_api_key_claims, revoked_ids
+from ._tokens import (
     EPHEMERAL_TOKEN_ID,
     MAX_EPHEMERAL_LIFETIME_MS,
     MAX_PERSISTENT_TOKEN_ID,
     TOKEN_PREFIX,
-    ApiKey,
     DecodedToken,
     MessageSigner,
     SignedToken,
     TokenClaims,
     TokenRejectedError,
-    check_token_id,
     decode_token,
-    issue_api_key,
-    make_api_key_claims,
     make_session_claims,
     personal_sign_text,
     recover_personal_signer,
     recover_token_signer,
-    revoked_ids,
     sign_token,
     verify_token,
 )

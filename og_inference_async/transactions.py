@@ -60,7 +60,7 @@ class TransactionsAPI:
         Raises:
             ConfigError: this process did not sign it for this wallet (or it is long forgotten).
         """
-        return self._sender().record(tx_hash).snapshot()
+        return self._sender().resolver.record(tx_hash).snapshot()
 
     async def status(self, tx_hash: str) -> TxState:
         """Where ``tx_hash`` stands on the node now.
@@ -75,7 +75,7 @@ class TransactionsAPI:
         Raises:
             RPCError: the node could not be asked.
         """
-        return await self._sender().status(_hash(tx_hash))
+        return await self._sender().resolver.status(_hash(tx_hash))
 
     async def resolve(self, tx_hash: str, *, timeout: float | None = None) -> TxRecord:
         """Hand the node the identical signed bytes again and wait for a definite outcome.
@@ -90,7 +90,7 @@ class TransactionsAPI:
             ConfigError: not a transaction this process signed.
             TransactionOutcomeUnknownError: still no outcome within the bound.
         """
-        return await self._sender().resolve(_hash(tx_hash), _timeout(timeout))
+        return await self._sender().resolver.resolve(_hash(tx_hash), _timeout(timeout))
 
     async def cancel(self, tx_hash: str, *, timeout: float | None = None) -> TxRecord:
         """Make ``tx_hash`` definitely not execute: a 0-value self-transfer at its nonce, bumped fees.
@@ -105,7 +105,7 @@ class TransactionsAPI:
             ConfigError: not a transaction this process signed.
             TransactionOutcomeUnknownError: neither landed within the bound.
         """
-        return await self._sender().cancel(_hash(tx_hash), _timeout(timeout))
+        return await self._sender().resolver.cancel(_hash(tx_hash), _timeout(timeout))
 
 
 def _hash(tx_hash: object) -> str:

@@ -1,7 +1,9 @@
 """The chain layer: the only package that imports web3.
 
 ``_abi`` (ABIs, selectors, revert decoding), ``_rpc`` (JSON-RPC with bounded retries),
-``_tx`` (nonce allocation, gas, receipts) and ``_contracts`` (typed contract calls).
+``_nonce`` (the per-account nonce allocator), ``_outcomes`` (what send answers and receipts
+prove), ``_tx`` (gas, signing, delivery, receipts), ``_resolve`` (cancellation by replacement, the
+``broker.transactions`` resolution API) and ``_contracts`` (typed contract calls).
 """
 
 from ._abi import decode_revert, inference_abi, ledger_abi

@@ -1,4 +1,4 @@
-"""Transactions: signing, delivery, receipts, and resolution of transactions in doubt.
+"""Transactions: fees and gas, signing, delivery and receipts (cancellation and resolution: ``_resolve``).
 
 Rules this module keeps:
 
@@ -50,9 +50,23 @@ from .._exceptions import (
     TransactionNotExecutedError,
     TransactionOutcomeUnknownError,
 )
-from ..types import ChainEvent, TxReceipt, TxRecord, TxState
-from ._abi import decode_revert, inference_abi, ledger_abi
+from ..types import TxReceipt, TxState
+from ._abi import decode_revert
 from ._nonce import NonceAllocator, Tracked, get_nonce_allocator, reset_nonce_allocators
+from ._outcomes import (
+    AMBIGUOUS,
+    FILLER_GAS,
+    FUNDS,
+    KNOWN,
+    MAX_SLEEP,
+    NONCE_USED,
+    REFUSED,
+    TAKEN,
+    classify_send_error,
+    events_from_logs,
+    parse_receipt,
+)
+from ._resolve import TxResolver
 from ._rpc import RpcClient, as_int
 
 __all__ = ["NonceAllocator", "TxSender", "get_nonce_allocator", "reset_nonce_allocators"]
@@ -60,55 +74,6 @@ __all__ = ["NonceAllocator", "TxSender", "get_nonce_allocator", "reset_nonce_all
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
-
-# Outcomes of one eth_sendRawTransaction.
-KNOWN = "known"  # the node has these bytes (accepted now, or already)
-NONCE_USED = "nonce_used"  # "nonce too low": the nonce is consumed on chain
-TAKEN = "taken"  # another transaction holds the nonce in the pool (replacement underpriced)
-FUNDS = "funds"  # the wallet cannot pay value plus gas
-REFUSED = "refused"  # any other definite refusal
-AMBIGUOUS = "ambiguous"  # no proof either way: the node may have them
-
-_KNOWN_WORDS = ("already known", "already imported", "known transaction", "already in the pool")
-_REFUSAL_WORDS = (
-    "intrinsic gas too low",
-    "exceeds block gas limit",
-    "gas limit reached",
-    "invalid sender",
-    "invalid signature",
-    "invalid transaction",
-    "transaction underpriced",
-    "less than block base fee",
-    "fee cap",
-    "tip above",
-    "oversized data",
-    "invalid chain",
-    "chain id",
-    "gas too low",
-    "exceeds the configured cap",
-)
-_FILLER_GAS = 21000
-_MAX_SLEEP = 1.0
-
-
-def classify_send_error(exc: RPCError | ContractRevertError) -> str:
-    """What an error answer to ``eth_sendRawTransaction`` proves (one of the outcome names)."""
-    if isinstance(exc, ContractRevertError):
-        return REFUSED
-    if exc.code is None and exc.retryable:
-        return AMBIGUOUS  # transport, timeout, HTTP 429/5xx: no answer from the node itself
-    text = exc.message.lower()
-    if any(w in text for w in _KNOWN_WORDS):
-        return KNOWN
-    if "nonce too low" in text or "nonce is too low" in text or "nonce has already been used" in text:
-        return NONCE_USED
-    if "replacement transaction underpriced" in text or "replacement fee too low" in text:
-        return TAKEN
-    if "insufficient funds" in text:
-        return FUNDS
-    if any(w in text for w in _REFUSAL_WORDS):
-        return REFUSED
-    return AMBIGUOUS
 
 
 class _Deadline(stop_base):
@@ -119,38 +84,6 @@ class _Deadline(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return time.monotonic() >= self.deadline
-
-
-def _events_from_logs(logs: Any) -> tuple[ChainEvent, ...]:
-    out: list[ChainEvent] = []
-    if not isinstance(logs, list):
-        return ()
-    abis = (ledger_abi(), inference_abi())
-    for entry in logs:
-        for abi in abis:
-            try:
-                ev = abi.decode_log(entry)
-            except Exception:  # a malformed log from the node: skip it, keep the receipt
-                log.debug("undecodable log entry skipped")
-                break
-            if ev is not None:
-                out.append(ChainEvent(name=ev.name, address=ev.address, args=ev.args, log_index=ev.log_index))
-                break
-    return tuple(out)
-
-
-def _parse_receipt(value: Any) -> tuple[int, int, int, Any] | None:
-    """``(status, block, gas used, logs)`` of a well-formed receipt; ``None`` for anything else."""
-    if not isinstance(value, dict):
-        return None
-    try:
-        block = as_int(value.get("blockNumber"), "eth_getTransactionReceipt")
-        gas = as_int(value.get("gasUsed"), "eth_getTransactionReceipt")
-        status = as_int(value.get("status", "0x1"), "eth_getTransactionReceipt")
-    except RPCError:
-        log.warning("the node answered a malformed receipt; polling on")
-        return None
-    return status, block, gas, value.get("logs", [])
 
 
 class TxSender:
@@ -173,13 +106,15 @@ class TxSender:
         policy: TxPolicy,
         spawn: Spawn | None = None,
     ) -> None:
-        self._rpc = rpc
+        self.rpc = rpc
         self._account = account
         self.address: str = account.address
         self.chain_id = chain_id
         self.policy = policy
         self.spawn = spawn
         self.nonces = get_nonce_allocator(chain_id, account.address)
+        #: cancellation by replacement and the ``broker.transactions`` resolution API
+        self.resolver = TxResolver(self)
 
     def __repr__(self) -> str:
         return f"TxSender(address={self.address}, chain_id={self.chain_id})"
@@ -198,7 +133,7 @@ class TxSender:
             calls.append(("eth_getBlockByNumber", ["latest", False]))
             if fees.priority_fee is None:
                 calls.append(("eth_maxPriorityFeePerGas", []))
-        results = dict(zip([c[0] for c in calls], await self._rpc.batch(calls))) if calls else {}
+        results = dict(zip([c[0] for c in calls], await self.rpc.batch(calls))) if calls else {}
         for method, value in results.items():
             if isinstance(value, ContractRevertError):
                 raise decode_revert(value.data, context=context)
@@ -259,9 +194,9 @@ class TxSender:
     # -- signing ---------------------------------------------------------------------------------
 
     async def _read_pending(self) -> int:
-        return await self._rpc.request_int("eth_getTransactionCount", [self.address, "pending"])
+        return await self.rpc.request_int("eth_getTransactionCount", [self.address, "pending"])
 
-    def _sign_at(
+    def sign_at(
         self,
         nonce: int,
         to: str,
@@ -343,7 +278,7 @@ class TxSender:
         fields = await self._fees_and_gas(call, gas, context)
         for _ in range(3):
             nonce = await self.nonces.allocate(self._read_pending)
-            record = self._sign_at(nonce, to, data, value, fields, context)
+            record = self.sign_at(nonce, to, data, value, fields, context)
             receipt = await self._drive(record)
             if receipt is not None:
                 return receipt
@@ -356,7 +291,7 @@ class TxSender:
         """Deliver and settle ``record``; ``None`` when its nonce went to a foreign transaction."""
         try:
             start = time.monotonic()
-            outcome = await self._broadcast(record, until=start + self.policy.send_timeout)
+            outcome = await self.broadcast(record, until=start + self.policy.send_timeout)
             if outcome in (NONCE_USED, TAKEN):
                 self.nonces.finish(record, TxState.REPLACED)
                 return None
@@ -403,44 +338,44 @@ class TxSender:
         finally:
             record.owned = False
 
-    async def _send_once(
+    async def send_once(
         self, record: Tracked, timeout: float
     ) -> tuple[str, RPCError | ContractRevertError | None]:
         """Hand the identical bytes to the node once."""
         record.maybe_sent = True
         try:
-            await self._rpc.request("eth_sendRawTransaction", [record.raw_hex], retry=False, timeout=timeout)
+            await self.rpc.request("eth_sendRawTransaction", [record.raw_hex], retry=False, timeout=timeout)
         except (RPCError, ContractRevertError) as exc:
             return classify_send_error(exc), exc
         return KNOWN, None
 
-    def _left(self, deadline: float | None) -> float:
+    def attempt_timeout(self, deadline: float | None) -> float:
         """One attempt's timeout, cut so that it does not outlive ``deadline``."""
-        cap = self._rpc.retry.attempt_timeout
+        cap = self.rpc.retry.attempt_timeout
         return cap if deadline is None else max(0.05, min(cap, deadline - time.monotonic()))
 
-    async def _lookup(self, record: Tracked, deadline: float | None = None) -> tuple[Any, bool]:
+    async def lookup(self, record: Tracked, deadline: float | None = None) -> tuple[Any, bool]:
         """``(receipt or None, whether the node may hold the transaction)``, in one bounded attempt.
 
         A lookup that fails (or answers junk) proves nothing: it counts as "may hold it", so that
         no caller concludes "not executed" from a node it could not ask.
         """
         try:
-            receipt, known = await self._rpc.batch(
+            receipt, known = await self.rpc.batch(
                 [
                     ("eth_getTransactionReceipt", [record.tx_hash]),
                     ("eth_getTransactionByHash", [record.tx_hash]),
                 ],
-                timeout=self._left(deadline),
+                timeout=self.attempt_timeout(deadline),
                 retry=False,
             )
         except (RPCError, ContractRevertError):
             return None, True
-        found = receipt if _parse_receipt(receipt) is not None else None
+        found = receipt if parse_receipt(receipt) is not None else None
         unanswered = isinstance(receipt, Exception) or isinstance(known, Exception)
         return found, found is not None or isinstance(known, dict) or unanswered
 
-    async def _broadcast(self, record: Tracked, *, until: float, raise_refusal: bool = True) -> str:
+    async def broadcast(self, record: Tracked, *, until: float, raise_refusal: bool = True) -> str:
         """Deliver the identical bytes until the node knows them or refuses them (or ``until``).
 
         Returns:
@@ -454,8 +389,8 @@ class TxSender:
         tried = False
         while True:
             left = until - time.monotonic()
-            outcome, error = await self._send_once(
-                record, max(0.05, min(self._rpc.retry.attempt_timeout, left))
+            outcome, error = await self.send_once(
+                record, max(0.05, min(self.rpc.retry.attempt_timeout, left))
             )
             if outcome == KNOWN:
                 record.state = TxState.PENDING
@@ -463,7 +398,7 @@ class TxSender:
             if outcome != AMBIGUOUS:
                 if tried:
                     # An earlier attempt may have got through: believe the chain, not the answer.
-                    _, known = await self._lookup(record)
+                    _, known = await self.lookup(record)
                     if known:
                         record.state = TxState.PENDING
                         return KNOWN
@@ -488,7 +423,7 @@ class TxSender:
                 return outcome
             tried = True
             record.state = TxState.PENDING
-            found, _ = await self._lookup(record, until)
+            found, _ = await self.lookup(record, until)
             if found is not None:
                 return KNOWN  # the answer was lost but the node took (and mined) the bytes
             if time.monotonic() + delay >= until:
@@ -499,19 +434,19 @@ class TxSender:
                 )
                 return AMBIGUOUS
             await anyio.sleep(delay)
-            delay = min(delay * 2, _MAX_SLEEP)
+            delay = min(delay * 2, MAX_SLEEP)
 
     # -- waiting ---------------------------------------------------------------------------------
 
     async def _poll(self, tx_hash: str, timeout: float) -> Any:
         try:
-            return await self._rpc.request(
+            return await self.rpc.request(
                 "eth_getTransactionReceipt", [tx_hash], retry=False, timeout=timeout
             )
         except (RPCError, ContractRevertError):
             return None
 
-    async def _wait_receipt(self, record: Tracked, deadline: float) -> Any:
+    async def wait_receipt(self, record: Tracked, deadline: float) -> Any:
         """Poll for the receipt until ``deadline``, re-sending the identical bytes now and then.
 
         The polling is a tenacity loop bounded in attempts (``receipt_attempts``) and time (the
@@ -528,23 +463,23 @@ class TxSender:
             "gap": policy.rebroadcast_interval,
             "heal": now + policy.gap_heal_after,
         }
-        backoff = wait_exponential(multiplier=policy.receipt_poll_interval, max=_MAX_SLEEP)
+        backoff = wait_exponential(multiplier=policy.receipt_poll_interval, max=MAX_SLEEP)
 
         def wait(state: RetryCallState) -> float:
             return max(0.0, min(backoff(state), deadline - time.monotonic()))
 
         async def attempt() -> Any:
             left = deadline - time.monotonic()
-            receipt = await self._poll(record.tx_hash, min(self._rpc.retry.attempt_timeout, left))
-            if _parse_receipt(receipt) is not None:
+            receipt = await self._poll(record.tx_hash, min(self.rpc.retry.attempt_timeout, left))
+            if parse_receipt(receipt) is not None:
                 return receipt
             now = time.monotonic()
             if now >= timers["send"] and now < deadline:
-                outcome, _ = await self._send_once(
-                    record, max(0.05, min(self._rpc.retry.attempt_timeout, deadline - now))
+                outcome, _ = await self.send_once(
+                    record, max(0.05, min(self.rpc.retry.attempt_timeout, deadline - now))
                 )
                 if outcome == NONCE_USED:
-                    found, known = await self._lookup(record, deadline)
+                    found, known = await self.lookup(record, deadline)
                     if found is not None:
                         return found
                     if not known:
@@ -570,11 +505,11 @@ class TxSender:
     async def _heal_gaps(self, record: Tracked, deadline: float) -> None:
         """Fill nonces this process gave back below ``record`` and re-send abandoned ones."""
         try:
-            latest = await self._rpc.request_int(
+            latest = await self.rpc.request_int(
                 "eth_getTransactionCount",
                 [self.address, "latest"],
                 retry=False,
-                timeout=max(0.05, min(self._rpc.retry.attempt_timeout, deadline - time.monotonic())),
+                timeout=max(0.05, min(self.rpc.retry.attempt_timeout, deadline - time.monotonic())),
             )
         except (RPCError, ContractRevertError):
             return
@@ -582,19 +517,19 @@ class TxSender:
             return
         for other in self.nonces.open_records():
             if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
-                await self._send_once(other, self._left(deadline))
+                await self.send_once(other, self.attempt_timeout(deadline))
         for nonce in self.nonces.claim_returned_below(record.nonce, latest):
-            filler = self._sign_at(
+            filler = self.sign_at(
                 nonce,
                 self.address,
                 b"",
                 0,
-                {**record.fees, "gas": _FILLER_GAS},
+                {**record.fees, "gas": FILLER_GAS},
                 f"nonce gap filler before {record.tx_hash}",
             )
             filler.owned = False
             log.info("filling nonce gap %d of %s with %s", nonce, self.address, filler.tx_hash)
-            outcome, _ = await self._send_once(filler, self._left(deadline))
+            outcome, _ = await self.send_once(filler, self.attempt_timeout(deadline))
             if outcome in (FUNDS, REFUSED):
                 self.nonces.release(nonce)
                 self.nonces.finish(filler, TxState.REFUSED)
@@ -607,18 +542,23 @@ class TxSender:
 
     async def _settle(self, record: Tracked, start: float, *, cancel: bool) -> TxReceipt:
         """Wait for the receipt; on time-out cancel (if asked) so the outcome becomes definite."""
-        raw = await self._wait_receipt(record, start + self.policy.receipt_timeout)
+        raw = await self.wait_receipt(record, start + self.policy.receipt_timeout)
         if raw == NONCE_USED:
-            return self._lost_nonce(record)
+            return self.lost_nonce(record)
         if raw is not None:
-            return await self._conclude(record, raw)
+            return await self.conclude(record, raw)
         if not cancel:
-            return self._unknown(record)
-        receipt = await self._cancel(record, raise_if_cancelled=True)
+            return self.outcome_unknown(record)
+        receipt = await self.resolver.cancel_by_replacement(record, raise_if_cancelled=True)
         assert receipt is not None  # a won cancellation raised
         return receipt
 
-    def _lost_nonce(self, record: Tracked) -> TxReceipt:
+    def lost_nonce(self, record: Tracked) -> TxReceipt:
+        """Record that ``record``'s nonce went to another transaction, and raise it.
+
+        Raises:
+            TransactionNotExecutedError: always (``replaced``, or ``cancelled`` by its replacement).
+        """
         state = TxState.CANCELLED if record.replacement_hash else TxState.REPLACED
         self.nonces.finish(record, state)
         raise TransactionNotExecutedError(
@@ -630,7 +570,12 @@ class TxSender:
             replacement_hash=record.replacement_hash,
         )
 
-    def _unknown(self, record: Tracked) -> TxReceipt:
+    def outcome_unknown(self, record: Tracked) -> TxReceipt:
+        """Record that the bounds ran out with no definite outcome, and raise it.
+
+        Raises:
+            TransactionOutcomeUnknownError: always, with the hash (``broker.transactions`` lists it).
+        """
         self.nonces.finish(record, TxState.UNKNOWN)
         record.owned = False  # later transactions re-send it if it holds them back
         raise TransactionOutcomeUnknownError(
@@ -641,8 +586,13 @@ class TxSender:
             replacement_hash=record.replacement_hash,
         )
 
-    async def _conclude(self, record: Tracked, raw: dict[str, Any]) -> TxReceipt:
-        parsed = _parse_receipt(raw)
+    async def conclude(self, record: Tracked, raw: dict[str, Any]) -> TxReceipt:
+        """Finish ``record`` from its well-formed receipt (other records at its nonce were replaced).
+
+        Raises:
+            ContractRevertError: the transaction reverted (decoded by replaying it as a call).
+        """
+        parsed = parse_receipt(raw)
         assert parsed is not None
         status, block, gas_used, logs = parsed
         receipt = TxReceipt(
@@ -650,7 +600,7 @@ class TxSender:
             block_number=block,
             gas_used=gas_used,
             status=status,
-            events=_events_from_logs(logs),
+            events=events_from_logs(logs),
         )
         record.receipt = receipt
         for other in self.nonces.by_nonce(record.nonce):
@@ -660,7 +610,7 @@ class TxSender:
             self.nonces.finish(record, TxState.REVERTED)
             data = None
             try:
-                await self._rpc.request("eth_call", [record.call, hex(max(block - 1, 0))])
+                await self.rpc.request("eth_call", [record.call, hex(max(block - 1, 0))])
             except ContractRevertError as exc:
                 data = exc.data
             except RPCError:
@@ -668,197 +618,3 @@ class TxSender:
             raise decode_revert(data, tx_hash=record.tx_hash, context=record.context)
         self.nonces.finish(record, TxState.MINED)
         return receipt
-
-    # -- cancellation by replacement -------------------------------------------------------------
-
-    async def _floor_price(self, deadline: float) -> int:
-        try:
-            return await self._rpc.request_int("eth_gasPrice", [], retry=False, timeout=self._left(deadline))
-        except (RPCError, ContractRevertError):
-            return 0
-
-    def _bumped(self, fees: dict[str, int], percent: int, floor: int) -> dict[str, Any]:
-        def up(v: int) -> int:
-            return v * (100 + percent) // 100 + 1
-
-        if "gasPrice" in fees:
-            return {"gasPrice": max(up(fees["gasPrice"]), floor), "gas": _FILLER_GAS}
-        tip = up(fees.get("maxPriorityFeePerGas", 0))
-        max_fee = max(up(fees.get("maxFeePerGas", 0)), floor + tip)
-        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2, "gas": _FILLER_GAS}
-
-    async def _cancel(
-        self, record: Tracked, *, raise_if_cancelled: bool, timeout: float | None = None
-    ) -> TxReceipt | None:
-        """Replace ``record`` by a 0-value self-transfer at its nonce and wait for one of them.
-
-        Returns:
-            The original's receipt when it was mined after all; ``None`` when the replacement
-            won and ``raise_if_cancelled`` is false.
-
-        Raises:
-            TransactionNotExecutedError: the replacement won (when ``raise_if_cancelled``).
-            TransactionOutcomeUnknownError: neither was mined within the bound.
-        """
-        deadline = time.monotonic() + (self.policy.cancel_timeout if timeout is None else timeout)
-        floor = await self._floor_price(deadline)
-        replacement: Tracked | None = None
-        for round_ in range(1, 4):
-            fields = self._bumped(record.fees, self.policy.replacement_bump_percent * round_, floor)
-            candidate = self._sign_at(
-                record.nonce, self.address, b"", 0, fields, f"cancel of {record.tx_hash}", owns_nonce=False
-            )
-            outcome = await self._broadcast(
-                candidate,
-                until=min(deadline, time.monotonic() + self.policy.send_timeout),
-                raise_refusal=False,
-            )
-            if outcome == NONCE_USED:
-                self.nonces.finish(candidate, TxState.REPLACED)
-                found, known = await self._lookup(record, deadline)
-                if found is None and known:  # the nonce is used, maybe by the original: look on
-                    found = await self._wait_receipt(record, deadline)
-                    if found is None:
-                        return self._unknown(record)
-                if found is not None and found != NONCE_USED:
-                    return await self._conclude(record, found)
-                return self._lost_nonce(record)
-            if outcome in (KNOWN, AMBIGUOUS):
-                replacement = candidate
-                record.replacement_hash = candidate.tx_hash
-                break
-            self.nonces.finish(candidate, TxState.REFUSED)
-            if outcome != TAKEN:
-                break
-        if replacement is None:
-            return self._unknown(record)
-        log.warning(
-            "%s (%s) timed out; cancelling it with %s", record.context, record.tx_hash, replacement.tx_hash
-        )
-        interval = self.policy.receipt_poll_interval
-        next_send = time.monotonic() + self.policy.rebroadcast_interval
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                mine, theirs = await self._rpc.batch(
-                    [
-                        ("eth_getTransactionReceipt", [record.tx_hash]),
-                        ("eth_getTransactionReceipt", [replacement.tx_hash]),
-                    ],
-                    timeout=max(0.05, min(self._rpc.retry.attempt_timeout, left)),
-                    retry=False,
-                )
-            except (RPCError, ContractRevertError):
-                mine = theirs = None
-            if isinstance(mine, dict) and _parse_receipt(mine) is not None:
-                return await self._conclude(record, mine)
-            if isinstance(theirs, dict) and _parse_receipt(theirs) is not None:
-                await self._conclude(replacement, theirs)
-                self.nonces.finish(record, TxState.CANCELLED)
-                if raise_if_cancelled:
-                    raise TransactionNotExecutedError(
-                        f"{record.context}: {record.tx_hash} timed out and was cancelled by "
-                        f"{replacement.tx_hash}; nothing was executed",
-                        tx_hash=record.tx_hash,
-                        nonce=record.nonce,
-                        reason="cancelled",
-                        replacement_hash=replacement.tx_hash,
-                    )
-                return None
-            if time.monotonic() >= next_send:
-                outcome, _ = await self._send_once(
-                    replacement, max(0.05, min(self._rpc.retry.attempt_timeout, left))
-                )
-                next_send = time.monotonic() + self.policy.rebroadcast_interval
-            await anyio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
-            interval = min(interval * 2, _MAX_SLEEP)
-        replacement.owned = False
-        replacement.state = TxState.PENDING
-        return self._unknown(record)
-
-    # -- resolution API (broker.transactions) ----------------------------------------------------
-
-    def record(self, tx_hash: str) -> Tracked:
-        """The record of a transaction this process signed for this account.
-
-        Raises:
-            ConfigError: unknown hash (not signed here, or forgotten).
-        """
-        found = self.nonces.get(tx_hash) if isinstance(tx_hash, str) else None
-        if found is None:
-            raise ConfigError(f"{tx_hash!r} is not a transaction this process signed for {self.address}")
-        return found
-
-    async def status(self, tx_hash: str) -> TxState:
-        """Ask the node where ``tx_hash`` stands (see :meth:`TransactionsAPI.status`)."""
-        receipt, known = await self._rpc.batch(
-            [("eth_getTransactionReceipt", [tx_hash]), ("eth_getTransactionByHash", [tx_hash])]
-        )
-        parsed = _parse_receipt(receipt)
-        if parsed is not None:
-            return TxState.MINED if parsed[0] == 1 else TxState.REVERTED
-        if isinstance(known, dict):
-            return TxState.PENDING
-        record = self.nonces.get(tx_hash)
-        nonce = record.nonce if record is not None else None
-        if nonce is None:
-            return TxState.UNKNOWN
-        latest = await self._rpc.request_int("eth_getTransactionCount", [self.address, "latest"])
-        if latest > nonce:
-            assert record is not None
-            return TxState.CANCELLED if record.state is TxState.CANCELLED else TxState.REPLACED
-        return TxState.DROPPED
-
-    async def resolve(self, tx_hash: str, timeout: float | None = None) -> TxRecord:
-        """Re-send the identical bytes and wait (bounded) for a definite outcome."""
-        record = self.record(tx_hash)
-        if record.state.is_final:
-            return record.snapshot()
-        was_owned, record.owned = record.owned, True
-        try:
-            start = time.monotonic()
-            limit = self.policy.receipt_timeout if timeout is None else timeout
-            outcome = await self._broadcast(
-                record, until=start + min(limit, self.policy.send_timeout), raise_refusal=False
-            )
-            if outcome in (NONCE_USED, TAKEN):
-                found, known = await self._lookup(record, start + limit)
-                if found is not None:
-                    await self._conclude_quietly(record, found)
-                    return record.snapshot()
-                if not known:
-                    self.nonces.finish(
-                        record, TxState.CANCELLED if record.replacement_hash else TxState.REPLACED
-                    )
-                    return record.snapshot()
-                # the node may hold it, or could not be asked: wait for the receipt (bounded)
-            raw = await self._wait_receipt(record, start + limit)
-            if raw == NONCE_USED:
-                self.nonces.finish(record, TxState.CANCELLED if record.replacement_hash else TxState.REPLACED)
-            elif raw is not None:
-                await self._conclude_quietly(record, raw)
-            else:
-                self._unknown(record)
-            return record.snapshot()
-        finally:
-            record.owned = was_owned
-
-    async def cancel(self, tx_hash: str, timeout: float | None = None) -> TxRecord:
-        """Replace ``tx_hash`` with a 0-value self-transfer at its nonce; wait for either to land."""
-        record = self.record(tx_hash)
-        if record.state.is_final:
-            return record.snapshot()
-        was_owned, record.owned = record.owned, True
-        try:
-            try:
-                await self._cancel(record, raise_if_cancelled=False, timeout=timeout)
-            except (ContractRevertError, TransactionNotExecutedError):
-                pass  # the record holds the outcome
-            return record.snapshot()
-        finally:
-            record.owned = was_owned
-
-    async def _conclude_quietly(self, record: Tracked, raw: dict[str, Any]) -> None:
-        try:
-            await self._conclude(record, raw)
-        except ContractRevertError:
-            pass  # recorded as reverted

@@ -19,7 +19,7 @@ from typing import Any
 
 from .._exceptions import ConfigError, ResponseVerificationError, VerificationError
 from .._redact import redact
-from .._session import recover_personal_signer
+from .._tokens import recover_personal_signer
 from .._validate import check_bool, check_callable, check_int, check_seconds, shown
 from ..types import Service
 from ..types.inference import (

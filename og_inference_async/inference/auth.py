@@ -13,17 +13,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from .._apikeys import ApiKey, check_token_id, issue_api_key, pick_token_id, revoked_ids
 from .._config import SessionPolicy, checksum
 from .._exceptions import AccountNotExistsError, ApiKeyError, NotAcknowledgedError
 from .._runtime import Wallet
-from .._session import (
-    ApiKey,
-    SessionTokenCache,
-    check_token_id,
-    issue_api_key,
-    pick_token_id,
-    revoked_ids,
-)
+from .._session import SessionTokenCache
 from .._singleflight import SingleFlight
 from .._validate import check_int, shown
 from ..types import Account, TxReceipt

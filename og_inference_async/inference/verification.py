@@ -13,13 +13,14 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 
 from .._exceptions import ConfigError, OGError, ProviderResponseError, ResponseVerificationError
-from .._http import HttpReply
+from .._http import HttpReply, encode_query, one_off_url
 from .._runtime import Background
 from .._transport import ProviderTransport
 from .._validate import check_bytes, check_optional_str, shown
@@ -48,6 +49,16 @@ from .discovery import ServiceDirectory
 __all__ = ["OFFLOAD_BYTES", "VerificationService", "json_object", "sha256_offloaded"]
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=256)
+def _signature_route(service_url: str, model: str) -> tuple[str, str]:
+    """``(url prefix, "?model=..." query)`` of a service's signature endpoint, encoded once per service.
+
+    A chat's signature URL is ``prefix + quote(chat id) + query``: one string, parsed once.
+    """
+    return service_url.rstrip("/") + "/v1/proxy/signature/", "?" + encode_query({"model": model})
+
 
 #: Bodies of at least this many bytes are hashed (and uploads that large multipart-encoded) in a
 #: worker thread (``anyio.to_thread``) instead of on the event loop.
@@ -135,14 +146,14 @@ class VerificationService:
                 reason="no chat id (no ZG-Res-Key header and no response id)",
                 **base,
             )
-        url = svc.url.rstrip("/") + "/v1/proxy/signature/" + quote(chat_id, safe="")
-        params = {"model": model or svc.model}
+        prefix, query = _signature_route(svc.url, model or svc.model)
+        url = one_off_url(prefix + quote(chat_id, safe="") + query)
         wait = policy.signature_retry_wait
         reply: HttpReply | None = None
         for attempt in range(1, policy.signature_attempts + 1):
             try:
                 reply = await self._transport.request(
-                    prov, "GET", url, what="signature", idempotent=True, params=params, auth=False
+                    prov, "GET", url, what="signature", idempotent=True, auth=False
                 )
                 break
             except OGError as exc:
@@ -414,10 +425,9 @@ class VerificationService:
                 llm_reply = await self._transport.request(
                     prov,
                     "GET",
-                    base + "/v1/proxy/attestation/report",
+                    base + "/v1/proxy/attestation/report?" + encode_query({"model": svc.model}),
                     what="model attestation report",
                     idempotent=True,
-                    params={"model": svc.model},
                     auth=False,
                 )
                 llm_report = json_object(llm_reply, prov, "model attestation report")

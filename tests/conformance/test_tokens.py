@@ -15,7 +15,7 @@ import pytest
 from eth_account import Account
 
 from og_inference_async import AsyncBroker, og
-from og_inference_async._session import TokenClaims, decode_token, sign_token, verify_token
+from og_inference_async._tokens import TokenClaims, decode_token, sign_token, verify_token
 
 pytestmark = [pytest.mark.anyio, pytest.mark.conformance, pytest.mark.integration]
 

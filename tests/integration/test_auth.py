@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from og_inference_async import ApiKeyError, AsyncBroker, NotAcknowledgedError, og
-from og_inference_async._session import decode_token, verify_token
+from og_inference_async._tokens import decode_token, verify_token
 
 from .chain_helpers import register_provider
 

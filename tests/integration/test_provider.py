@@ -18,13 +18,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from PIL import Image
 
+from og_inference_async._apikeys import make_api_key_claims
 from og_inference_async._exceptions import RPCError, TransactionOutcomeUnknownError
-from og_inference_async._session import (
-    make_api_key_claims,
-    make_session_claims,
-    recover_personal_signer,
-    sign_token,
-)
+from og_inference_async._tokens import make_session_claims, recover_personal_signer, sign_token
 from og_inference_async.abi import inference_abi, ledger_abi
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import (
@@ -435,7 +431,7 @@ async def test_token_failures_are_refused_and_not_billed(
         (session(dave, p.address, generation=1), 401, "generation_mismatch"),
     ]
     # an ephemeral token living longer than 24 h (signed by hand: the codec refuses to build one)
-    from og_inference_async._session import TokenClaims
+    from og_inference_async._tokens import TokenClaims
 
     long_lived = TokenClaims(
         address=dave.address,

@@ -24,7 +24,7 @@ from og_inference_async import (
     VerificationError,
     og,
 )
-from og_inference_async._session import decode_token
+from og_inference_async._tokens import decode_token
 from og_inference_async.types.inference import VerificationStatus
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle, start_provider

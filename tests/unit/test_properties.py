@@ -29,7 +29,7 @@ from og_inference_async import (
 )
 from og_inference_async._chain._abi import _ERROR_STRING, _PANIC, decode_revert, inference_abi, ledger_abi
 from og_inference_async._config import checksum
-from og_inference_async._session import (
+from og_inference_async._tokens import (
     EPHEMERAL_TOKEN_ID,
     TokenClaims,
     decode_token,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from eth_account import Account
 
-from og_inference_async._session import personal_sign_text
+from og_inference_async._tokens import personal_sign_text
 from og_inference_async.inference._fees import billable_seconds, fee_breakdown, usage_units
 from og_inference_async.inference._verify import (
     ResponseVerificationError,

@@ -11,12 +11,8 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from og_inference_async._exceptions import ConfigError, InvalidAddressError, RPCError
-from og_inference_async._session import (
-    SessionTokenCache,
-    SignedToken,
-    decode_token,
-    verify_token,
-)
+from og_inference_async._session import SessionTokenCache
+from og_inference_async._tokens import SignedToken, decode_token, verify_token
 
 pytestmark = pytest.mark.anyio
 

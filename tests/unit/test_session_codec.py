@@ -1,4 +1,4 @@
-"""Session-token codec, signing, verification and API-key helpers (og_inference_async._session)."""
+"""Session-token codec, signing, verification and API-key helpers (og_inference_async._tokens, ._apikeys)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from eth_account.messages import encode_defunct
 from eth_keys.backends import get_backend
 from eth_utils import keccak
 
+from og_inference_async._apikeys import (
+    ApiKey,
+    check_token_id,
+    issue_api_key,
+    make_api_key_claims,
+    pick_token_id,
+    revoked_ids,
+)
 from og_inference_async._exceptions import (
     ApiKeyError,
     ConfigError,
@@ -21,22 +29,16 @@ from og_inference_async._exceptions import (
     TokenVerificationError,
     VerificationError,
 )
-from og_inference_async._session import (
-    ApiKey,
+from og_inference_async._tokens import (
     DecodedToken,
     SignedToken,
     TokenClaims,
     TokenRejectedError,
-    check_token_id,
     decode_token,
-    issue_api_key,
-    make_api_key_claims,
     make_session_claims,
     personal_sign_text,
-    pick_token_id,
     recover_personal_signer,
     recover_token_signer,
-    revoked_ids,
     sign_token,
     verify_token,
 )
@@ -520,7 +522,7 @@ def test_fast_personal_sign_matches_eth_account_byte_for_byte() -> None:
     from eth_account import Account
     from eth_account.messages import encode_defunct
 
-    from og_inference_async._session import personal_sign_text
+    from og_inference_async._tokens import personal_sign_text
 
     rng = random.Random(5)
     for _ in range(40):

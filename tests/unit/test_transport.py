@@ -18,7 +18,7 @@ from og_inference_async import (
     RequestRetryPolicy,
     TransportFailure,
 )
-from og_inference_async._http import map_transport_errors, send
+from og_inference_async._http import _parsed, encode_query, map_transport_errors, one_off_url, send
 from og_inference_async._transport import ProviderTransport
 
 pytestmark = pytest.mark.anyio
@@ -194,3 +194,16 @@ def test_the_translator_maps_bad_urls_and_passes_everything_else() -> None:
         raise httpx.InvalidURL("nope")
     with pytest.raises(KeyError), map_transport_errors(provider=None, what="x"):
         raise KeyError("ours")
+
+
+async def test_a_one_off_url_is_sent_as_written_and_not_cached(rig: Rig) -> None:
+    """A per-chat URL with its query written in reaches the provider as httpx's params= would send it,
+    and does not enter the URL cache (where it would evict the URLs that repeat)."""
+    model = "qwen/qwen 2.5+x&y=%20"
+    before = _parsed.cache_info().currsize
+    url = one_off_url(URL + "/chat-1?" + encode_query({"model": model}))
+    await rig.transport.request(PROVIDER, "GET", url, what="signature", idempotent=True, auth=False)
+    assert _parsed.cache_info().currsize == before
+    (request,) = rig.world.seen
+    assert request.url == httpx.Request("GET", URL + "/chat-1", params={"model": model}).url
+    assert request.url.params["model"] == model

@@ -309,7 +309,7 @@ async def test_outcome_unknown_keeps_its_nonce_and_resolves_later() -> None:
         await tx.send(TO, b"\x01")
     assert tx.nonces._next == 8
     mined.add(info.value.tx_hash)
-    record = await tx.resolve(info.value.tx_hash, None)
+    record = await tx.resolver.resolve(info.value.tx_hash, None)
     assert record.state.value == "mined"
     assert tx.nonces.open_records() == []
 
