@@ -71,7 +71,7 @@ _MAX_UINT256 = 2**256 - 1
 
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 _SIGNATURE_RE = re.compile(r"0x[0-9a-fA-F]{130}")
-_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_SECP256K1_N = 2**256 - 432420386565659656852420866394968145599  # the secp256k1 group order
 _UPPER_NIBBLES = frozenset("89abcdef")
 _CLAIM_KEYS = ("address", "provider", "timestamp", "expiresAt", "nonce", "generation", "tokenId")
 
