@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import cached_property
@@ -39,8 +39,9 @@ from eth_account import Account as _EthAccount
 from eth_account.signers.local import LocalAccount
 
 from ._chain import ChainReader, RpcClient, TxSender
+from ._chain._fallback import display_url
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
-from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError
+from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError, RPCError
 from ._http import make_http_client, rpc_poster
 from ._runtime import Background, Wallet
 from ._transport import ProviderTransport
@@ -48,6 +49,7 @@ from .inference import InferenceAPI, InferenceServices, RequestPolicies
 from .inference.auth import ApiKeyRegistry, AuthManager
 from .ledger import LedgerAPI
 from .transactions import TransactionsAPI
+from .types import RpcEndpointHealth
 
 if TYPE_CHECKING:
     import httpx
@@ -79,6 +81,26 @@ def _load_account(private_key: str | LocalAccount | None) -> LocalAccount | None
     except Exception:  # eth-account boundary; never echo the key
         raise ConfigError("private_key is not a valid secp256k1 private key") from None
     return acct
+
+
+def _endpoint_urls(urls: Sequence[str] | None, *, rpc_url: str | None, web3: object) -> tuple[str, ...]:
+    """``rpc_urls`` checked: a non-empty sequence of distinct strings, alone."""
+    if urls is None:
+        return ()
+    if rpc_url is not None:
+        raise ConfigError("pass rpc_url or rpc_urls, not both")
+    if web3 is not None:
+        raise ConfigError("rpc_urls cannot be combined with a borrowed web3")
+    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence):
+        raise ConfigError("rpc_urls must be a list of URLs")
+    out = tuple(urls)
+    if not out:
+        raise ConfigError("rpc_urls is empty")
+    if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in out):
+        raise ConfigError("every entry of rpc_urls must be an http:// or https:// URL string")
+    if len(set(out)) != len(out):
+        raise ConfigError("rpc_urls lists the same URL twice")
+    return out
 
 
 def _shielded(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -158,6 +180,11 @@ class AsyncBroker:
             read-only broker (discovery only; writes raise :class:`ConfigError`).
         network: ``"mainnet"``, ``"testnet"``, ``"hardhat"``, a chain id, or a :class:`Network`.
         rpc_url: overrides the network's default RPC.
+        rpc_urls: several JSON-RPC endpoints of the same chain instead of one (not with
+            ``rpc_url`` or ``web3``): reads go to the healthiest and fail over on transient
+            failures and rate limits; each transaction is sent through one endpoint and never
+            re-sent through another before it was looked up by hash and nonce; every URL's chain
+            id is checked in ``open()``. See :meth:`rpc_health`.
         ledger_address: overrides the LedgerManager address.
         inference_address: overrides the InferenceServing address.
         http_client: an ``httpx.AsyncClient`` to borrow (never closed by the broker).
@@ -169,7 +196,8 @@ class AsyncBroker:
             default: in memory.
 
     Raises:
-        ConfigError: bad key, unknown network, malformed addresses, or no RPC URL.
+        ConfigError: bad key, unknown network, malformed addresses, no RPC URL, or ``rpc_urls``
+            with ``rpc_url`` / ``web3``, empty, repeated or not strings.
     """
 
     def __init__(
@@ -178,6 +206,7 @@ class AsyncBroker:
         *,
         network: str | int | Network = "testnet",
         rpc_url: str | None = None,
+        rpc_urls: Sequence[str] | None = None,
         ledger_address: str | None = None,
         inference_address: str | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -196,7 +225,9 @@ class AsyncBroker:
                 else None,
             )
         self.network: Network = net
-        self.rpc_url: str | None = rpc_url or net.rpc_url
+        #: the JSON-RPC endpoints when there are several (``rpc_urls``), else empty
+        self.rpc_urls: tuple[str, ...] = _endpoint_urls(rpc_urls, rpc_url=rpc_url, web3=web3)
+        self.rpc_url: str | None = self.rpc_urls[0] if self.rpc_urls else (rpc_url or net.rpc_url)
         if web3 is None and not self.rpc_url:
             raise ConfigError(f"network {net.name!r} has no default RPC URL; pass rpc_url=")
         for name, value, kind in (
@@ -279,20 +310,18 @@ class AsyncBroker:
                 stack.push_async_callback(_shielded(self._http.aclose))
             if self._borrowed_web3 is not None:
                 self._rpc = RpcClient(self._borrowed_web3, owned=False, retry=self.retry)
+            elif self.rpc_urls:
+                http = self._http
+                self._rpc = RpcClient.on_endpoints(
+                    [(url, rpc_poster(http, url)) for url in self.rpc_urls], retry=self.retry
+                )
             else:
                 assert self.rpc_url is not None
                 self._rpc = RpcClient.on_pool(
                     self.rpc_url, rpc_poster(self._http, self.rpc_url), retry=self.retry
                 )
             stack.push_async_callback(_shielded(self._rpc.aclose))
-            actual = await self._rpc.chain_id()
-            if actual != self.network.chain_id:
-                raise NetworkMismatchError(
-                    f"the RPC serves chain {actual}, but network {self.network.name!r} is chain "
-                    f"{self.network.chain_id}",
-                    expected=self.network.chain_id,
-                    actual=actual,
-                )
+            actual = await self._check_chain_ids(self._rpc)
             self._chain = ChainReader(self._rpc, ledger=self.network.ledger, inference=self.network.inference)
             await self._start_task_group(stack)
             tg = self._task_group
@@ -306,6 +335,38 @@ class AsyncBroker:
                 await stack.aclose()
             raise
         self._stack = stack
+
+    async def _check_chain_ids(self, rpc: RpcClient) -> int:
+        """The chain id every endpoint serves, checked against the network's."""
+        expected = self.network.chain_id
+        if rpc.endpoints is None:
+            actual = await rpc.chain_id()
+            if actual != expected:
+                raise NetworkMismatchError(
+                    f"the RPC serves chain {actual}, but network {self.network.name!r} is chain {expected}",
+                    expected=expected,
+                    actual=actual,
+                )
+            return actual
+        for index, url in enumerate(rpc.endpoints.urls):
+            shown = display_url(url)
+            try:
+                actual = await rpc.request_int("eth_chainId", [], endpoint=index)
+            except RPCError as exc:
+                raise RPCError(
+                    f"the RPC endpoint {shown} could not be checked: {exc.message}",
+                    code=exc.code,
+                    retryable=exc.retryable,
+                    method="eth_chainId",
+                ) from None
+            if actual != expected:
+                raise NetworkMismatchError(
+                    f"the RPC endpoint {shown} serves chain {actual}, but network {self.network.name!r} "
+                    f"is chain {expected}",
+                    expected=expected,
+                    actual=actual,
+                )
+        return expected
 
     async def _start_task_group(self, stack: AsyncExitStack) -> None:
         import asyncio
@@ -426,6 +487,23 @@ class AsyncBroker:
         self._require_open()
         assert self._task_group is not None
         return self._task_group
+
+    def rpc_health(self) -> list[RpcEndpointHealth]:
+        """The health of each JSON-RPC endpoint, in the order of ``rpc_urls`` (a local read, no I/O).
+
+        Returns:
+            One :class:`~og_inference_async.types.RpcEndpointHealth` per endpoint when the broker
+            was built with ``rpc_urls``; an empty list with a single ``rpc_url`` or a borrowed
+            ``web3`` (nothing to choose between). It stays readable after closing.
+
+        Raises:
+            BrokerStateError: the broker was never opened.
+        """
+        rpc = self._rpc
+        if rpc is None:
+            self._require_open()
+            return []
+        return rpc.endpoints.health.snapshot() if rpc.endpoints is not None else []
 
     async def get_wallet_balance(self) -> int:
         """The wallet's native balance in wei."""

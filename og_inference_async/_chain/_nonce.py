@@ -63,6 +63,7 @@ class Tracked:
     receipt: TxReceipt | None = None
     caller_gave_up: bool = False
     owned: bool = True  # a coroutine is driving it (the caller, or a background resolver)
+    endpoint: int | None = None  # the RPC endpoint its sends are pinned to (with several endpoints)
 
     @property
     def raw_hex(self) -> str:

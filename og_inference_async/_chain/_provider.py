@@ -25,10 +25,38 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from .._exceptions import OGError, RPCError
 
-__all__ = ["PooledHTTPProvider", "Reply"]
+__all__ = ["RATE_LIMIT_CODES", "TRANSIENT_WORDS", "PooledHTTPProvider", "Reply", "throttle_kind"]
 
 #: At most this much of a non-JSON-RPC body is quoted in an error.
 _MAX_QUOTE = 200
+#: JSON-RPC error codes nodes and gateways use for "slow down".
+RATE_LIMIT_CODES = frozenset({-32005, -32029, 429})
+#: Words of a JSON-RPC error message that mark it as transient (worth asking again).
+TRANSIENT_WORDS = ("rate limit", "too many requests", "timeout", "timed out", "temporarily", "try again")
+
+
+def throttle_kind(error: Any) -> str | None:
+    """``"rate_limit"``, ``"transient"`` or ``None``: what a JSON-RPC error object says about the endpoint.
+
+    A rate limit (codes -32005 / -32029 / 429, or "rate limit" / "too many requests" in the
+    message) or a transient failure ("timeout", "try again", ...) is the endpoint's trouble, not an
+    answer about the request; any other error is the node's answer (a revert, bad params...).
+    """
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code")
+    lowered = str(error.get("message", "")).lower()
+    if code == 3 or "revert" in lowered:
+        return None
+    if (
+        (isinstance(code, int) and code in RATE_LIMIT_CODES)
+        or "rate limit" in lowered
+        or "too many requests" in lowered
+    ):
+        return "rate_limit"
+    if any(w in lowered for w in TRANSIENT_WORDS):
+        return "transient"
+    return None
 
 
 class Reply(Protocol):

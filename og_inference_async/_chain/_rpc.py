@@ -35,14 +35,13 @@ from .._config import RetryPolicy
 from .._exceptions import ContractRevertError, OGError, RPCError
 from .._redact import redact
 from ._abi import decode_revert
-from ._provider import PooledHTTPProvider, Poster
+from ._fallback import FallbackProvider, HealthTuning
+from ._provider import RATE_LIMIT_CODES, TRANSIENT_WORDS, PooledHTTPProvider, Poster
 
 __all__ = ["RpcClient", "as_int", "as_hex_bytes"]
 
 log = logging.getLogger(__name__)
 
-_RATE_LIMIT_CODES = {-32005, -32029, 429}
-_TRANSIENT_WORDS = ("rate limit", "too many requests", "timeout", "timed out", "temporarily", "try again")
 #: A retry is not started when less than this much of the budget is left (seconds).
 _MIN_ATTEMPT = 0.05
 
@@ -76,7 +75,7 @@ def _error_from_response(err: Any, method: str) -> RPCError | ContractRevertErro
             data if isinstance(data, str) else (data or {}).get("data") if isinstance(data, dict) else None
         )
         return decode_revert(revert_data, context=method)
-    retryable = code in _RATE_LIMIT_CODES or any(w in lowered for w in _TRANSIENT_WORDS)
+    retryable = code in RATE_LIMIT_CODES or any(w in lowered for w in TRANSIENT_WORDS)
     return RPCError(
         f"{method}: {redact(message[:300])}",
         code=code if isinstance(code, int) and not isinstance(code, bool) else None,
@@ -138,9 +137,11 @@ class RpcClient:
         self.retry = retry or RetryPolicy()
         self.request_count = 0
         provider = w3.provider
-        self._pooled: PooledHTTPProvider | None = (
-            provider if isinstance(provider, PooledHTTPProvider) else None
+        self._pooled: PooledHTTPProvider | FallbackProvider | None = (
+            provider if isinstance(provider, (PooledHTTPProvider, FallbackProvider)) else None
         )
+        #: the endpoints with their health, when the provider has several (``rpc_urls``)
+        self.endpoints: FallbackProvider | None = provider if isinstance(provider, FallbackProvider) else None
 
     @classmethod
     def on_pool(cls, rpc_url: str, post: Poster, *, retry: RetryPolicy | None = None) -> RpcClient:
@@ -148,6 +149,27 @@ class RpcClient:
         policy = retry or RetryPolicy()
         provider = PooledHTTPProvider(rpc_url, post, timeout=policy.attempt_timeout)
         return cls(AsyncWeb3(provider), owned=True, retry=policy)
+
+    @classmethod
+    def on_endpoints(
+        cls,
+        endpoints: Sequence[tuple[str, Poster]],
+        *,
+        retry: RetryPolicy | None = None,
+        tuning: HealthTuning | None = None,
+    ) -> RpcClient:
+        """Build a client over several endpoints (``(url, post)`` pairs) with health and read failover."""
+        policy = retry or RetryPolicy()
+        provider = FallbackProvider(endpoints, timeout=policy.attempt_timeout, tuning=tuning)
+        return cls(AsyncWeb3(provider), owned=True, retry=policy)
+
+    def _at(self, endpoint: int | None) -> FallbackProvider | None:
+        """The fallback provider when a request names an ``endpoint`` (checked), else ``None``."""
+        if endpoint is None:
+            return None
+        if self.endpoints is None or not 0 <= endpoint < len(self.endpoints.urls):
+            raise RPCError(f"no RPC endpoint {endpoint} on this client")
+        return self.endpoints
 
     async def aclose(self) -> None:
         """Disconnect the provider if this client owns it."""
@@ -159,11 +181,14 @@ class RpcClient:
 
     # -- one attempt -----------------------------------------------------------------------------
 
-    async def _raw(self, method: str, params: list[Any], timeout: float) -> Any:
+    async def _raw(self, method: str, params: list[Any], timeout: float, endpoint: int | None = None) -> Any:
         """One request, cut at ``timeout`` seconds; foreign exceptions translated."""
         self.request_count += 1
+        pinned = self._at(endpoint)
         with anyio.move_on_after(timeout) as scope:
             try:
+                if pinned is not None:
+                    return await pinned.request(method, params, timeout=timeout, endpoint=endpoint)
                 if self._pooled is not None:
                     return await self._pooled.request(method, params, timeout=timeout)
                 return await self.w3.provider.make_request(method, params)
@@ -174,8 +199,10 @@ class RpcClient:
         assert scope.cancelled_caught
         raise RPCError(f"{method}: no answer within {timeout:g} s", retryable=True, method=method)
 
-    async def _once(self, method: str, params: Sequence[Any], timeout: float) -> Any:
-        response = await self._raw(method, list(params), timeout)
+    async def _once(
+        self, method: str, params: Sequence[Any], timeout: float, endpoint: int | None = None
+    ) -> Any:
+        response = await self._raw(method, list(params), timeout, endpoint)
         if not isinstance(response, dict):
             raise RPCError(f"{method}: malformed JSON-RPC response", retryable=True, method=method)
         if response.get("error"):
@@ -185,14 +212,17 @@ class RpcClient:
         return response["result"]
 
     async def _batch_once(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], timeout: float
+        self, calls: Sequence[tuple[str, Sequence[Any]]], timeout: float, endpoint: int | None = None
     ) -> list[Any | RPCError | ContractRevertError]:
         self.request_count += 1
         items = [(m, list(p)) for m, p in calls]
         responses: Any = None
+        pinned = self._at(endpoint)
         with anyio.move_on_after(timeout):
             try:
-                if self._pooled is not None:
+                if pinned is not None:
+                    responses = await pinned.request_batch(items, timeout=timeout, endpoint=endpoint)
+                elif self._pooled is not None:
                     responses = await self._pooled.request_batch(items, timeout=timeout)
                 else:
                     responses = await self.w3.provider.make_batch_request(items)
@@ -249,7 +279,13 @@ class RpcClient:
         return max(_MIN_ATTEMPT, min(cap, left))
 
     async def request(
-        self, method: str, params: Sequence[Any] = (), *, retry: bool = True, timeout: float | None = None
+        self,
+        method: str,
+        params: Sequence[Any] = (),
+        *,
+        retry: bool = True,
+        timeout: float | None = None,
+        endpoint: int | None = None,
     ) -> Any:
         """Send one JSON-RPC request and return its ``result``.
 
@@ -258,6 +294,7 @@ class RpcClient:
             params: its parameters.
             retry: retry transient failures (only for idempotent reads; never for sends).
             timeout: the most one attempt may take (seconds; default ``RetryPolicy.attempt_timeout``).
+            endpoint: with several endpoints (:attr:`endpoints`), send to this one only (by index).
 
         Raises:
             RPCError: transport failure, timeout, malformed answer, or JSON-RPC error.
@@ -265,12 +302,12 @@ class RpcClient:
         """
         deadline = time.monotonic() + self.retry.max_delay
         if not retry:
-            return await self._once(method, params, self._attempt_timeout(deadline, timeout))
+            return await self._once(method, params, self._attempt_timeout(deadline, timeout), endpoint)
         # The first attempt runs outside tenacity (its machinery costs about 18 us a request); a
         # retryable failure is replayed as tenacity's first attempt, so waits, stops and logging
         # are exactly those of a loop that had run from the start.
         try:
-            return await self._once(method, params, self._attempt_timeout(deadline, timeout))
+            return await self._once(method, params, self._attempt_timeout(deadline, timeout), endpoint)
         except RPCError as exc:
             if not exc.retryable:
                 raise
@@ -279,7 +316,7 @@ class RpcClient:
             with attempt:
                 if replay:
                     raise replay.pop()
-                return await self._once(method, params, self._attempt_timeout(deadline, timeout))
+                return await self._once(method, params, self._attempt_timeout(deadline, timeout), endpoint)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def batch(
@@ -288,19 +325,21 @@ class RpcClient:
         *,
         timeout: float | None = None,
         retry: bool = True,
+        endpoint: int | None = None,
     ) -> list[Any | RPCError | ContractRevertError]:
         """Send read requests as one JSON-RPC batch; each item is a result or the (not raised) error.
 
         The whole batch is retried on transport failures (unless ``retry`` is false: one attempt,
-        for callers that poll within a deadline of their own).
+        for callers that poll within a deadline of their own). ``endpoint`` sends it to that
+        endpoint only (with several endpoints).
         """
         if not calls:
             return []
         deadline = time.monotonic() + self.retry.max_delay
         if not retry:
-            return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
+            return await self._batch_once(calls, self._attempt_timeout(deadline, timeout), endpoint)
         try:  # first attempt outside tenacity, a retryable failure replayed into it (see request)
-            return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
+            return await self._batch_once(calls, self._attempt_timeout(deadline, timeout), endpoint)
         except RPCError as exc:
             if not exc.retryable:
                 raise
@@ -309,7 +348,7 @@ class RpcClient:
             with attempt:
                 if replay:
                     raise replay.pop()
-                return await self._batch_once(calls, self._attempt_timeout(deadline, timeout))
+                return await self._batch_once(calls, self._attempt_timeout(deadline, timeout), endpoint)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- typed helpers ---------------------------------------------------------------------------

@@ -21,6 +21,9 @@ Rules this module keeps:
   :class:`TransactionOutcomeUnknownError`, with the hash; it stays listed in
   ``broker.transactions`` until resolved. A different transaction for the same intent is signed
   only when the first can never execute (its nonce went to another transaction).
+* With several RPC endpoints (``rpc_urls``) each transaction is pinned to one endpoint: its
+  re-sends go there while it is usable, and are moved to another only after the others were
+  asked by hash and nonce (the rule is written out in ``_fallback``).
 * A caller cancelled after the bytes may have reached the node does not abandon them: the
   broker's task group finishes the transaction in the background and records its outcome
   (``broker.transactions.recent()``), logged with its hash.
@@ -341,13 +344,79 @@ class TxSender:
     async def send_once(
         self, record: Tracked, timeout: float
     ) -> tuple[str, RPCError | ContractRevertError | None]:
-        """Hand the identical bytes to the node once."""
+        """Hand the identical bytes to the node once (to the transaction's pinned endpoint, if several).
+
+        With several endpoints and the pin cooling down, the other endpoints are asked first
+        (:meth:`_repin`); their answer may settle the outcome without a send.
+        """
+        endpoint = None
+        if self.rpc.endpoints is not None:
+            endpoint, settled = await self._repin(record, timeout)
+            if settled is not None:
+                return settled, None
         record.maybe_sent = True
         try:
-            await self.rpc.request("eth_sendRawTransaction", [record.raw_hex], retry=False, timeout=timeout)
+            await self.rpc.request(
+                "eth_sendRawTransaction", [record.raw_hex], retry=False, timeout=timeout, endpoint=endpoint
+            )
         except (RPCError, ContractRevertError) as exc:
             return classify_send_error(exc), exc
         return KNOWN, None
+
+    async def _repin(self, record: Tracked, timeout: float) -> tuple[int | None, str | None]:
+        """``(endpoint to send to, None)``, or ``(None, outcome)`` when asking the others settled it.
+
+        The first send pins the best endpoint; re-sends keep the pin while it is usable. A pin
+        cooling down is left only after the other endpoints were asked for the hash and the
+        account's ``latest`` nonce: ``KNOWN`` if one has it, ``NONCE_USED`` if none has it and the
+        nonce is spent, ``AMBIGUOUS`` if none could answer; else the best other endpoint is pinned.
+        """
+        endpoints = self.rpc.endpoints
+        assert endpoints is not None
+        health = endpoints.health
+        pin = record.endpoint
+        if pin is None or not record.maybe_sent:
+            record.endpoint = health.best()
+            return record.endpoint, None
+        if health.is_usable(pin) or len(health) == 1:
+            return pin, None
+        deadline = time.monotonic() + timeout
+        answered = False
+        for other in [i for i in range(len(health)) if i != pin]:
+            try:
+                found, count = await self.rpc.batch(
+                    [
+                        ("eth_getTransactionByHash", [record.tx_hash]),
+                        ("eth_getTransactionCount", [self.address, "latest"]),
+                    ],
+                    timeout=self.attempt_timeout(deadline),
+                    retry=False,
+                    endpoint=other,
+                )
+            except (RPCError, ContractRevertError):
+                continue
+            if isinstance(found, dict):
+                log.info("%s (%s): another RPC endpoint has it; not re-sent", record.context, record.tx_hash)
+                return None, KNOWN
+            try:
+                latest = as_int(count, "eth_getTransactionCount")
+            except RPCError:
+                continue  # an error item or junk: this endpoint proves nothing
+            if isinstance(found, Exception):
+                continue
+            answered = True
+            if latest > record.nonce:
+                return None, NONCE_USED
+        if not answered:
+            return None, AMBIGUOUS
+        record.endpoint = health.best(exclude=pin)
+        log.info(
+            "%s (%s): its RPC endpoint is cooling down and no other has it; re-sent through endpoint %s",
+            record.context,
+            record.tx_hash,
+            record.endpoint,
+        )
+        return record.endpoint, None
 
     def attempt_timeout(self, deadline: float | None) -> float:
         """One attempt's timeout, cut so that it does not outlive ``deadline``."""

@@ -17,6 +17,7 @@ __all__ = [
     "Ledger",
     "ProviderBalance",
     "Refund",
+    "RpcEndpointHealth",
     "Service",
     "ServiceInfo",
     "TxReceipt",
@@ -236,3 +237,33 @@ class TxRecord(Frozen):
     replacement_hash: str | None = None
     receipt: TxReceipt | None = None
     caller_gave_up: bool = False
+
+
+class RpcEndpointHealth(Frozen):
+    """The health of one JSON-RPC endpoint of a broker built with ``rpc_urls`` (``broker.rpc_health()``).
+
+    Attributes:
+        url: the endpoint, as shown in messages (credentials, query and long path segments redacted).
+        score: 0..1, higher is healthier: the recent success ratio times a latency factor; reads go
+            to the usable endpoint with the best score.
+        cooling_down: the endpoint is resting after a failure or a rate limit (reads skip it).
+        cooldown_left: seconds of cooldown left (0 when usable).
+        requests: requests sent to it (a batch counts once).
+        failures: requests that got no usable answer (transport error, timeout, HTTP error, a
+            transient JSON-RPC error), rate limits included.
+        rate_limited: rate limits among ``failures`` (HTTP 429, JSON-RPC -32005 and the like).
+        consecutive_failures: failures since its last good answer.
+        latency: average seconds of its good answers (exponentially weighted), ``None`` before one.
+        last_error: the last failure, in short (never a secret).
+    """
+
+    url: str
+    score: float
+    cooling_down: bool
+    cooldown_left: float
+    requests: int
+    failures: int
+    rate_limited: int
+    consecutive_failures: int
+    latency: float | None
+    last_error: str | None = None

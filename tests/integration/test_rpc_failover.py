@@ -1,0 +1,164 @@
+"""RPC failover on the devnet: three fault proxies in front of one anvil serve as three endpoints.
+
+"Killed" is a proxy closed (nothing listens any more); "rate-limiting" is ``rate_limit_rate=1``
+(HTTP 429 or JSON-RPC -32005, nothing forwarded). Time bounds are hang detectors, never speed
+assertions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+import pytest
+
+from og_inference_async import AsyncBroker, RetryPolicy, TxPolicy, TxState, og
+from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import RpcFaultProxy, start_rpc_fault_proxy
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+#: Bound on calls that must complete: a hang detector, not a speed assertion.
+HANG_BOUND = 30
+FAST_RETRY = RetryPolicy(
+    attempts=6, max_delay=8.0, initial_backoff=0.01, max_backoff=0.2, attempt_timeout=2.0
+)
+FAST_TX = TxPolicy(
+    receipt_timeout=15.0,
+    receipt_poll_interval=0.01,
+    rebroadcast_interval=0.2,
+    send_timeout=5.0,
+    cancel_timeout=5.0,
+    gap_heal_after=0.5,
+)
+
+
+@asynccontextmanager
+async def _endpoints(dn: Devnet, count: int = 3) -> AsyncIterator[list[RpcFaultProxy]]:
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(start_rpc_fault_proxy(dn.rpc_url, seed=i)) for i in range(count)
+        ]
+
+
+def _broker(dn: Devnet, index: int, proxies: list[RpcFaultProxy]) -> AsyncBroker:
+    return AsyncBroker(
+        dn.accounts[index].private_key,
+        network=dn.network,
+        rpc_urls=[p.url for p in proxies],
+        retry=FAST_RETRY,
+        tx_policy=FAST_TX,
+    )
+
+
+async def _nonce(dn: Devnet, address: str) -> int:
+    return int(await dn.rpc("eth_getTransactionCount", [address, "latest"]), 16)
+
+
+async def _wait_for(condition: object) -> None:
+    """Poll a local condition (a callable returning bool), bounded."""
+    assert callable(condition)
+    with anyio.fail_after(HANG_BOUND):
+        while not condition():  # noqa: ASYNC110 (the condition is another task's progress)
+            await anyio.sleep(0.01)
+
+
+async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(devnet: Devnet) -> None:
+    """Mid-run the primary endpoint dies and the second rate-limits: every read succeeds, every
+    deposit lands exactly once (ledger and nonce conserved), and the health view shows both."""
+    async with _endpoints(devnet) as proxies, _broker(devnet, 14, proxies) as broker:
+        await broker.ledger.add_ledger(og("3"))
+        address = broker.address
+        assert address is not None
+        nonce_before = await _nonce(devnet, address)
+        reads = {"ok": 0}
+        deposits: list[str] = []
+        chaos_done = anyio.Event()
+
+        async def reader() -> None:
+            for _ in range(60):
+                await broker.get_wallet_balance()
+                reads["ok"] += 1
+
+        async def depositor() -> None:
+            for _ in range(8):
+                receipt = await broker.ledger.deposit_fund(og("0.1"))
+                assert receipt.status == 1
+                deposits.append(receipt.tx_hash)
+                if len(deposits) == 3:
+                    await chaos_done.wait()
+
+        async def chaos() -> None:
+            await _wait_for(lambda: len(deposits) >= 3)
+            await proxies[0].aclose()  # killed
+            proxies[1].json_rate_limit_fraction = 0.5
+            proxies[1].rate_limit_rate = 1.0  # every request refused: half HTTP 429, half -32005
+            chaos_done.set()
+
+        with anyio.fail_after(HANG_BOUND * 2):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(reader)
+                tg.start_soon(depositor)
+                tg.start_soon(chaos)
+        assert reads["ok"] == 180
+        assert len(set(deposits)) == 8
+        assert (await broker.ledger.get_ledger()).total == og("3.8")  # to the wei: nothing ran twice
+        assert await _nonce(devnet, address) == nonce_before + 8
+        assert broker.transactions.in_doubt() == []
+        health = broker.rpc_health()
+        assert [h.requests > 0 for h in health] == [True, True, True]
+        assert proxies[1].faults["rate_limit"] > 0
+        assert health[1].rate_limited > 0
+        assert health[2].failures == 0
+
+
+async def test_a_send_in_doubt_on_a_dead_endpoint_is_found_by_hash_not_resent(devnet: Devnet) -> None:
+    """The pinned endpoint forwards a transaction, loses the answer and dies: the sender finds the
+    transaction by hash through another endpoint and never sends it through one."""
+    async with _endpoints(devnet) as proxies, _broker(devnet, 15, proxies) as broker:
+        await broker.ledger.add_ledger(og("3"))
+        proxies[0].methods = {"eth_sendRawTransaction"}
+        proxies[0].forward_then_drop_rate = 1.0
+        await devnet.rpc("evm_setAutomine", [False])
+        try:
+            result: dict[str, str] = {}
+
+            async def deposit() -> None:
+                result["hash"] = (await broker.ledger.deposit_fund(og("1"))).tx_hash
+
+            with anyio.fail_after(HANG_BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(deposit)
+                    await _wait_for(lambda: bool(proxies[0].dropped_tx_hashes))
+                    await proxies[0].aclose()
+                    await _wait_for(lambda: broker.rpc_health()[0].failures >= 2)
+                    await devnet.rpc("evm_mine")
+        finally:
+            await devnet.rpc("evm_setAutomine", [True])
+        assert result["hash"] == proxies[0].dropped_tx_hashes[0]
+        assert proxies[1].calls["eth_sendRawTransaction"] == 0
+        assert proxies[2].calls["eth_sendRawTransaction"] == 0
+        assert (await broker.ledger.get_ledger()).total == og("4")
+        assert broker.transactions.get(result["hash"]).state is TxState.MINED
+
+
+async def test_a_send_refused_by_a_rate_limited_pin_moves_after_a_lookup(devnet: Devnet) -> None:
+    """The pinned endpoint rate-limits every send (nothing forwarded): after the other endpoints
+    show they do not have it, the identical bytes go through another endpoint, once executed."""
+    async with _endpoints(devnet) as proxies, _broker(devnet, 16, proxies) as broker:
+        await broker.ledger.add_ledger(og("3"))
+        address = broker.address
+        assert address is not None
+        before = await _nonce(devnet, address)
+        proxies[0].methods = {"eth_sendRawTransaction"}
+        proxies[0].rate_limit_rate = 1.0
+        with anyio.fail_after(HANG_BOUND):
+            receipt = await broker.ledger.deposit_fund(og("1"))
+        assert proxies[0].faults["rate_limit"] >= 1
+        assert proxies[1].calls["eth_sendRawTransaction"] + proxies[2].calls["eth_sendRawTransaction"] >= 1
+        assert (await broker.ledger.get_ledger()).total == og("4")
+        assert await _nonce(devnet, address) == before + 1
+        assert broker.transactions.get(receipt.tx_hash).state is TxState.MINED
+        assert broker.rpc_health()[0].rate_limited >= 1
