@@ -1,9 +1,10 @@
 """The chain layer: the only package that imports web3.
 
-``_abi`` (ABIs, selectors, revert decoding), ``_rpc`` (JSON-RPC with bounded retries),
-``_nonce`` (the per-account nonce allocator), ``_outcomes`` (what send answers and receipts
-prove), ``_tx`` (gas, signing, delivery, receipts), ``_resolve`` (cancellation by replacement, the
-``broker.transactions`` resolution API) and ``_contracts`` (typed contract calls).
+``_abi`` (ABIs, selectors, revert decoding), ``_provider`` / ``_fallback`` (web3 providers on the
+shared HTTP pool: one endpoint, or several with health and failover), ``_rpc`` (JSON-RPC with
+bounded retries), ``_nonce`` (the per-account nonce allocator), ``_outcomes`` (what send answers
+and receipts prove), ``_tx`` (gas, signing, delivery, receipts), ``_resolve`` (cancellation by
+replacement, the ``broker.transactions`` resolution API) and ``_contracts`` (typed contract calls).
 """
 
 from ._abi import decode_revert, inference_abi, ledger_abi

@@ -113,7 +113,7 @@ class HealthTuning:
     rate_limit_cooldown: float = 2.0
     max_cooldown: float = 30.0
     penalty_half_life: float = 30.0
-    latency_scale: float = 0.5
+    latency_scale: float = 1.0
     latency_weight: float = 0.2
     score_bucket: float = 0.1
 

@@ -1,8 +1,8 @@
 """RPC failover on the devnet: three fault proxies in front of one anvil serve as three endpoints.
 
-"Killed" is a proxy closed (nothing listens any more); "rate-limiting" is ``rate_limit_rate=1``
-(HTTP 429 or JSON-RPC -32005, nothing forwarded). Time bounds are hang detectors, never speed
-assertions.
+"Killed" is a proxy that resets its open connections and is closed (nothing listens any more);
+"rate-limiting" is ``rate_limit_rate=1`` (HTTP 429 or JSON-RPC -32005, nothing forwarded). Time
+bounds are hang detectors, never speed assertions.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ def _broker(dn: Devnet, index: int, proxies: list[RpcFaultProxy]) -> AsyncBroker
     )
 
 
+async def _kill(proxy: RpcFaultProxy) -> None:
+    """Kill an endpoint: requests on its open (keep-alive) connections are reset, then it stops listening."""
+    proxy.reset_rate = 1.0
+    await proxy.aclose()
+
+
 async def _nonce(dn: Devnet, address: str) -> int:
     return int(await dn.rpc("eth_getTransactionCount", [address, "latest"]), 16)
 
@@ -65,7 +71,7 @@ async def _wait_for(condition: object) -> None:
 
 
 async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(devnet: Devnet) -> None:
-    """Mid-run the primary endpoint dies and the second rate-limits: every read succeeds, every
+    """Mid-run the endpoint serving the reads dies and another rate-limits: every read succeeds, every
     deposit lands exactly once (ledger and nonce conserved), and the health view shows both."""
     async with _endpoints(devnet) as proxies, _broker(devnet, 14, proxies) as broker:
         await broker.ledger.add_ledger(og("3"))
@@ -75,6 +81,7 @@ async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(
         reads = {"ok": 0}
         deposits: list[str] = []
         chaos_done = anyio.Event()
+        roles: dict[str, int] = {}
 
         async def reader() -> None:
             for _ in range(60):
@@ -91,9 +98,13 @@ async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(
 
         async def chaos() -> None:
             await _wait_for(lambda: len(deposits) >= 3)
-            await proxies[0].aclose()  # killed
-            proxies[1].json_rate_limit_fraction = 0.5
-            proxies[1].rate_limit_rate = 1.0  # every request refused: half HTTP 429, half -32005
+            requests = [h.requests for h in broker.rpc_health()]
+            roles["killed"] = killed = requests.index(max(requests))  # the one serving the reads
+            roles["limited"] = limited = min(i for i in range(3) if i != killed)
+            roles["spare"] = 3 - killed - limited
+            proxies[limited].json_rate_limit_fraction = 0.5
+            proxies[limited].rate_limit_rate = 1.0  # every request refused: half HTTP 429, half -32005
+            await _kill(proxies[killed])
             chaos_done.set()
 
         with anyio.fail_after(HANG_BOUND * 2):
@@ -109,9 +120,10 @@ async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(
         assert broker.transactions.in_doubt() == []
         health = broker.rpc_health()
         assert [h.requests > 0 for h in health] == [True, True, True]
-        assert proxies[1].faults["rate_limit"] > 0
-        assert health[1].rate_limited > 0
-        assert health[2].failures == 0
+        assert proxies[roles["limited"]].faults["rate_limit"] > 0
+        assert health[roles["limited"]].rate_limited > 0
+        assert health[roles["killed"]].failures > 0 and health[roles["killed"]].cooling_down
+        assert health[roles["spare"]].failures == 0
 
 
 async def test_a_send_in_doubt_on_a_dead_endpoint_is_found_by_hash_not_resent(devnet: Devnet) -> None:
@@ -132,7 +144,7 @@ async def test_a_send_in_doubt_on_a_dead_endpoint_is_found_by_hash_not_resent(de
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(deposit)
                     await _wait_for(lambda: bool(proxies[0].dropped_tx_hashes))
-                    await proxies[0].aclose()
+                    await _kill(proxies[0])
                     await _wait_for(lambda: broker.rpc_health()[0].failures >= 2)
                     await devnet.rpc("evm_mine")
         finally:
