@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 ORDER = [
     "bench_devnet",
     "bench_chain",
+    "bench_failover",
     "bench_session",
     "bench_headers",
     "bench_provider",

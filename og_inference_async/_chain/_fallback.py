@@ -55,17 +55,15 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-from web3.providers.async_base import AsyncJSONBaseProvider
-from web3.types import RPCEndpoint, RPCResponse
 
 from .._exceptions import RPCError
 from .._redact import REDACTED, redact
 from ..types import RpcEndpointHealth
-from ._provider import PooledHTTPProvider, Poster, throttle_kind
+from ._provider import DirectProvider, PooledHTTPProvider, Poster, throttle_kind
 
 __all__ = ["FallbackProvider", "EndpointHealth", "HealthTuning", "display_url"]
 
@@ -278,7 +276,7 @@ def _throttle_in(answer: Any, method: str) -> RPCError | None:
     return None
 
 
-class FallbackProvider(AsyncJSONBaseProvider):
+class FallbackProvider(DirectProvider):
     """A web3 async provider over several JSON-RPC endpoints, with health scoring and read failover.
 
     The module docstring states the policy. ``AsyncWeb3(FallbackProvider(...))`` works; the SDK's
@@ -422,27 +420,3 @@ class FallbackProvider(AsyncJSONBaseProvider):
             endpoint,
             failover=not any(m in NO_FAILOVER for m, _ in calls),
         )
-
-    # -- web3's provider interface ---------------------------------------------------------------
-
-    async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        """web3's entry point: one request."""
-        return cast(RPCResponse, await self.request(str(method), params))
-
-    async def make_batch_request(self, requests: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse]:
-        """web3's entry point: a batch."""
-        out = await self.request_batch([(str(m), p) for m, p in requests])
-        return cast(list[RPCResponse], out)
-
-    async def is_connected(self, show_traceback: bool = False) -> bool:
-        """Whether some endpoint answers ``web3_clientVersion``."""
-        try:
-            response = await self.request("web3_clientVersion", [])
-        except RPCError:
-            if show_traceback:
-                raise
-            return False
-        return "result" in response
-
-    async def disconnect(self) -> None:
-        """Nothing to do: the HTTP pool belongs to the broker."""

@@ -25,7 +25,14 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from .._exceptions import OGError, RPCError
 
-__all__ = ["RATE_LIMIT_CODES", "TRANSIENT_WORDS", "PooledHTTPProvider", "Reply", "throttle_kind"]
+__all__ = [
+    "RATE_LIMIT_CODES",
+    "TRANSIENT_WORDS",
+    "DirectProvider",
+    "PooledHTTPProvider",
+    "Reply",
+    "throttle_kind",
+]
 
 #: At most this much of a non-JSON-RPC body is quoted in an error.
 _MAX_QUOTE = 200
@@ -90,7 +97,49 @@ def _quote(raw: bytes) -> str:
     return redact(raw[:_MAX_QUOTE].decode("utf-8", errors="replace").strip()) or "no body"
 
 
-class PooledHTTPProvider(AsyncJSONBaseProvider):
+class DirectProvider(AsyncJSONBaseProvider):
+    """web3's async provider interface on top of :meth:`request` / :meth:`request_batch`.
+
+    The SDK's own client calls those two directly (with a per-request timeout); web3 goes through
+    ``make_request`` / ``make_batch_request``. Subclasses post on the broker's shared HTTP pool.
+    """
+
+    async def request(self, method: str, params: Any, *, timeout: float | None = None) -> dict[str, Any]:
+        """Send one JSON-RPC request and return the response object (``result`` or ``error``)."""
+        raise NotImplementedError
+
+    async def request_batch(
+        self, calls: list[tuple[str, Any]], *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Send a JSON-RPC batch; the responses come back in the order of ``calls``."""
+        raise NotImplementedError
+
+    # -- web3's provider interface ---------------------------------------------------------------
+
+    async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        """web3's entry point: one request."""
+        return cast(RPCResponse, await self.request(str(method), params))
+
+    async def make_batch_request(self, requests: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse]:
+        """web3's entry point: a batch."""
+        out = await self.request_batch([(str(m), p) for m, p in requests])
+        return cast(list[RPCResponse], out)
+
+    async def is_connected(self, show_traceback: bool = False) -> bool:
+        """Whether a node answers ``web3_clientVersion``."""
+        try:
+            response = await self.request("web3_clientVersion", [])
+        except RPCError:
+            if show_traceback:
+                raise
+            return False
+        return "result" in response
+
+    async def disconnect(self) -> None:
+        """Nothing to do: the HTTP pool belongs to the broker."""
+
+
+class PooledHTTPProvider(DirectProvider):
     """A web3 async JSON-RPC provider that posts on a shared HTTP pool, lock-free.
 
     Args:
@@ -184,27 +233,3 @@ class PooledHTTPProvider(AsyncJSONBaseProvider):
                 raise RPCError(f"{method}: missing from the batch response", retryable=True, method=method)
             out.append(item)
         return out
-
-    # -- web3's provider interface ---------------------------------------------------------------
-
-    async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        """web3's entry point: one request."""
-        return cast(RPCResponse, await self.request(str(method), params))
-
-    async def make_batch_request(self, requests: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse]:
-        """web3's entry point: a batch."""
-        out = await self.request_batch([(str(m), p) for m, p in requests])
-        return cast(list[RPCResponse], out)
-
-    async def is_connected(self, show_traceback: bool = False) -> bool:
-        """Whether the node answers ``web3_clientVersion``."""
-        try:
-            response = await self.request("web3_clientVersion", [])
-        except RPCError:
-            if show_traceback:
-                raise
-            return False
-        return "result" in response
-
-    async def disconnect(self) -> None:
-        """Nothing to do: the HTTP pool belongs to the broker."""

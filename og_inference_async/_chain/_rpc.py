@@ -36,7 +36,7 @@ from .._exceptions import ContractRevertError, OGError, RPCError
 from .._redact import redact
 from ._abi import decode_revert
 from ._fallback import FallbackProvider, HealthTuning
-from ._provider import RATE_LIMIT_CODES, TRANSIENT_WORDS, PooledHTTPProvider, Poster
+from ._provider import RATE_LIMIT_CODES, TRANSIENT_WORDS, DirectProvider, PooledHTTPProvider, Poster
 
 __all__ = ["RpcClient", "as_int", "as_hex_bytes"]
 
@@ -137,9 +137,7 @@ class RpcClient:
         self.retry = retry or RetryPolicy()
         self.request_count = 0
         provider = w3.provider
-        self._pooled: PooledHTTPProvider | FallbackProvider | None = (
-            provider if isinstance(provider, (PooledHTTPProvider, FallbackProvider)) else None
-        )
+        self._pooled: DirectProvider | None = provider if isinstance(provider, DirectProvider) else None
         #: the endpoints with their health, when the provider has several (``rpc_urls``)
         self.endpoints: FallbackProvider | None = provider if isinstance(provider, FallbackProvider) else None
 

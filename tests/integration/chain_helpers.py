@@ -8,9 +8,23 @@ from typing import Any
 
 from eth_account import Account
 
-from og_inference_async import AsyncBroker, RequestRetryPolicy, og
+from og_inference_async import AsyncBroker, RequestRetryPolicy, RetryPolicy, TxPolicy, og
 from og_inference_async._chain import inference_abi
 from og_inference_devnet.provider import ProviderHandle
+
+#: Short read bounds for chaos tests (the defaults wait tens of seconds).
+FAST_RETRY = RetryPolicy(
+    attempts=4, max_delay=3.0, initial_backoff=0.01, max_backoff=0.2, attempt_timeout=1.0
+)
+#: Short transaction bounds for chaos tests.
+FAST_TX = TxPolicy(
+    receipt_timeout=10.0,
+    receipt_poll_interval=0.01,
+    rebroadcast_interval=0.2,
+    send_timeout=5.0,
+    cancel_timeout=5.0,
+    gap_heal_after=0.3,
+)
 
 
 async def register_provider(

@@ -13,25 +13,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import anyio
 import pytest
 
-from og_inference_async import AsyncBroker, RetryPolicy, TxPolicy, TxState, og
+from og_inference_async import AsyncBroker, TxState, og
 from og_inference_devnet import Devnet
 from og_inference_devnet.faultproxy import RpcFaultProxy, start_rpc_fault_proxy
+
+from .chain_helpers import FAST_RETRY, FAST_TX
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 #: Bound on calls that must complete: a hang detector, not a speed assertion.
 HANG_BOUND = 30
-FAST_RETRY = RetryPolicy(
-    attempts=6, max_delay=8.0, initial_backoff=0.01, max_backoff=0.2, attempt_timeout=2.0
-)
-FAST_TX = TxPolicy(
-    receipt_timeout=15.0,
-    receipt_poll_interval=0.01,
-    rebroadcast_interval=0.2,
-    send_timeout=5.0,
-    cancel_timeout=5.0,
-    gap_heal_after=0.5,
-)
 
 
 @asynccontextmanager

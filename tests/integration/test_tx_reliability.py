@@ -18,7 +18,6 @@ import pytest
 from og_inference_async import (
     AsyncBroker,
     ConfigError,
-    RetryPolicy,
     TransactionNotExecutedError,
     TransactionOutcomeUnknownError,
     TxPolicy,
@@ -28,23 +27,12 @@ from og_inference_async.types import TxReceipt, TxState
 from og_inference_devnet import Devnet
 from og_inference_devnet.faultproxy import RpcFaultProxy
 
-from .chain_helpers import register_provider
+from .chain_helpers import FAST_RETRY, FAST_TX, register_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 #: Bound on calls that must complete: a hang detector, not a speed assertion.
 HANG_BOUND = 15
-FAST_RETRY = RetryPolicy(
-    attempts=4, max_delay=3.0, initial_backoff=0.01, max_backoff=0.2, attempt_timeout=1.0
-)
-FAST_TX = TxPolicy(
-    receipt_timeout=10.0,
-    receipt_poll_interval=0.01,
-    rebroadcast_interval=0.2,
-    send_timeout=5.0,
-    cancel_timeout=5.0,
-    gap_heal_after=0.3,
-)
 
 
 def _broker(dn: Devnet, index: int, *, url: str | None = None, policy: TxPolicy = FAST_TX) -> AsyncBroker:
