@@ -56,7 +56,7 @@ def _check_clean(text: str, key: str) -> None:
 
 
 async def cli(devnet: Devnet, *args: str, wallet: bool = True, check: bool = True) -> Run:
-    """Run ``og-inference ARGS`` as the dev account ``USER`` (no key unless ``wallet``); capture its output."""
+    """Run ``og-inference ARGS`` as the dev account ``USER`` (keyless unless ``wallet``), capturing output."""
     key = devnet.accounts[USER].private_key
     proc = await anyio.run_process(
         [sys.executable, "-m", "og_inference_async.cli", *args],
@@ -107,7 +107,7 @@ async def test_ledger_ack_fund_and_accounts(devnet: Devnet, chatbot: ProviderHan
     assert account["balance"] == account["spendable"] > og("0.5")
 
 
-async def test_chat_streams_the_answer_with_fee_and_verification(devnet: Devnet, chatbot: ProviderHandle) -> None:
+async def test_chat_streams_the_answer_fee_and_verification(devnet: Devnet, chatbot: ProviderHandle) -> None:
     """``chat`` prints the provider's answer, the fee in OG and a bound verification."""
     await _ready(devnet, chatbot.address)
     run = await cli(devnet, "chat", chatbot.address, "hello from the command line")
