@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated, Any
@@ -124,6 +124,19 @@ def _done(message: str, receipts: Sequence[TxReceipt], as_json: bool, **extra: A
     out.print(message, markup=False)
     for receipt in receipts:
         out.print(f"  {_tx_line(receipt)}", markup=False)
+
+
+def _send(
+    ctx: typer.Context,
+    doing: str,
+    job: Callable[[AsyncBroker], Awaitable[TxReceipt]],
+    done: str,
+    as_json: bool,
+) -> None:
+    """Run a one-transaction command with a spinner until its receipt, then report it."""
+    with waiting(f"{doing}; waiting for the receipt"):
+        receipt = run(_settings(ctx), job)
+    _done(done, [receipt], as_json)
 
 
 # -- discovery ------------------------------------------------------------------------------------
@@ -262,27 +275,41 @@ def ledger_create(
 ) -> None:
     """Create the ledger with a first deposit."""
     wei = parse_amount(value)
-    with waiting(f"Creating the ledger with {amount(wei)}; waiting for the receipt"):
-        receipt = run(_settings(ctx), lambda b: b.ledger.add_ledger(wei, info))
-    _done(f"Created the ledger with {amount(wei)}", [receipt], as_json)
+    _send(
+        ctx,
+        f"Creating the ledger with {amount(wei)}",
+        lambda b: b.ledger.add_ledger(wei, info),
+        f"Created the ledger with {amount(wei)}",
+        as_json,
+    )
 
 
-@ledger_app.command("deposit")
-def ledger_deposit(ctx: typer.Context, value: AmountArg, as_json: JsonOption = False) -> None:
-    """Deposit into the ledger from the wallet."""
-    wei = parse_amount(value)
-    with waiting(f"Depositing {amount(wei)}; waiting for the receipt"):
-        receipt = run(_settings(ctx), lambda b: b.ledger.deposit_fund(wei))
-    _done(f"Deposited {amount(wei)}", [receipt], as_json)
+def _ledger_amount_command(
+    name: str, summary: str, doing: str, send: Callable[[AsyncBroker, int], Awaitable[TxReceipt]], done: str
+) -> None:
+    """Register ``ledger NAME AMOUNT``: one transaction moving ``AMOUNT`` OG."""
+
+    def command(ctx: typer.Context, value: AmountArg, as_json: JsonOption = False) -> None:
+        wei = parse_amount(value)
+        _send(ctx, f"{doing} {amount(wei)}", lambda b: send(b, wei), done.format(amount(wei)), as_json)
+
+    ledger_app.command(name, help=summary)(command)
 
 
-@ledger_app.command("refund")
-def ledger_refund(ctx: typer.Context, value: AmountArg, as_json: JsonOption = False) -> None:
-    """Withdraw from the ledger's available balance back to the wallet."""
-    wei = parse_amount(value)
-    with waiting(f"Refunding {amount(wei)}; waiting for the receipt"):
-        receipt = run(_settings(ctx), lambda b: b.ledger.refund(wei))
-    _done(f"Refunded {amount(wei)} to the wallet", [receipt], as_json)
+_ledger_amount_command(
+    "deposit",
+    "Deposit into the ledger from the wallet.",
+    "Depositing",
+    lambda b, w: b.ledger.deposit_fund(w),
+    "Deposited {}",
+)
+_ledger_amount_command(
+    "refund",
+    "Withdraw from the ledger's available balance back to the wallet.",
+    "Refunding",
+    lambda b, w: b.ledger.refund(w),
+    "Refunded {} to the wallet",
+)
 
 
 @ledger_app.command("retrieve")
@@ -308,9 +335,7 @@ def ledger_retrieve(
 @ledger_app.command("delete")
 def ledger_delete(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Delete the (empty) ledger."""
-    with waiting("Deleting the ledger; waiting for the receipt"):
-        receipt = run(_settings(ctx), lambda b: b.ledger.delete_ledger())
-    _done("Deleted the ledger", [receipt], as_json)
+    _send(ctx, "Deleting the ledger", lambda b: b.ledger.delete_ledger(), "Deleted the ledger", as_json)
 
 
 # -- sub-accounts ---------------------------------------------------------------------------------
@@ -403,9 +428,13 @@ def fund(ctx: typer.Context, provider: ProviderArg, value: AmountArg, as_json: J
     """Move OG from the ledger into a provider sub-account."""
 
     wei = parse_amount(value)
-    with waiting(f"Transferring {amount(wei)}; waiting for the receipt"):
-        receipt = run(_settings(ctx), lambda b: b.ledger.transfer_fund(provider, wei))
-    _done(f"Transferred {amount(wei)} to {provider}", [receipt], as_json)
+    _send(
+        ctx,
+        f"Transferring {amount(wei)}",
+        lambda b: b.ledger.transfer_fund(provider, wei),
+        f"Transferred {amount(wei)} to {provider}",
+        as_json,
+    )
 
 
 # -- API keys -------------------------------------------------------------------------------------
@@ -478,18 +507,20 @@ def keys_revoke(
             return await broker.inference.revoke_api_key(provider, token_ids[0])
         return await broker.inference.revoke_api_keys(provider, list(token_ids))
 
-    with waiting("Revoking; waiting for the receipt"):
-        receipt = run(_settings(ctx), job)
-    _done(f"Revoked key id(s) {', '.join(map(str, token_ids))}", [receipt], as_json)
+    _send(ctx, "Revoking", job, f"Revoked key id(s) {', '.join(map(str, token_ids))}", as_json)
 
 
 @keys_app.command("revoke-all")
 def keys_revoke_all(ctx: typer.Context, provider: ProviderArg, as_json: JsonOption = False) -> None:
     """Revoke every API key and session token for a provider (starts a new generation)."""
 
-    with waiting("Revoking all tokens; waiting for the receipt"):
-        receipt = run(_settings(ctx), lambda b: b.inference.revoke_all_tokens(provider))
-    _done("Revoked every key and session token", [receipt], as_json)
+    _send(
+        ctx,
+        "Revoking all tokens",
+        lambda b: b.inference.revoke_all_tokens(provider),
+        "Revoked every key and session token",
+        as_json,
+    )
 
 
 # -- requests and verification --------------------------------------------------------------------
