@@ -1,24 +1,31 @@
 """The ``og-inference`` command line without a chain: key handling, errors before any I/O, isolation.
 
-Commands are run in-process through :func:`og_inference_async.cli.main`; every case here fails or
-finishes before a broker opens, so no RPC is reached. The devnet runs are in
-``tests/integration/test_cli.py``.
+Commands are run in-process through :func:`og_inference_async.cli.main` (in a worker thread);
+every case here fails or finishes before a broker opens, so no RPC is reached. The devnet runs
+are in ``tests/integration/test_cli.py``.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from og_inference_async.cli import main
+from og_inference_async.cli import main as cli_main
 
 #: A well-formed key that must never be printed (the first public anvil dev key).
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 #: Nothing listens there: a command that reached the RPC would fail with another error.
 NOWHERE = ["--network", "hardhat", "--rpc-url", "http://127.0.0.1:9"]
+
+
+def main(argv: list[str]) -> int:
+    """Run the CLI in a thread of its own: the session's event loop may be current in this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(cli_main, argv).result()
 
 
 @pytest.fixture(autouse=True)
