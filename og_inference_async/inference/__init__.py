@@ -79,7 +79,7 @@ class _Delegate(Generic[P, R]):
         return method
 
 
-class _Alias(Generic[P, R]):
+class _Alias:
     """Another SDK's name for a delegation: looking it up gives the same bound method.
 
     Args:
@@ -87,20 +87,12 @@ class _Alias(Generic[P, R]):
         origin: whose name it is (for the docstring).
     """
 
-    def __init__(self, delegate: _Delegate[P, R], origin: str) -> None:
+    def __init__(self, delegate: _Delegate[Any, Any], origin: str) -> None:
         self._delegate = delegate
         self.__doc__ = f"``{delegate._name}`` under {origin}'s name.\n\n{delegate.__doc__ or ''}"
 
-    @overload
-    def __get__(self, api: None, owner: type[Any]) -> _Alias[P, R]: ...
-
-    @overload
-    def __get__(self, api: _HasServices, owner: type[Any]) -> Callable[P, R]: ...
-
-    def __get__(self, api: _HasServices | None, owner: type[Any]) -> _Alias[P, R] | Callable[P, R]:
-        if api is None:
-            return self
-        return self._delegate.__get__(api, owner)
+    def __get__(self, api: _HasServices | None, owner: type[Any]) -> Any:
+        return self if api is None else self._delegate.__get__(api, owner)
 
 
 class InferenceAPI:

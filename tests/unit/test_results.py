@@ -12,7 +12,7 @@ import og_inference_async.types as types_mod
 import og_inference_async.types.discovery as discovery_mod
 import og_inference_async.types.funding as funding_mod
 import og_inference_async.types.inference as inference_mod
-from og_inference_async.types import Account, Ledger, Refund, Service
+from og_inference_async.types import Account, Ledger, Refund
 from og_inference_async.types._base import Frozen
 from og_inference_async.types.funding import AckResult, RefundCompletion
 from og_inference_async.types.inference import (
@@ -22,6 +22,8 @@ from og_inference_async.types.inference import (
     VerificationResult,
     VerificationStatus,
 )
+
+from .test_validation import make_service  # one Service factory for the unit tests
 
 BIG = 2**70 + 1  # above 2**53: not exact as a JavaScript number
 PROVIDER = "0x" + "ab" * 20
@@ -113,25 +115,9 @@ def test_derived_values_are_dumped_everywhere() -> None:
         revoked_bitmap=0,
     )
     assert account.model_dump()["spendable"] == 3
-    service = _service()
-    assert service.model_dump()["endpoint"] == "http://p/v1/proxy"
+    service = make_service("chatbot")
+    assert service.model_dump()["endpoint"] == "http://provider.test/v1/proxy"
     assert RefundCompletion().model_dump()["newly_requested"] == 0
-
-
-def _service() -> Service:
-    return Service(
-        provider=PROVIDER,
-        service_type="chatbot",
-        url="http://p/",
-        input_price=1,
-        output_price=2,
-        updated_at=0,
-        model="m",
-        verifiability="TeeML",
-        additional_info="",
-        tee_signer_address=PROVIDER,
-        tee_signer_acknowledged=True,
-    )
 
 
 def _public_models() -> list[type[Frozen]]:
@@ -183,8 +169,8 @@ def test_models_read_like_mappings() -> None:
     """``model["field"]``, ``model.get``, ``in`` and ``dict(model)`` read fields and derived values."""
     ack = AckResult(provider=PROVIDER, status="already_acknowledged")
     assert ack["status"] == "already_acknowledged"
-    service = _service()
-    assert service["endpoint"] == "http://p/v1/proxy"
+    service = make_service("chatbot")
+    assert service["endpoint"] == "http://provider.test/v1/proxy"
     assert service["model"] == "m"
     assert "endpoint" in service and "nope" not in service
     assert service.get("nope", 7) == 7
