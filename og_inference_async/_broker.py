@@ -407,7 +407,7 @@ class AsyncBroker:
         """Build the object graph of the open broker, once: each part gets what it needs."""
         wallet = Wallet(self._account, sender)
         auth = AuthManager(contracts, wallet, registry=self._api_key_registry, policy=self.session_policy)
-        ledger = LedgerAPI(contracts, wallet, forget=auth.forget)
+        ledger = LedgerAPI(contracts, wallet, forget=auth.forget, services=self._inference_services)
         transport = ProviderTransport(http, auth=auth, settings=self._policies)
         services = InferenceServices.build(
             contracts=contracts,

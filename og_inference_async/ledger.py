@@ -4,6 +4,11 @@ Every write checks what can be checked first (addresses, amounts, on-chain minim
 existence) and raises a typed error without sending anything. Amounts are ``int`` wei or
 ``Decimal`` / ``str`` OG (see :func:`og_inference_async.og`); floats are refused.
 
+Other 0G SDKs name the service a sub-account belongs to (``transfer_fund(p, "inference", n)``,
+``retrieve_fund("inference")``); this SDK serves inference only, so those forms are accepted with
+``"inference"`` and mean the same as leaving the name out. The money-over-time methods of
+``broker.inference`` (``wait_settled``, ``get_refunds``, ``complete_refunds``) are here too.
+
 Every write that changes a provider sub-account (``transfer_fund``, ``retrieve_fund*``, a
 ``refund`` that deletes the ledger, ``delete_ledger``) drops what ``broker.inference`` cached
 about that account (account reads, acknowledgement, "no sub-account", session tokens) once the
@@ -13,7 +18,7 @@ transaction was sent, whatever its outcome, so the next request sees the new sta
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._config import checksum
 from ._exceptions import (
@@ -30,17 +35,69 @@ from ._exceptions import (
 from ._runtime import Wallet
 from ._units import Amount, format_og, to_wei
 from ._validate import shown
+from .inference import _Delegate
+from .inference.settlement import SettlementService
 from .types import Account, Ledger, ProviderBalance, TxReceipt
 
 if TYPE_CHECKING:
     from ._chain import ChainReader
+    from .inference import InferenceServices
 
-__all__ = ["LedgerAPI"]
+__all__ = ["LedgerAPI", "ServiceType"]
+
+#: The service a sub-account belongs to, as the TS SDK and 0g-inference-sdk name it.
+ServiceType = Literal["inference"]
+
+_NOT_SERVED = ("fine-tuning", "fineTuning", "fine_tuning")
+_MISSING: Any = object()
 
 MAX_ADDITIONAL_INFO = 4096
 RETRIEVE_BATCH = 20
 
 T = TypeVar("T")
+
+
+def _check_service_type(value: Any) -> None:
+    """Accept ``"inference"``; refuse other service names with a ``ConfigError``."""
+    if value == "inference":
+        return
+    if isinstance(value, str) and value in _NOT_SERVED:
+        raise ConfigError(
+            f"og-inference-async serves inference only; {value!r} sub-accounts are not supported"
+        )
+    raise ConfigError(f"service_type must be 'inference', got {shown(value)}")
+
+
+def _is_service_type(value: Any) -> bool:
+    return isinstance(value, str) and (value == "inference" or value in _NOT_SERVED)
+
+
+def _transfer_amount(args: tuple[Any, ...], amount: Any, service_type: Any) -> Amount:
+    """The amount of ``transfer_fund(provider, [service_type,] amount)``, the service type checked."""
+    if len(args) > 2:
+        raise ConfigError(
+            f"transfer_fund takes (provider, [service_type,] amount), got {len(args) + 1} arguments"
+        )
+    if len(args) == 2 or (len(args) == 1 and amount is not _MISSING):
+        if service_type is not None:
+            raise ConfigError("service_type is given twice")
+        service_type, args = args[0], args[1:]
+    if args:
+        if amount is not _MISSING:
+            raise ConfigError("amount is given twice")
+        amount = args[0]
+    if service_type is not None:
+        _check_service_type(service_type)
+    if amount is _MISSING:
+        raise ConfigError("transfer_fund needs an amount: transfer_fund(provider, amount)")
+    if _is_service_type(amount):
+        raise ConfigError(f"transfer_fund(provider, {amount!r}) needs an amount after the service type")
+    result: Amount = amount
+    return result
+
+
+def _no_services() -> InferenceServices:
+    raise ConfigError("this ledger namespace was built without the inference services")
 
 
 def _positive(amount: Amount, what: str = "amount") -> int:
@@ -58,14 +115,30 @@ class LedgerAPI:
         wallet: the user's wallet (address, transaction sender).
         forget: drops what the inference caches hold about one provider's sub-account (``None``:
             all); called after every write that may have changed one.
+        services: returns the open broker's inference services (for the money-over-time
+            methods shared with ``broker.inference``).
     """
 
     def __init__(
-        self, contracts: ChainReader, wallet: Wallet, *, forget: Callable[[str | None], None]
+        self,
+        contracts: ChainReader,
+        wallet: Wallet,
+        *,
+        forget: Callable[[str | None], None],
+        services: Callable[[], InferenceServices] | None = None,
     ) -> None:
         self._contracts = contracts
         self._wallet = wallet
         self._forget = forget
+        self._s = services or _no_services
+        self._state = self._s
+        self._emptied_by: str | None = None  # the refund that emptied (and so deleted) the ledger
+
+    # -- money over time (the same methods as broker.inference's) ------------------------------
+
+    wait_settled = _Delegate("settlement", SettlementService.wait_settled)
+    get_refunds = _Delegate("settlement", SettlementService.get_refunds)
+    complete_refunds = _Delegate("settlement", SettlementService.complete_refunds)
 
     async def _touching(self, providers: Iterable[str] | None, send: Awaitable[T]) -> T:
         """Await the write ``send``, then drop the inference caches of ``providers`` (``None``: all).
@@ -106,8 +179,15 @@ class LedgerAPI:
         chain = self._contracts
         return await chain.min_account_balance(), await chain.min_transfer_amount()
 
-    async def get_providers_with_balance(self) -> list[ProviderBalance]:
-        """Every provider this wallet has an inference sub-account with, and what sits there."""
+    async def get_providers_with_balance(
+        self, service_type: ServiceType = "inference"
+    ) -> list[ProviderBalance]:
+        """Every provider this wallet has an inference sub-account with, and what sits there.
+
+        Args:
+            service_type: ``"inference"`` (the TS SDK's argument; the only service served).
+        """
+        _check_service_type(service_type)
         return await self._contracts.get_provider_balances(self._wallet.address)
 
     async def get_account(self, provider: str) -> Account:
@@ -145,7 +225,9 @@ class LedgerAPI:
                 f"the ledger of {sender.address} already exists", error_args={"user": sender.address}
             )
         await self._check_wallet(wei)
-        return await chain.add_ledger(sender, info, wei)
+        receipt = await chain.add_ledger(sender, info, wei)
+        self._emptied_by = None
+        return receipt
 
     async def deposit_fund(self, amount: Amount) -> TxReceipt:
         """Add funds to this wallet's ledger (creating it when the amount reaches the minimum).
@@ -159,7 +241,9 @@ class LedgerAPI:
         sender = self._wallet.require_sender()
         await self._check_new_ledger_minimum(sender.address, wei)
         await self._check_wallet(wei)
-        return await self._contracts.deposit_fund(sender, wei)
+        receipt = await self._contracts.deposit_fund(sender, wei)
+        self._emptied_by = None
+        return receipt
 
     async def deposit_fund_for(self, recipient: str, amount: Amount) -> TxReceipt:
         """Deposit into another address's ledger (creating it when the amount reaches the minimum).
@@ -177,13 +261,25 @@ class LedgerAPI:
         await self._check_wallet(wei)
         return await self._contracts.deposit_fund_for(sender, to, wei)
 
-    async def transfer_fund(self, provider: str, amount: Amount) -> TxReceipt:
+    @overload
+    async def transfer_fund(self, provider: str, amount: Amount) -> TxReceipt: ...
+
+    @overload
+    async def transfer_fund(self, provider: str, service_type: ServiceType, amount: Amount) -> TxReceipt: ...
+
+    async def transfer_fund(
+        self, provider: str, *args: Any, amount: Any = _MISSING, service_type: Any = None
+    ) -> TxReceipt:
         """Move funds from the ledger into ``provider``'s inference sub-account.
 
         The first transfer to a provider opens the sub-account (at least ``MIN_TRANSFER_AMOUNT``)
         and acknowledges its TEE signer. The service name is resolved on chain.
 
+        Called as ``transfer_fund(provider, amount)``, or as the TS SDK and 0g-inference-sdk
+        write it, ``transfer_fund(provider, "inference", amount)``.
+
         Raises:
+            ConfigError: a service type other than ``"inference"``, or no amount.
             InvalidAddressError: malformed or zero provider, or the provider is this wallet.
             InvalidAmountError: float, negative or zero amount.
             ServiceNotFoundError: the provider has no inference service on this network.
@@ -192,7 +288,7 @@ class LedgerAPI:
             InsufficientBalanceError: the ledger's available balance is too low.
         """
         prov = checksum(provider, what="provider")
-        wei = _positive(amount)
+        wei = _positive(_transfer_amount(args, amount, service_type))
         sender = self._wallet.require_sender()
         if prov == sender.address:
             raise InvalidAddressError("the provider must not be this wallet's own address")
@@ -222,7 +318,9 @@ class LedgerAPI:
             )
         return await self._touching([prov], chain.transfer_fund(sender, prov, wei))
 
-    async def retrieve_fund(self, providers: list[str] | None = None) -> list[TxReceipt]:
+    async def retrieve_fund(
+        self, providers: list[str] | ServiceType | None = None, *, service_type: ServiceType | None = None
+    ) -> list[TxReceipt]:
         """Request refunds from providers and collect matured ones (batches of 20 per transaction).
 
         Retrieving takes two calls separated by the lock time: the first schedules refunds of
@@ -230,7 +328,9 @@ class LedgerAPI:
         ledger's available balance.
 
         Args:
-            providers: the providers to retrieve from (default: every provider with a sub-account).
+            providers: the providers to retrieve from (default: every provider with a sub-account);
+                ``"inference"`` (the TS SDK's ``retrieveFund('inference')``) means every provider.
+            service_type: ``"inference"`` (0g-inference-sdk's keyword), the same as leaving it out.
 
         Returns:
             One receipt per batch (empty when there is nothing to retrieve).
@@ -241,6 +341,11 @@ class LedgerAPI:
             LedgerNotExistsError: this wallet has no ledger.
             AccountNotExistsError: a provider given explicitly has no sub-account.
         """
+        if service_type is not None:
+            _check_service_type(service_type)
+        if _is_service_type(providers):
+            _check_service_type(providers)
+            providers = None
         sender = self._wallet.require_sender()
         chain = self._contracts
         if providers is None:
@@ -265,8 +370,11 @@ class LedgerAPI:
             receipts.append(await self._touching(batch, send))
         return receipts
 
-    async def retrieve_fund_from_provider(self, provider: str) -> TxReceipt:
-        """:meth:`retrieve_fund` for one provider."""
+    async def retrieve_fund_from_provider(
+        self, provider: str, service_type: ServiceType = "inference"
+    ) -> TxReceipt:
+        """:meth:`retrieve_fund` for one provider (``service_type``: the TS SDK's argument, "inference")."""
+        _check_service_type(service_type)
         (receipt,) = await self.retrieve_fund([provider])
         return receipt
 
@@ -274,7 +382,8 @@ class LedgerAPI:
         """Withdraw from the ledger's available balance back to the wallet.
 
         What remains available must be zero or at least ``MIN_ACCOUNT_BALANCE``. A refund that
-        empties the ledger's total deletes it together with its sub-accounts.
+        empties the ledger's total deletes it together with its sub-accounts (no
+        :meth:`delete_ledger` needed after it).
 
         Raises:
             InvalidAmountError: float, negative or zero amount.
@@ -305,18 +414,24 @@ class LedgerAPI:
             )
         send = chain.refund(sender, wei)
         if ledger.total == wei:  # the ledger empties: the contract deletes it with its sub-accounts
-            return await self._touching(None, send)
+            receipt = await self._touching(None, send)
+            self._emptied_by = receipt.tx_hash
+            return receipt
         return await send
 
     async def delete_ledger(self) -> TxReceipt:
         """Delete this wallet's (empty) ledger.
 
         Raises:
-            LedgerNotExistsError: no ledger.
+            LedgerNotExistsError: no ledger; its message says whether a refund of the whole
+                balance already deleted it (then there is nothing left to do).
             MustWithdrawAllFundsFirstError: the ledger still holds funds.
         """
         sender = self._wallet.require_sender()
-        ledger = await self.get_ledger()
+        try:
+            ledger = await self.get_ledger()
+        except LedgerNotExistsError as exc:
+            raise self._nothing_to_delete(sender.address, exc) from exc
         if ledger.total != 0:
             raise MustWithdrawAllFundsFirstError(
                 f"the ledger still holds {format_og(ledger.total)} OG",
@@ -325,6 +440,26 @@ class LedgerAPI:
         return await self._touching(None, self._contracts.delete_ledger(sender))
 
     # -- checks ----------------------------------------------------------------------------------
+
+    def _nothing_to_delete(self, user: str, cause: LedgerNotExistsError) -> LedgerNotExistsError:
+        """The error of ``delete_ledger`` without a ledger: what happened, not how to create one."""
+        if self._emptied_by is not None:
+            message = (
+                f"{user} has no ledger to delete: the refund {self._emptied_by} withdrew its whole "
+                "balance, and the contract deleted the ledger with its sub-accounts then"
+            )
+        else:
+            message = (
+                f"{user} has no ledger to delete: it was never created, or a refund of its whole "
+                "balance already deleted it (the contract deletes an emptied ledger)"
+            )
+        return LedgerNotExistsError(
+            message,
+            error_args=cause.error_args,
+            selector=cause.selector,
+            data=cause.data,
+            hint="nothing is left to delete; ledger.add_ledger creates a new ledger when you need one",
+        )
 
     @staticmethod
     def _check_info(info: Any) -> str:

@@ -16,7 +16,7 @@ needs an open broker (:class:`~og_inference_async.BrokerStateError` otherwise).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .._retry import RequestRetryPolicy
 from ._common import RequestPolicies, provider_address
@@ -36,6 +36,13 @@ __all__ = ["ApiKeyRegistry", "InMemoryApiKeyRegistry", "InferenceAPI", "Inferenc
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _HasServices(Protocol):
+    """A namespace that delegates: ``_s()`` gives the open broker's services, ``_state()`` them for reads."""
+
+    _s: Callable[[], InferenceServices]
+    _state: Callable[[], InferenceServices]
 
 
 class _Delegate(Generic[P, R]):
@@ -60,9 +67,9 @@ class _Delegate(Generic[P, R]):
     def __get__(self, api: None, owner: type[Any]) -> _Delegate[P, R]: ...
 
     @overload
-    def __get__(self, api: InferenceAPI, owner: type[Any]) -> Callable[P, R]: ...
+    def __get__(self, api: _HasServices, owner: type[Any]) -> Callable[P, R]: ...
 
-    def __get__(self, api: InferenceAPI | None, owner: type[Any]) -> _Delegate[P, R] | Callable[P, R]:
+    def __get__(self, api: _HasServices | None, owner: type[Any]) -> _Delegate[P, R] | Callable[P, R]:
         if api is None:
             return self
         # Resolved at lookup, not at call: the service's own bound method is handed out, so a call
@@ -70,6 +77,22 @@ class _Delegate(Generic[P, R]):
         services = api._state() if self._local else api._s()
         method: Callable[P, R] = getattr(getattr(services, self._service), self._name)
         return method
+
+
+class _Alias:
+    """Another SDK's name for a delegation: looking it up gives the same bound method.
+
+    Args:
+        delegate: the delegation it names.
+        origin: whose name it is (for the docstring).
+    """
+
+    def __init__(self, delegate: _Delegate[Any, Any], origin: str) -> None:
+        self._delegate = delegate
+        self.__doc__ = f"``{delegate._name}`` under {origin}'s name.\n\n{delegate.__doc__ or ''}"
+
+    def __get__(self, api: _HasServices | None, owner: type[Any]) -> Any:
+        return self if api is None else self._delegate.__get__(api, owner)
 
 
 class InferenceAPI:
@@ -123,10 +146,12 @@ class InferenceAPI:
 
     get_service = _Delegate("discovery", DiscoveryService.get_service)
     list_services = _Delegate("discovery", DiscoveryService.list_services)
+    list_service = _Alias(list_services, "the TS SDK's and 0g-inference-sdk")
     iter_services = _Delegate("discovery", DiscoveryService.iter_services)
     get_service_metadata = _Delegate("discovery", DiscoveryService.get_service_metadata)
     get_provider_models = _Delegate("discovery", DiscoveryService.get_provider_models)
     list_services_with_detail = _Delegate("discovery", DiscoveryService.list_services_with_detail)
+    list_service_with_detail = _Alias(list_services_with_detail, "the TS SDK's and 0g-inference-sdk")
 
     def forget_service(self, provider: str | None = None) -> None:
         """Drop cached service metadata (URL, prices, signer) of one provider or all."""
@@ -142,6 +167,7 @@ class InferenceAPI:
     create_api_key = _Delegate("auth", AuthManager.create_api_key)
     revoke_api_key = _Delegate("auth", AuthManager.revoke_api_key)
     revoke_api_keys = _Delegate("auth", AuthManager.revoke_api_keys)
+    revoke_tokens = _Alias(revoke_api_keys, "0g-inference-sdk")
     list_revoked_api_keys = _Delegate("auth", AuthManager.list_revoked_api_keys)
     revoke_all_tokens = _Delegate("auth", AuthManager.revoke_all_tokens)
 

@@ -10,6 +10,7 @@ fall back to whichever token pair the usage object carries, instead of failing.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -105,16 +106,35 @@ class LocalFeeBook:
     """Fees this broker estimated per provider since it started (or since the last reset), in wei.
 
     It is what the SDK knows locally about unsettled spending; the provider's own
-    ``/v1/user/<addr>/unsettledfee`` is authoritative.
+    ``/v1/user/<addr>/unsettledfee`` is authoritative. A billed item with an identity (an async
+    image job) is counted once however often its result is fetched; the last ``max_keys``
+    identities are remembered.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_keys: int = 10_000) -> None:
         self._fees: dict[str, int] = {}
         self._counts: dict[str, int] = {}
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._max_keys = max_keys
 
-    def record(self, provider: str, cost: FeeBreakdown | None) -> int:
-        """Record one request's estimated cost (``None``: unknown, counted as 0); returns its fee."""
+    def record(self, provider: str, cost: FeeBreakdown | None, *, once: str | None = None) -> int:
+        """Record one request's estimated cost (``None``: unknown, counted as 0); returns its fee.
+
+        Args:
+            provider: the provider (checksummed).
+            cost: the estimated cost.
+            once: the identity of what is billed (an async job id): a second record of the same
+                identity for the same provider returns the fee without counting it again.
+        """
         fee = cost.fee if cost is not None else 0
+        if once is not None:
+            key = (provider, once)
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return fee
+            self._seen[key] = None
+            if len(self._seen) > self._max_keys:
+                self._seen.popitem(last=False)
         self.add(provider, fee)
         return fee
 

@@ -7,15 +7,17 @@ for one provider costs one ``getAccount`` read and one signature.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from .._apikeys import ApiKey, check_token_id, issue_api_key, pick_token_id, revoked_ids
 from .._config import SessionPolicy, checksum
-from .._exceptions import AccountNotExistsError, ApiKeyError, NotAcknowledgedError
+from .._exceptions import AccountNotExistsError, ApiKeyError, ConfigError, NotAcknowledgedError
 from .._runtime import Wallet
 from .._session import SessionTokenCache
 from .._singleflight import SingleFlight
@@ -29,6 +31,40 @@ __all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
 
 #: The latest expiry an API key can carry (ms since the epoch, a signed 64-bit value).
 MAX_TOKEN_MS = 2**63 - 1
+
+
+def lifetime_in_ms(expires_in: float | timedelta | None, expires_in_ms: int | None) -> int | None:
+    """An API key's lifetime in milliseconds from seconds / a ``timedelta`` or from milliseconds.
+
+    ``None`` or ``0`` means the key never expires. A positive lifetime below one millisecond is
+    refused rather than rounded to "never".
+
+    Raises:
+        ConfigError: both given, a wrong type, a negative, non-finite or sub-millisecond lifetime.
+    """
+    if expires_in_ms is not None:
+        if expires_in is not None:
+            raise ConfigError("give expires_in (seconds or a timedelta) or expires_in_ms, not both")
+        return check_int("expires_in_ms", expires_in_ms, minimum=0, maximum=MAX_TOKEN_MS)
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, timedelta):
+        ms = expires_in // timedelta(milliseconds=1)
+        negative = expires_in < timedelta(0)
+    elif isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)):
+        raise ConfigError(
+            f"expires_in must be seconds (int or float) or a timedelta, got {shown(expires_in)}"
+        )
+    elif not math.isfinite(expires_in):
+        raise ConfigError(f"expires_in must be finite, got {expires_in!r}")
+    else:
+        ms = expires_in * 1000 if isinstance(expires_in, int) else math.floor(expires_in * 1000)
+        negative = expires_in < 0
+    if negative:
+        raise ConfigError(f"expires_in must be 0 (never expires) or more, got {shown(expires_in)}")
+    if ms == 0 and expires_in:
+        raise ConfigError(f"expires_in must be at least one millisecond, got {shown(expires_in)}")
+    return check_int("expires_in (as milliseconds)", int(ms), minimum=0, maximum=MAX_TOKEN_MS)
 
 
 class ApiKeyRegistry(Protocol):
@@ -211,26 +247,34 @@ class AuthManager:
     # -- API keys --------------------------------------------------------------------------------
 
     async def create_api_key(
-        self, provider: str, *, expires_in: int | None = None, token_id: int | None = None
+        self,
+        provider: str,
+        *,
+        expires_in: float | timedelta | None = None,
+        token_id: int | None = None,
+        expires_in_ms: int | None = None,
     ) -> ApiKey:
         """Issue a persistent API key (``app-sk-...``) usable as an OpenAI client's ``api_key``.
 
         Args:
             provider: the provider address.
-            expires_in: lifetime in milliseconds; ``None`` or ``0`` = never expires.
+            expires_in: lifetime in seconds (``int`` or ``float``) or a ``timedelta``; ``None``
+                or ``0`` = never expires.
             token_id: 0..254; default: the lowest id neither revoked on chain nor issued by
                 this broker's registry.
+            expires_in_ms: the lifetime in milliseconds instead, the unit of the TS SDK's
+                ``createApiKey(p, {expiresIn})`` (give one of ``expires_in`` and this).
 
         Raises:
-            ConfigError: ``expires_in`` is not an int number of milliseconds (0 or more).
+            ConfigError: a negative, non-finite or sub-millisecond lifetime, a lifetime of another
+                type, or both ``expires_in`` and ``expires_in_ms``.
             NotAcknowledgedError: no sub-account with the provider.
             ApiKeyError: the id is 255, out of range or revoked, or all ids are taken.
         """
         prov = checksum(provider, what="provider")
         if token_id is not None:
             check_token_id(token_id, 0)  # the type and range; the revocation bitmap is read below
-        if expires_in is not None:
-            check_int("expires_in (ms)", expires_in, minimum=0, maximum=MAX_TOKEN_MS)
+        lifetime_ms = lifetime_in_ms(expires_in, expires_in_ms)
         account = await self.read_account(prov, fresh=True)
         if account is None:
             raise NotAcknowledgedError(
@@ -256,7 +300,7 @@ class AuthManager:
             prov,
             token_id=chosen,
             generation=account.generation,
-            expires_in_ms=expires_in,
+            expires_in_ms=lifetime_ms,
             now_ms=int(self._clock() * 1000),
         )
         self.registry.record(user, key)

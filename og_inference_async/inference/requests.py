@@ -172,9 +172,9 @@ class RequestCore:
             ResponseVerificationError: under ``required``, the result failed verification.
         """
         handle = VerificationHandle()
-        result = kind(
-            fee=self.fees.record(fields["provider"], cost), cost=cost, verification=handle, **fields
-        )
+        job = fields.get("job_id")  # an async job waited on twice is billed (and counted) once
+        fee = self.fees.record(fields["provider"], cost, once=job if isinstance(job, str) else None)
+        result = kind(fee=fee, cost=cost, verification=handle, **fields)
         await self._verification.settle(policy, handle, svc, result)
         return result
 

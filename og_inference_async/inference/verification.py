@@ -33,7 +33,8 @@ from ..types.inference import (
     VerificationStatus,
     VerificationStep,
 )
-from ._common import RequestPolicies, provider_address
+from ._common import RequestPolicies
+from ._common import provider_address as checked_provider
 from ._fees import LocalFeeBook, fee_breakdown
 from ._verify import (
     VerificationPolicy,
@@ -84,6 +85,18 @@ def json_object(reply: HttpReply, provider: str, what: str) -> dict[str, Any]:
             f"{what}: the provider answered with JSON that is not an object", provider=provider
         )
     return data
+
+
+def _usage_in(content: str) -> Mapping[str, Any] | None:
+    """The usage object in a ``content`` JSON text (its ``usage`` member, or itself), else ``None``."""
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    inner = parsed.get("usage")
+    return inner if isinstance(inner, dict) else parsed
 
 
 class VerificationService:
@@ -299,13 +312,15 @@ class VerificationService:
 
     async def process_response(
         self,
-        provider: str,
-        chat_id: str | None,
+        provider: str | None = None,
+        chat_id: str | None = None,
+        content: str | None = None,
         *,
         request_body: bytes | None = None,
         response_body: bytes | None = None,
         usage: Mapping[str, Any] | str | None = None,
         model: str | None = None,
+        provider_address: str | None = None,
     ) -> VerificationResult:
         """Verify a response you obtained yourself (e.g. through the OpenAI adapter), and count its fee.
 
@@ -321,15 +336,27 @@ class VerificationService:
             usage: the usage object (or its JSON) to count the fee locally; for image services,
                 ``{"n": <images>}``. Leave it out for responses the SDK already counted.
             model: the model the request used (default: the service's).
+            content: what the TS SDK's ``processResponse(p, chatID, content)`` and
+                0g-inference-sdk take: a usage JSON object (with or without a ``usage`` key) is
+                counted as ``usage``; other text (the answer itself) is not needed to check the
+                signature and is ignored.
+            provider_address: 0g-inference-sdk's keyword for ``provider``.
 
         Returns:
-            The outcome; never raises for a bad signature (see :class:`VerificationStatus`).
+            The outcome; never raises for a bad signature (see :class:`VerificationStatus`). It is
+            truthy only when the response passed (``if await process_response(...):``).
 
         Raises:
-            ConfigError: an argument of the wrong type.
+            ConfigError: an argument of the wrong type, or no provider (or two).
             ServiceNotFoundError: no service for ``provider``.
         """
-        prov = provider_address(provider)
+        who = provider if provider is not None else provider_address
+        if who is None or (provider is not None and provider_address is not None):
+            raise ConfigError("give the provider once: process_response(provider, chat_id)")
+        prov = checked_provider(who)
+        check_optional_str("content", content)
+        if usage is None and content is not None:
+            usage = _usage_in(content)
         check_optional_str("chat_id", chat_id)
         check_optional_str("model", model)
         for name, body in (("request_body", request_body), ("response_body", response_body)):
@@ -383,7 +410,7 @@ class VerificationService:
             ServiceNotFoundError: no service for ``provider``.
             ProviderError: the report could not be fetched.
         """
-        prov = provider_address(provider)
+        prov = checked_provider(provider)
         if output_dir is not None and (
             not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
         ):

@@ -8,8 +8,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from pydantic import computed_field
+
 from .._units import format_og
-from ._base import Frozen
+from ._base import Frozen, Wei
 
 __all__ = [
     "Account",
@@ -37,12 +39,13 @@ class Ledger(Frozen):
     """
 
     user: str
-    total: int
-    available: int
+    total: Wei
+    available: Wei
     additional_info: str = ""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def locked(self) -> int:
+    def locked(self) -> Wei:
         """Funds sitting in provider sub-accounts: ``total - available`` (wei)."""
         return self.total - self.available
 
@@ -57,7 +60,7 @@ class Refund(Frozen):
     """A pending refund in a provider sub-account (``created_at`` in seconds)."""
 
     index: int
-    amount: int
+    amount: Wei
     created_at: int
     processed: bool
 
@@ -78,16 +81,17 @@ class Account(Frozen):
     user: str
     provider: str
     nonce: int
-    balance: int
-    pending_refund: int
+    balance: Wei
+    pending_refund: Wei
     refunds: tuple[Refund, ...]
     additional_info: str
     acknowledged: bool
     generation: int
     revoked_bitmap: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def spendable(self) -> int:
+    def spendable(self) -> Wei:
         """``balance - pending_refund``: what the provider can still bill (wei)."""
         return self.balance - self.pending_refund
 
@@ -96,8 +100,8 @@ class ProviderBalance(Frozen):
     """A provider the user has a sub-account with, and what sits there (wei)."""
 
     provider: str
-    balance: int
-    pending_refund: int
+    balance: Wei
+    pending_refund: Wei
 
 
 class Service(Frozen):
@@ -110,8 +114,8 @@ class Service(Frozen):
     provider: str
     service_type: str
     url: str
-    input_price: int
-    output_price: int
+    input_price: Wei
+    output_price: Wei
     updated_at: int
     model: str
     verifiability: str
@@ -119,11 +123,13 @@ class Service(Frozen):
     tee_signer_address: str
     tee_signer_acknowledged: bool
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def endpoint(self) -> str:
         """The OpenAI-compatible base URL: ``url`` without trailing slashes plus ``/v1/proxy``."""
         return self.url.rstrip("/") + "/v1/proxy"
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def is_verifiable(self) -> bool:
         """Whether responses carry TEE signatures (``TeeML``, ``OpML`` or ``ZKML``)."""
@@ -231,7 +237,7 @@ class TxRecord(Frozen):
     nonce: int
     context: str
     to: str
-    value: int
+    value: Wei
     state: TxState
     created_at: float
     replacement_hash: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import computed_field
+
 from . import Service
 from ._base import Frozen
 
@@ -43,6 +45,7 @@ class ProviderModels(Frozen):
     multi_model: bool
     models: tuple[dict[str, Any], ...]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ids(self) -> list[str]:
         """The model ids."""

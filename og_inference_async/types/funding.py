@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import computed_field
+
 from .._units import format_og
-from ._base import Frozen
+from ._base import Frozen, Wei
 
 __all__ = [
     "AckResult",
@@ -55,7 +57,7 @@ class AckResult(Frozen):
     provider: str
     status: AckStatus
     tx_hashes: tuple[str, ...] = ()
-    amount: int = 0
+    amount: Wei = 0
     tee_signer_acknowledged: bool = True
     warnings: tuple[str, ...] = ()
 
@@ -70,7 +72,7 @@ class ReadyAction(Frozen):
     """
 
     kind: ReadyActionKind
-    amount: int
+    amount: Wei
     tx_hash: str
 
 
@@ -91,24 +93,27 @@ class ReadyReport(Frozen):
 
     provider: str
     actions: tuple[ReadyAction, ...] = ()
-    ledger_total: int
-    ledger_available: int
-    balance: int
-    pending_refund: int
+    ledger_total: Wei
+    ledger_available: Wei
+    balance: Wei
+    pending_refund: Wei
     acknowledged: bool
     tee_signer_acknowledged: bool = True
     warnings: tuple[str, ...] = ()
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def spendable(self) -> int:
+    def spendable(self) -> Wei:
         """``balance - pending_refund`` afterwards: what the provider can still bill (wei)."""
         return self.balance - self.pending_refund
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def tx_hashes(self) -> tuple[str, ...]:
         """The hashes of the transactions sent, in order."""
         return tuple(a.tx_hash for a in self.actions)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def changed(self) -> bool:
         """Whether any transaction was sent."""
@@ -136,11 +141,11 @@ class TopUpEvent(Frozen):
     """
 
     provider: str
-    amount: int
-    deficit: int
-    unsettled_fee: int
+    amount: Wei
+    deficit: Wei
+    unsettled_fee: Wei
     fee_source: FeeSource
-    spendable_before: int
+    spendable_before: Wei
     tx_hash: str
 
 
@@ -172,12 +177,12 @@ class AutoFundingStats(Frozen):
     provider: str
     running: bool
     interval: float
-    buffer: int
-    min_transfer: int
+    buffer: Wei
+    min_transfer: Wei
     started_at: float
     checks: int = 0
     top_ups: int = 0
-    topped_up_total: int = 0
+    topped_up_total: Wei = 0
     errors: int = 0
     consecutive_errors: int = 0
     callback_errors: int = 0
@@ -185,9 +190,9 @@ class AutoFundingStats(Frozen):
     last_check_at: float | None = None
     last_top_up_at: float | None = None
     last_error: str | None = None
-    last_unsettled_fee: int | None = None
+    last_unsettled_fee: Wei | None = None
     last_fee_source: FeeSource | None = None
-    last_spendable: int | None = None
+    last_spendable: Wei | None = None
 
 
 class SettlementReport(Frozen):
@@ -209,9 +214,9 @@ class SettlementReport(Frozen):
     provider: str
     nonce_before: int
     nonce_after: int
-    balance_before: int
-    balance_after: int
-    fee_settled: int
+    balance_before: Wei
+    balance_after: Wei
+    fee_settled: Wei
     tx_hashes: tuple[str, ...] = ()
     waited: float = 0.0
 
@@ -232,7 +237,7 @@ class RefundStatus(Frozen):
 
     provider: str
     index: int
-    amount: int
+    amount: Wei
     requested_at: int
     unlocks_at: int
     is_unlocked: bool
@@ -250,8 +255,8 @@ class ProviderRefundResult(Frozen):
     """
 
     provider: str
-    returned: int
-    newly_requested: int
+    returned: Wei
+    newly_requested: Wei
 
 
 class RefundCompletion(Frozen):
@@ -266,12 +271,13 @@ class RefundCompletion(Frozen):
     """
 
     providers: tuple[ProviderRefundResult, ...] = ()
-    returned: int = 0
-    ledger_available_before: int = 0
-    ledger_available_after: int = 0
+    returned: Wei = 0
+    ledger_available_before: Wei = 0
+    ledger_available_after: Wei = 0
     tx_hashes: tuple[str, ...] = ()
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def newly_requested(self) -> int:
+    def newly_requested(self) -> Wei:
         """Wei put into new refunds by the same calls (see :class:`ProviderRefundResult`)."""
         return sum(p.newly_requested for p in self.providers)

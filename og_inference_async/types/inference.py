@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import anyio
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationInfo, computed_field, field_serializer, field_validator
 
-from ._base import Frozen
+from ._base import Frozen, Wei
 
 __all__ = [
     "ChatChunk",
@@ -67,6 +67,9 @@ class VerificationStatus(str, enum.Enum):
     SKIPPED = "skipped"
 
 
+_PASSED = frozenset({VerificationStatus.BOUND, VerificationStatus.SIGNED, VerificationStatus.NOT_VERIFIABLE})
+
+
 class VerificationResult(_Model):
     """What checking one response's signature found.
 
@@ -93,6 +96,23 @@ class VerificationResult(_Model):
     response_sha256: str | None = None
     reason: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        """Whether the response passed: ``BOUND``, ``SIGNED``, or ``NOT_VERIFIABLE``.
+
+        ``NOT_VERIFIABLE`` passes as in the other 0G SDKs (a service that signs nothing has nothing
+        to fail); ``NOT_BOUND``, ``REJECTED``, ``UNAVAILABLE`` and ``SKIPPED`` do not.
+        ``bool(result)`` is this value, so ``if await broker.inference.process_response(...):``
+        takes the true branch only for a response that passed.
+        """
+        return self.status in _PASSED
+
+    def __bool__(self) -> bool:
+        """:attr:`passed`."""
+        return self.status in _PASSED
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def is_signature_valid(self) -> bool:
         """``True`` for ``BOUND``, ``SIGNED`` and ``NOT_BOUND``: the TEE signer's key signed it."""
@@ -102,6 +122,7 @@ class VerificationResult(_Model):
             VerificationStatus.NOT_BOUND,
         )
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def is_bound(self) -> bool:
         """``True`` only for ``BOUND``: the signature covers exactly these bytes."""
@@ -179,9 +200,9 @@ class FeeBreakdown(_Model):
 
     input_units: int
     output_units: int
-    input_price: int
-    output_price: int
-    fee: int
+    input_price: Wei
+    output_price: Wei
+    fee: Wei
 
 
 class InferenceResult(_Model):
@@ -202,19 +223,39 @@ class InferenceResult(_Model):
         response_sha256: hex sha256 of the raw response bytes received (for async image jobs:
             of the poll answer that delivered the result).
         raw: the parsed response body.
-        verification: the verification outcome (possibly pending; ``await`` it).
+        verification: the verification outcome (possibly pending; ``await`` it). A dump gives
+            its :class:`VerificationResult`, or ``null`` while it is pending; validating a dump
+            settles the handle with that outcome (a pending one as ``UNAVAILABLE``).
     """
 
     provider: str
     model: str
     chat_id: str | None
     usage: dict[str, Any] | None
-    fee: int
+    fee: Wei
     cost: FeeBreakdown | None
     request_sha256: str | None
     response_sha256: str
     raw: Any
     verification: VerificationHandle
+
+    @field_serializer("verification")
+    def _dump_verification(self, handle: VerificationHandle) -> VerificationResult | None:
+        return handle.result
+
+    @field_validator("verification", mode="before")
+    @classmethod
+    def _load_verification(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, VerificationHandle):
+            return value
+        if value is None:
+            provider = info.data.get("provider", "")
+            value = VerificationResult(
+                status=VerificationStatus.UNAVAILABLE,
+                provider=provider if isinstance(provider, str) else "",
+                reason="the verification was pending when the result was serialised",
+            )
+        return VerificationHandle(VerificationResult.model_validate(value))
 
     async def wait_verified(self) -> VerificationResult:
         """Wait for the verification outcome (same as ``await result.verification``)."""

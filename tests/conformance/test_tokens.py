@@ -43,7 +43,7 @@ async def test_ts_tokens_verify_and_match_ours(devnet: Any, chatbot: Any, tmp_pa
         await broker.ledger.add_ledger(og("10"))
         await broker.ledger.transfer_fund(chatbot.address, og("5"))
         ours = (await broker.inference.get_request_headers(chatbot.address))["Authorization"]
-        our_key = (await broker.inference.create_api_key(chatbot.address, expires_in=3_600_000)).secret
+        our_key = (await broker.inference.create_api_key(chatbot.address, expires_in_ms=3_600_000)).secret
     output = tmp_path / "tokens.json"
     config = {
         "rpc_url": devnet.rpc_url,

@@ -99,7 +99,7 @@ async def test_api_keys_get_distinct_ids_and_revoke(devnet: Any) -> None:
         await broker.inference.revoke_api_key(provider, 3)
         await broker.inference.revoke_api_keys(provider, [4, 5])
         assert await broker.inference.list_revoked_api_keys(provider) == [3, 4, 5]
-        assert (await broker.inference.create_api_key(provider, expires_in=60_000)).token_id == 10
+        assert (await broker.inference.create_api_key(provider, expires_in_ms=60_000)).token_id == 10
         with pytest.raises(ApiKeyError):
             await broker.inference.revoke_api_key(provider, 255)
         with pytest.raises(ApiKeyError):
