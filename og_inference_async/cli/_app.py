@@ -457,7 +457,7 @@ def keys_create(
         key = run(
             _settings(ctx),
             # The SDK takes the lifetime in milliseconds (the TS unit).
-            lambda b: b.inference.create_api_key(provider, expires_in=expires_in * 1000, token_id=token_id),
+            lambda b: b.inference.create_api_key(provider, expires_in=expires_in, token_id=token_id),
         )
     secret = key.secret.get_secret_value()
     if as_json:

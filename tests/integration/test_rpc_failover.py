@@ -75,7 +75,9 @@ async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(
         roles: dict[str, int] = {}
 
         async def reader() -> None:
-            for _ in range(60):
+            for i in range(60):
+                if i == 30:  # half of the reads before the failures, half during them
+                    await chaos_done.wait()
                 await broker.get_wallet_balance()
                 reads["ok"] += 1
 
