@@ -76,7 +76,7 @@ class Budget:
     sent. Every figure includes the nested budgets' spending.
 
     Args:
-        limit: the most this budget may spend (wei, or an amount string such as ``"2 OG"``);
+        limit: the most this budget may spend (wei, or a decimal string of OG such as ``"2"``);
             ``None`` for no limit (a budget that only counts, e.g. per tag).
         tag: a name its spending is totalled under in every enclosing budget (:meth:`spent_by_tag`).
         parent: the enclosing budget (its limit applies too).
