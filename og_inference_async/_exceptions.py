@@ -603,7 +603,7 @@ class ProviderInsufficientBalanceError(ProviderError, InsufficientBalanceError):
 
     Both a :class:`ProviderError` (with ``status_code``, redacted ``body`` and ``provider``) and an
     :class:`InsufficientBalanceError` (with ``required`` / ``available`` from the answer). A
-    refused request is not billed.
+    refused request is not billed. ``fee`` is the refused request's fee when the answer says.
     """
 
     def __init__(
@@ -616,12 +616,14 @@ class ProviderInsufficientBalanceError(ProviderError, InsufficientBalanceError):
         body: str | None = None,
         provider: str | None = None,
         hint: str | None = None,
+        fee: int | None = None,
     ) -> None:
         ProviderError.__init__(
             self, message, status_code=status_code, body=body, provider=provider, hint=hint
         )
         self.required = required
         self.available = available
+        self.fee = fee
 
 
 class ImageJobTimeoutError(ProviderError):

@@ -88,11 +88,12 @@ class AutoFundingService:
         self._funders: dict[str, AutoFunder] = {}
         self._funder_locks: dict[str, anyio.Lock] = {}
         self._refills: SingleFlight[str, None] = SingleFlight()
-        #: top-ups that landed per provider (a request remembers it before sending; see refill)
-        self._landed: dict[str, int] = {}
         self._moves: dict[str, deque[tuple[float, int]]] = {}
         self._moved_total: dict[str, int] = {}
         self._lag: dict[str, float] = {}
+        #: refusals for balance per provider (tickets), and the last one a planned top-up covered
+        self._tickets: dict[str, int] = {}
+        self._covered: dict[str, int] = {}
 
     async def start_auto_funding(
         self,
@@ -230,27 +231,25 @@ class AutoFundingService:
             return funder is not None and funder.running
         return check_bool("auto_fund", auto_fund)
 
-    def landed(self, provider: str) -> int:
-        """How many top-ups to ``provider`` have landed (a request notes it before sending)."""
-        return self._landed.get(provider, 0)
-
-    async def refill(self, provider: str, refusal: ProviderInsufficientBalanceError, seen: int) -> None:
+    async def refill(self, provider: str, refusal: ProviderInsufficientBalanceError) -> None:
         """Top ``provider``'s sub-account up after ``refusal``, once for every caller refused together.
 
-        Concurrent callers share one top-up (single flight); a caller whose request was sent
-        before a top-up that has landed since (``seen`` < :meth:`landed`) sends nothing and just
-        retries. A refused request was not billed (the provider checks the balance before
-        billing, and the SDK never retries a request the provider may have served), so the
-        caller's single retry cannot bill twice.
+        Each refusal takes a ticket; a top-up is planned for every ticket taken before it was
+        planned: twice the refused requests' fee (the provider's figure, else this broker's
+        average fee) per ticket, on top of the usual plan. Concurrent callers share that top-up
+        (single flight); a caller refused after a plan was made waits for it and then shares the
+        next one, so every caller retries after a top-up that counted it. A refused request was
+        not billed (the provider checks the balance before billing, and the SDK never retries a
+        request the provider may have served), so the caller's single retry cannot bill twice.
 
         Raises:
             FundingCapError: the top-up would pass ``max_total`` / ``max_per_hour``.
             InsufficientBalanceError: the ledger cannot pay it.
             ChainError: the top-up transaction failed.
         """
-        if self.landed(provider) > seen:
-            return
-        await self._refills.run(provider, lambda: self._refill(provider, refusal))
+        ticket = self._tickets[provider] = self._tickets.get(provider, 0) + 1
+        while self._covered.get(provider, 0) < ticket:
+            await self._refills.run(provider, lambda: self._refill(provider, refusal))
 
     async def _refill(self, prov: str, refusal: ProviderInsufficientBalanceError) -> None:
         funder = self._funders.get(prov)
@@ -260,7 +259,7 @@ class AutoFundingService:
             unsettled = refusal.required  # the provider's own figure: unsettled + this fee + its reserve
             if unsettled is None:
                 unsettled, source = await self._unsettled_fee(prov, await self._keeper.service(prov))
-            outcome = await self._top_up(prov, config, unsettled, source, "refusal")
+            outcome = await self._top_up(prov, config, unsettled, source, "refusal", refusal=refusal)
         except Exception as exc:
             if funder is not None:
                 await funder.report_error(exc, "top-up after a refusal")
@@ -276,13 +275,25 @@ class AutoFundingService:
         return await self._top_up(prov, config, unsettled, source, "check")
 
     async def _top_up(
-        self, prov: str, config: AutoFundingConfig, unsettled: int, source: FeeSource, reason: TopUpReason
+        self,
+        prov: str,
+        config: AutoFundingConfig,
+        unsettled: int,
+        source: FeeSource,
+        reason: TopUpReason,
+        *,
+        refusal: ProviderInsufficientBalanceError | None = None,
     ) -> CheckOutcome:
         """Plan a top-up on fresh state and send it (holding the provider's lock), within the caps."""
         rate = self._fees.rate(prov, config.spend_window)
         margin, ahead = spend_headroom(rate, config.interval, self._lag.get(prov, DEFAULT_TOP_UP_LAG))
         buffer = max(config.buffer, margin)
         async with self._keeper.lock(prov):
+            if refusal is not None:  # every refusal so far waits on this top-up: fund them all
+                served = self._fees.requests(prov)
+                each = max(refusal.fee or 0, self._fees.total(prov) // served if served else 0)
+                upto = self._tickets.get(prov, 0)
+                ahead += 2 * each * (upto - self._covered.get(prov, 0))
             account = await self._keeper.fresh_account(prov)
             spendable = account.spendable if account is not None else 0
             floor = await self._contracts.min_transfer_amount() if account is None else 0
@@ -302,9 +313,13 @@ class AutoFundingService:
                 buffer=buffer,
             )
             if amount == 0:
+                if refusal is not None:
+                    self._covered[prov] = upto
                 return seen
             amount = self._within_caps(prov, config, deficit, amount, floor)
             receipt = await self._send(prov, amount)
+            if refusal is not None:
+                self._covered[prov] = upto
             if account is None or not account.acknowledged:
                 self._keeper.auth.forget(prov)
         event = TopUpEvent(
@@ -371,7 +386,6 @@ class AutoFundingService:
         self._lag[prov] = now - started if lag is None else (lag + now - started) / 2
         self._moves.setdefault(prov, deque()).append((now, amount))
         self._moved_total[prov] = self._moved_total.get(prov, 0) + amount
-        self._landed[prov] = self._landed.get(prov, 0) + 1
         return receipt
 
     async def _unsettled_fee(self, prov: str, service: Service) -> tuple[int, FeeSource]:

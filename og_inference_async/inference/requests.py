@@ -184,13 +184,12 @@ class RequestCore:
             FundingCapError: the top-up would pass an auto-funding cap.
         """
         refill = self.funding.covers(provider, auto_fund)
-        seen = self.funding.landed(provider)
         try:
             return await send()
         except ProviderInsufficientBalanceError as refusal:
             if not refill:
                 raise
-            await self.funding.refill(provider, refusal, seen)
+            await self.funding.refill(provider, refusal)
         return await send()
 
     def reserve(self, budget: Budget | None, bound: FeeBreakdown, what: str) -> Hold | None:
