@@ -32,7 +32,6 @@ import anyio
 
 from og_inference_async import og
 from og_inference_devnet import start_devnet
-from og_inference_devnet.provider import start_provider
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "swarm_budget.py"
 
@@ -50,18 +49,7 @@ async def main(agents: int, chats: int, limit: str) -> dict[str, Any]:
     """Start a devnet and two chatbots, run the example's swarm and budget, return the figures."""
     example = _example()
     async with start_devnet() as dn:
-        providers = [
-            await start_provider(
-                dn,
-                dn.task_group,
-                service_type="chatbot",
-                model=f"og-devnet/bench-swarm-{i}",
-                input_price=example.PRICE,
-                output_price=example.PRICE,
-                account_index=20 + i,
-            )
-            for i in range(2)
-        ]
+        providers = await example.start_chatbots(dn)
         result = await example.run(dn, providers, n_agents=agents, chats=chats, limit=og(limit))
         for provider in providers:
             await provider.aclose()

@@ -138,21 +138,26 @@ async def run(
     return result
 
 
+async def start_chatbots(dn: Any, count: int = 2, *, first_account: int = 20) -> list[Any]:
+    """Start ``count`` chatbots at :data:`PRICE` per token in the devnet's task group."""
+    return [
+        await start_provider(
+            dn,
+            dn.task_group,
+            service_type="chatbot",
+            model=f"og-devnet/swarm-chat-{i}",
+            input_price=PRICE,
+            output_price=PRICE,
+            account_index=first_account + i,
+        )
+        for i in range(count)
+    ]
+
+
 async def main() -> None:
     """Start a devnet and two chatbots, then run the swarm."""
     async with start_devnet() as dn:
-        providers = [
-            await start_provider(
-                dn,
-                dn.task_group,
-                service_type="chatbot",
-                model=f"og-devnet/swarm-chat-{i}",
-                input_price=PRICE,
-                output_price=PRICE,
-                account_index=20 + i,
-            )
-            for i in range(2)
-        ]
+        providers = await start_chatbots(dn)
         await run(dn, providers)
         for provider in providers:
             await provider.aclose()

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._exceptions import ConfigError
 from ..types.inference import FeeBreakdown
+from ._fees import priced
 
 __all__ = [
     "AUDIO_TOKENS_PER_SECOND",
@@ -76,12 +77,12 @@ def chat_bound(body: bytes, max_output: int | None, input_price: int, output_pri
             )
         max_output = 0
     inputs = len(body) + TEMPLATE_TOKENS
-    return _breakdown(inputs, max_output, input_price, output_price)
+    return priced(inputs, max_output, input_price, output_price)
 
 
 def image_bound(n: int, input_price: int) -> FeeBreakdown:
     """The fee of ``n`` images (exact: images are billed per image at the input price)."""
-    return _breakdown(n, 0, input_price, 0)
+    return priced(n, 0, input_price, 0)
 
 
 def audio_seconds(audio: bytes | bytearray | memoryview) -> int:
@@ -101,18 +102,8 @@ def audio_seconds(audio: bytes | bytearray | memoryview) -> int:
 def audio_bound(audio: bytes | bytearray | memoryview, input_price: int, output_price: int) -> FeeBreakdown:
     """The worst-case fee of transcribing ``audio`` under either speech-to-text billing mode."""
     seconds = audio_seconds(audio)
-    by_tokens = _breakdown(
+    by_tokens = priced(
         seconds * AUDIO_TOKENS_PER_SECOND, seconds * TEXT_TOKENS_PER_SECOND, input_price, output_price
     )
-    by_duration = _breakdown(seconds, 0, input_price, output_price)
+    by_duration = priced(seconds, 0, input_price, output_price)
     return by_tokens if by_tokens.fee >= by_duration.fee else by_duration
-
-
-def _breakdown(inputs: int, outputs: int, input_price: int, output_price: int) -> FeeBreakdown:
-    return FeeBreakdown(
-        input_units=inputs,
-        output_units=outputs,
-        input_price=input_price,
-        output_price=output_price,
-        fee=inputs * input_price + outputs * output_price,
-    )

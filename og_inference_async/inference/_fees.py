@@ -18,7 +18,7 @@ from typing import Any
 
 from ..types.inference import FeeBreakdown
 
-__all__ = ["LocalFeeBook", "billable_seconds", "fee_breakdown", "usage_units"]
+__all__ = ["LocalFeeBook", "billable_seconds", "fee_breakdown", "priced", "usage_units"]
 
 _IMAGE_TYPES = ("text-to-image", "image-editing")
 
@@ -94,7 +94,11 @@ def fee_breakdown(
     units = usage_units(service_type, usage, n=n)
     if units is None:
         return None
-    inputs, outputs = units
+    return priced(*units, input_price, output_price)
+
+
+def priced(inputs: int, outputs: int, input_price: int, output_price: int) -> FeeBreakdown:
+    """The fee of ``inputs`` and ``outputs`` units at the given prices."""
     return FeeBreakdown(
         input_units=inputs,
         output_units=outputs,

@@ -14,6 +14,7 @@ Every top-up, periodic or not, passes the caps (``max_total``, ``max_per_hour``)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -333,14 +334,7 @@ class AutoFundingService:
             reason=reason,
             spend_rate=rate,
         )
-        return CheckOutcome(
-            unsettled_fee=unsettled,
-            fee_source=source,
-            spendable=spendable,
-            top_up=event,
-            spend_rate=rate,
-            buffer=buffer,
-        )
+        return dataclasses.replace(seen, top_up=event)
 
     def _within_caps(
         self, prov: str, config: AutoFundingConfig, deficit: int, amount: int, floor: int

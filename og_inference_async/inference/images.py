@@ -177,26 +177,41 @@ class ImageRequests:
         svc = await self._core.service(prov, "image generation", _GENERATE)
         used = model or svc.model
         body = _image_request(used, prompt, n, size, response_format, params)
-        hold = self._core.reserve(charged, image_bound(n, svc.input_price), "image generation")
+        return await self._send(
+            prov,
+            svc,
+            "/images/generations",
+            (body, JSON, await sha256_offloaded(body)),
+            model=used,
+            n=n,
+            policy=policy,
+            what="image generation",
+            spend=(charged, auto_fund),
+        )
+
+    async def _send(
+        self,
+        prov: str,
+        svc: Service,
+        path: str,
+        request: tuple[bytes, str, str],
+        *,
+        model: str,
+        n: int,
+        policy: VerificationPolicy,
+        what: str,
+        spend: tuple[Budget | None, bool | None],
+    ) -> ImageResult:
+        """Reserve ``n`` images in the budget, post ``request`` (body, content type, sha256), finish."""
+        body, ctype, request_sha256 = request
+        budget, auto_fund = spend
+        hold = self._core.reserve(budget, image_bound(n, svc.input_price), what)
         with self._core.spending(hold):
             reply = await self._core.post(
-                prov,
-                svc.endpoint + "/images/generations",
-                what="image generation",
-                body=body,
-                content_type=JSON,
-                auto_fund=auto_fund,
+                prov, svc.endpoint + path, what=what, body=body, content_type=ctype, auto_fund=auto_fund
             )
             return await self._result(
-                prov,
-                svc,
-                reply,
-                await sha256_offloaded(body),
-                model=used,
-                n=n,
-                policy=policy,
-                what="image generation",
-                hold=hold,
+                prov, svc, reply, request_sha256, model=model, n=n, policy=policy, what=what, hold=hold
             )
 
     async def edit_image(
@@ -260,20 +275,17 @@ class ImageRequests:
                 **params,
             }
         )
-        body, ctype, request_sha256 = await multipart_upload(fields, "image", name, data, mime)
-        hold = self._core.reserve(charged, image_bound(n, svc.input_price), "image edit")
-        with self._core.spending(hold):
-            reply = await self._core.post(
-                prov,
-                svc.endpoint + "/images/edits",
-                what="image edit",
-                body=body,
-                content_type=ctype,
-                auto_fund=auto_fund,
-            )
-            return await self._result(
-                prov, svc, reply, request_sha256, model=used, n=n, policy=policy, what="image edit", hold=hold
-            )
+        return await self._send(
+            prov,
+            svc,
+            "/images/edits",
+            await multipart_upload(fields, "image", name, data, mime),
+            model=used,
+            n=n,
+            policy=policy,
+            what="image edit",
+            spend=(charged, auto_fund),
+        )
 
     # -- async jobs ------------------------------------------------------------------------------
 
