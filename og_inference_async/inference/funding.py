@@ -14,11 +14,12 @@ Every top-up, periodic or not, passes the caps (``max_total``, ``max_per_hour``)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -95,6 +96,8 @@ class AutoFundingService:
         #: refusals for balance per provider (tickets), and the last one a planned top-up covered
         self._tickets: dict[str, int] = {}
         self._covered: dict[str, int] = {}
+        #: requests on their way to each provider (they will draw on the balance soon)
+        self._in_flight: dict[str, int] = {}
 
     async def start_auto_funding(
         self,
@@ -232,12 +235,22 @@ class AutoFundingService:
             return funder is not None and funder.running
         return check_bool("auto_fund", auto_fund)
 
+    @contextlib.contextmanager
+    def sending(self, provider: str) -> Iterator[None]:
+        """Count a request on its way to ``provider`` (a top-up after a refusal funds these too)."""
+        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[provider] -= 1
+
     async def refill(self, provider: str, refusal: ProviderInsufficientBalanceError) -> None:
         """Top ``provider``'s sub-account up after ``refusal``, once for every caller refused together.
 
         Each refusal takes a ticket; a top-up is planned for every ticket taken before it was
-        planned: twice the refused requests' fee (the provider's figure, else this broker's
-        average fee) per ticket, on top of the usual plan. Concurrent callers share that top-up
+        planned and every request still on its way to the provider: twice the refused request's
+        fee (the provider's figure, else this broker's average fee) for each, on top of the usual
+        plan. Concurrent callers share that top-up
         (single flight); a caller refused after a plan was made waits for it and then shares the
         next one, so every caller retries after a top-up that counted it. A refused request was
         not billed (the provider checks the balance before billing, and the SDK never retries a
@@ -294,7 +307,8 @@ class AutoFundingService:
                 served = self._fees.requests(prov)
                 each = max(refusal.fee or 0, self._fees.total(prov) // served if served else 0)
                 upto = self._tickets.get(prov, 0)
-                ahead += 2 * each * (upto - self._covered.get(prov, 0))
+                waiting = upto - self._covered.get(prov, 0) + self._in_flight.get(prov, 0)
+                ahead += 2 * each * waiting
             account = await self._keeper.fresh_account(prov)
             spendable = account.spendable if account is not None else 0
             floor = await self._contracts.min_transfer_amount() if account is None else 0

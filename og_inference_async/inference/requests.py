@@ -185,12 +185,14 @@ class RequestCore:
         """
         refill = self.funding.covers(provider, auto_fund)
         try:
-            return await send()
+            with self.funding.sending(provider):
+                return await send()
         except ProviderInsufficientBalanceError as refusal:
             if not refill:
                 raise
             await self.funding.refill(provider, refusal)
-        return await send()
+        with self.funding.sending(provider):
+            return await send()
 
     def reserve(self, budget: Budget | None, bound: FeeBreakdown, what: str) -> Hold | None:
         """Hold ``bound.fee`` in ``budget`` (and its enclosing budgets) before sending; ``None`` without one.
