@@ -38,7 +38,7 @@ ErrorCallback = Callable[[Exception], Any]
 TopUpCallback = Callable[[TopUpEvent], Any]
 
 #: Seconds of observed spending each top-up moves on top of the shortfall.
-FUND_AHEAD = 30
+FUND_AHEAD = 10
 
 
 def plan_top_up(
@@ -61,11 +61,11 @@ def spend_headroom(rate: int, interval: float, lag: float) -> tuple[int, int]:
     """``(buffer, extra)`` in wei that a spend ``rate`` (wei per second) needs.
 
     ``buffer``: what the swarm spends before the next check sees a shortfall and its top-up
-    lands (``interval + lag`` seconds), twice over; ``extra``: the spending of
-    :data:`FUND_AHEAD` more seconds, moved with each top-up so that one top-up lasts a while.
+    lands (``interval + lag`` seconds); ``extra``: the spending of :data:`FUND_AHEAD` more
+    seconds, moved with each top-up so that one top-up lasts a while.
     """
     millis = int((interval + lag) * 1000)
-    return 2 * rate * millis // 1000, rate * FUND_AHEAD
+    return rate * millis // 1000, rate * FUND_AHEAD
 
 
 def describe_error(exc: BaseException) -> str:

@@ -103,8 +103,8 @@ class AudioRequests:
                 worst case reserved before sending is the audio's duration (a WAV header, else
                 the size at 32 kbit/s) priced by the provider's duration rule or its token rule
                 (50 audio tokens and 10 text tokens a second), whichever is more.
-            auto_fund: on a refusal for balance, top up once (shared) and retry once; ``None``
-                does so while auto-funding runs for the provider.
+            auto_fund: on a refusal for balance, wait for a shared top-up and retry (at most
+                3 times); ``None`` does so while auto-funding runs for the provider.
             **params: other form fields.
 
         Raises:

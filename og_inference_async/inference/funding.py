@@ -300,7 +300,9 @@ class AutoFundingService:
     ) -> CheckOutcome:
         """Plan a top-up on fresh state and send it (holding the provider's lock), within the caps."""
         rate = self._fees.rate(prov, config.spend_window)
-        margin, ahead = spend_headroom(rate, config.interval, self._lag.get(prov, DEFAULT_TOP_UP_LAG))
+        # a check must last until the next one; a refill answers refusals now (they size it below)
+        until_next = config.interval if refusal is None else 0.0
+        margin, ahead = spend_headroom(rate, until_next, self._lag.get(prov, DEFAULT_TOP_UP_LAG))
         buffer = max(config.buffer, margin)
         async with self._keeper.lock(prov):
             if refusal is not None:  # every refusal so far waits on this top-up: fund them all
@@ -332,6 +334,10 @@ class AutoFundingService:
                     self._covered[prov] = upto
                 return seen
             amount = self._within_caps(prov, config, deficit, amount, floor)
+            if amount > max(deficit, floor):  # funding ahead is never worth failing over
+                ledger = await self._keeper.fresh_ledger()
+                if ledger is not None:
+                    amount = max(min(amount, ledger.available), deficit, floor)
             receipt = await self._send(prov, amount)
             if refusal is not None:
                 self._covered[prov] = upto

@@ -160,8 +160,8 @@ class ImageRequests:
             verify: the verification policy for this call.
             budget: the spend budget to charge (default: the current ``broker.budget``): ``n``
                 images at the input price are reserved before sending.
-            auto_fund: on a refusal for balance, top up once (shared) and retry once; ``None``
-                does so while auto-funding runs for the provider.
+            auto_fund: on a refusal for balance, wait for a shared top-up and retry (at most
+                3 times); ``None`` does so while auto-funding runs for the provider.
             **params: other OpenAI image parameters.
 
         Raises:
@@ -247,7 +247,7 @@ class ImageRequests:
                 ``"image/png"``).
             verify: the verification policy for this call.
             budget: the spend budget to charge (see :meth:`generate_image`).
-            auto_fund: top up once and retry once on a refusal for balance (see :meth:`generate_image`).
+            auto_fund: on a refusal for balance, top up (shared) and retry (see :meth:`generate_image`).
             **params: other form fields.
 
         Raises:

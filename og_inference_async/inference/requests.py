@@ -43,6 +43,8 @@ R = TypeVar("R", bound=InferenceResult)
 T = TypeVar("T")
 
 JSON = "application/json"
+#: Most shared top-ups (each followed by one retry) a request refused for balance waits for.
+MAX_REFILLS = 3
 #: The on-chain service types (lower case) that serve chat.
 _CHAT = ("chatbot",)
 #: The method to call for each known service type (for the hint of a mismatch).
@@ -173,10 +175,13 @@ class RequestCore:
         )
 
     async def funded(self, provider: str, auto_fund: bool | None, send: Callable[[], Awaitable[T]]) -> T:
-        """``send()``; when the provider refuses it for balance and funding covers it, top up and retry once.
+        """``send()``; when the provider refuses it for balance and funding covers it, top up and retry.
 
-        The refused request was not billed (the provider checks the balance before it bills), so
-        the one retry cannot bill twice. Concurrent refusals share one top-up.
+        A refused request was not billed (the provider checks the balance before it bills), so
+        a retry cannot bill twice. Concurrent refusals share one top-up, sized for all of them;
+        the request is retried once after it. When a swarm drains that top-up before the retry
+        arrives, the retry's own refusal gets the next shared top-up: at most
+        :data:`MAX_REFILLS` top-ups per request.
 
         Raises:
             ProviderInsufficientBalanceError: refused, and ``auto_fund`` is off (or the retry was
@@ -184,15 +189,15 @@ class RequestCore:
             FundingCapError: the top-up would pass an auto-funding cap.
         """
         refill = self.funding.covers(provider, auto_fund)
-        try:
-            with self.funding.sending(provider):
-                return await send()
-        except ProviderInsufficientBalanceError as refusal:
-            if not refill:
-                raise
-            await self.funding.refill(provider, refusal)
-        with self.funding.sending(provider):
-            return await send()
+        for attempt in range(MAX_REFILLS + 1):
+            try:
+                with self.funding.sending(provider):
+                    return await send()
+            except ProviderInsufficientBalanceError as refusal:
+                if not refill or attempt == MAX_REFILLS:
+                    raise
+                await self.funding.refill(provider, refusal)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def reserve(self, budget: Budget | None, bound: FeeBreakdown, what: str) -> Hold | None:
         """Hold ``bound.fee`` in ``budget`` (and its enclosing budgets) before sending; ``None`` without one.
@@ -284,8 +289,9 @@ class ChatRequests:
         """A chat completion (``POST /v1/proxy/chat/completions``).
 
         Never retried once the provider may have served it (see ``RequestRetryPolicy``). A
-        refusal for balance is retried once after a shared top-up when ``auto_fund`` is on
-        (the refused request was not billed, so the retry cannot bill twice).
+        refusal for balance is retried after a top-up shared with every caller refused at that
+        moment when ``auto_fund`` is on (the refused request was not billed, so the retry cannot
+        bill twice); a retry refused again waits for the next shared top-up, at most 3 in all.
 
         Args:
             provider: the provider address.
@@ -295,8 +301,9 @@ class ChatRequests:
             budget: the spend budget to charge (default: the budget of the enclosing
                 ``async with broker.budget(...)``, if any). Its worst-case fee is reserved before
                 sending; without ``max_tokens`` the SDK sets one the budget can pay for.
-            auto_fund: on a refusal for balance, top up once (shared with concurrent callers)
-                and retry once; ``None`` (default) does so while auto-funding runs for the provider.
+            auto_fund: on a refusal for balance, wait for a top-up shared with concurrent
+                callers, then retry; ``None`` (default) does so while auto-funding runs for the
+                provider.
             **params: other OpenAI parameters (``max_tokens``, ``temperature``, ``tools``, ...).
 
         Returns:
@@ -428,7 +435,7 @@ class ChatRequests:
                 the verdict comes after the last one (see :class:`ChatStream`).
             budget: the spend budget to charge (see :meth:`chat`); a stream that ends without
                 its usage keeps its whole reservation.
-            auto_fund: on a refusal for balance, top up once and retry once (see :meth:`chat`).
+            auto_fund: on a refusal for balance, top up (shared) and retry (see :meth:`chat`).
             **params: other OpenAI parameters.
 
         Returns:

@@ -150,11 +150,11 @@ def test_spend_rate_over_a_window() -> None:
 
 
 def test_headroom_grows_with_the_spend_rate() -> None:
-    """A rate needs a margin of twice (interval + lag) of spending and moves 30 s ahead."""
-    assert spend_headroom(OG, 0.5, 1.5) == (4 * OG, 30 * OG)
-    assert plan_top_up(unsettled=OG, spendable=OG, buffer=4 * OG, min_transfer=OG, extra=30 * OG) == (
+    """A rate needs a margin of (interval + lag) of spending and moves 10 s ahead."""
+    assert spend_headroom(OG, 0.5, 1.5) == (2 * OG, 10 * OG)
+    assert plan_top_up(unsettled=OG, spendable=OG, buffer=4 * OG, min_transfer=OG, extra=10 * OG) == (
         4 * OG,
-        34 * OG,
+        14 * OG,
     )
 
 
