@@ -28,6 +28,7 @@ from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .inference._stream import ChatStream
 from .inference._verify import VerificationPolicy
+from .inference.budgets import Budget
 from .transactions import TransactionsAPI
 from .types import (
     Account,
@@ -87,6 +88,8 @@ __all__ = [
     "BatchSizeTooLargeError",
     "BelowMinimumError",
     "BrokerStateError",
+    "Budget",
+    "BudgetExceededError",
     "CallFailedError",
     "CallerNotLedgerError",
     "CallerNotRegisteredServiceError",
@@ -103,6 +106,7 @@ __all__ = [
     "DirectDepositsDisabledError",
     "FeeBreakdown",
     "FeePolicy",
+    "FundingCapError",
     "GeneratedImage",
     "HARDHAT",
     "ImageJobTimeoutError",

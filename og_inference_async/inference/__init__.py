@@ -28,7 +28,7 @@ from .discovery import DiscoveryService
 from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
-from .requests import ChatRequests
+from .requests import ChatRequests, FeeEstimator
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -186,6 +186,7 @@ class InferenceAPI:
     generate_image_async = _Delegate("images", ImageRequests.generate_image_async)
     wait_image_job = _Delegate("images", ImageRequests.wait_image_job)
     transcribe = _Delegate("audio", AudioRequests.transcribe)
+    estimate_fee = _Delegate("estimates", FeeEstimator.estimate_fee)
 
     # -- verification and local fees -------------------------------------------------------------
 

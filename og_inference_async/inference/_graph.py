@@ -7,12 +7,12 @@ receives its collaborators in its constructor and nothing else::
     ServiceDirectory(contracts)                              services, cached
     LocalFeeBook()                                           fees counted locally
     VerificationService(transport, directory, policies, fees, background)
-    RequestCore(transport, directory, verification, fees, policies, background)
-      ChatRequests(core, auth) · ImageRequests(core) · AudioRequests(core)
-    DiscoveryService(contracts, directory, transport, status_api)
     AccountKeeper(contracts, wallet, ledger, auth, directory)
       OnboardingService(contracts, keeper) · SettlementService(contracts, keeper)
       AutoFundingService(contracts, keeper, transport, fees, background)
+    RequestCore(transport, directory, verification, fees, policies, background, funding, budgets)
+      ChatRequests(core, auth) · ImageRequests(core) · AudioRequests(core) · FeeEstimator(core)
+    DiscoveryService(contracts, directory, transport, status_api)
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from ._common import RequestPolicies
 from ._fees import LocalFeeBook
 from .audio import AudioRequests
 from .auth import AuthManager
+from .budgets import BudgetBook
 from .discovery import DiscoveryService, ServiceDirectory
 from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
-from .requests import ChatRequests, RequestCore
+from .requests import ChatRequests, FeeEstimator, RequestCore
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -54,6 +55,7 @@ class InferenceServices:
     chat: ChatRequests
     images: ImageRequests
     audio: AudioRequests
+    estimates: FeeEstimator
     onboarding: OnboardingService
     funding: AutoFundingService
     settlement: SettlementService
@@ -71,6 +73,7 @@ class InferenceServices:
         background: Background,
         status_api: str | None = None,
         directory: ServiceDirectory | None = None,
+        budgets: BudgetBook | None = None,
     ) -> InferenceServices:
         """Wire the services from the broker's shared parts.
 
@@ -84,10 +87,13 @@ class InferenceServices:
             background: the broker's task group.
             status_api: the network's status API, when it has one.
             directory: the service cache (default: a new one reading ``contracts``).
+            budgets: the broker's spend budgets (default: a new book).
         """
         directory = directory or ServiceDirectory(contracts)
         fees = LocalFeeBook()
         verification = VerificationService(transport, directory, policies, fees, background)
+        keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
+        funding = AutoFundingService(contracts, keeper, transport, fees, background)
         core = RequestCore(
             transport=transport,
             directory=directory,
@@ -95,8 +101,9 @@ class InferenceServices:
             fees=fees,
             policies=policies,
             background=background,
+            funding=funding,
+            budgets=budgets or BudgetBook(),
         )
-        keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
         return cls(
             auth=auth,
             directory=directory,
@@ -106,7 +113,8 @@ class InferenceServices:
             chat=ChatRequests(core, auth),
             images=ImageRequests(core),
             audio=AudioRequests(core),
+            estimates=FeeEstimator(core),
             onboarding=OnboardingService(contracts, keeper),
-            funding=AutoFundingService(contracts, keeper, transport, fees, background),
+            funding=funding,
             settlement=SettlementService(contracts, keeper),
         )

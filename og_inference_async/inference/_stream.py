@@ -32,6 +32,7 @@ from ..types import Service
 from ..types.inference import ChatChunk, ChatResult, VerificationResult
 from ._sse import DONE, SSEEvent, SSEParser
 from ._verify import VerificationPolicy
+from .budgets import Budget, Hold
 
 if TYPE_CHECKING:
     from .requests import ChatRequests
@@ -101,6 +102,7 @@ class ChatStream:
         payload: dict[str, Any],
         policy: VerificationPolicy | None,
         *,
+        spend: tuple[Budget | None, bool | None] = (None, None),
         drain_on_exit: bool = True,
         drain_timeout: float = 60.0,
         hold_until_verified: bool = False,
@@ -111,6 +113,8 @@ class ChatStream:
         self.provider = provider
         self._payload = payload
         self._policy = policy
+        self._spend = spend
+        self._budget_hold: Hold | None = None
         self._drain_on_exit = drain_on_exit
         self._drain_timeout = drain_timeout
         self._hold = hold_until_verified
@@ -155,7 +159,9 @@ class ChatStream:
         self._entered = True
         self._done = anyio.Event()
         try:
-            self._svc, self._body, self._http = await self._requests.open_stream(self.provider, self._payload)
+            self._svc, self._body, self._http, self._budget_hold = await self._requests.open_stream(
+                self.provider, self._payload, self._spend
+            )
         except BaseException:
             self._closed = True
             self._done.set()
@@ -202,6 +208,8 @@ class ChatStream:
         if self._closed:
             return
         self._closed = True
+        if self._budget_hold is not None:
+            self._budget_hold.keep()  # no result: the provider may have billed the whole answer
         http, self._http = self._http, None
         try:
             if http is not None:
@@ -340,7 +348,7 @@ class ChatStream:
             )
         assert self._svc is not None and self._policy is not None
         try:
-            result = await self._requests.finish_stream(self, self._svc, self._policy)
+            result = await self._requests.finish_stream(self, self._svc, self._policy, self._budget_hold)
         except ResponseVerificationError as exc:
             self._outcome = exc.verification
             raise
