@@ -28,6 +28,7 @@ from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .inference._stream import ChatStream
 from .inference._verify import VerificationPolicy
+from .inference.router import CircuitBreaker, ProviderRouter
 from .transactions import TransactionsAPI
 from .types import (
     Account,
@@ -61,6 +62,7 @@ from .types.inference import (
     GeneratedImage,
     ImageResult,
     InferenceResult,
+    RouteStats,
     ServiceVerification,
     TranscriptionResult,
     VerificationHandle,
@@ -97,6 +99,7 @@ __all__ = [
     "ChatChunk",
     "ChatResult",
     "ChatStream",
+    "CircuitBreaker",
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
@@ -131,6 +134,7 @@ __all__ = [
     "NETWORKS",
     "Network",
     "NetworkMismatchError",
+    "NoProviderAvailableError",
     "NoRecommendedServiceError",
     "NoSettlementsProvidedError",
     "NotAcknowledgedError",
@@ -148,6 +152,7 @@ __all__ = [
     "ProviderRateLimitError",
     "ProviderRefundResult",
     "ProviderResponseError",
+    "ProviderRouter",
     "ProviderServerError",
     "REVERT_ERRORS",
     "RPCError",
@@ -160,6 +165,7 @@ __all__ = [
     "ResponseVerificationError",
     "RetryPolicy",
     "RevertedError",
+    "RouteStats",
     "RpcEndpointHealth",
     "Service",
     "ServiceAlreadyRegisteredError",

@@ -29,6 +29,7 @@ from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
 from .requests import ChatRequests
+from .router import RouterService
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -186,6 +187,7 @@ class InferenceAPI:
     generate_image_async = _Delegate("images", ImageRequests.generate_image_async)
     wait_image_job = _Delegate("images", ImageRequests.wait_image_job)
     transcribe = _Delegate("audio", AudioRequests.transcribe)
+    router = _Delegate("routing", RouterService.router)
 
     # -- verification and local fees -------------------------------------------------------------
 

@@ -13,6 +13,7 @@ receives its collaborators in its constructor and nothing else::
     AccountKeeper(contracts, wallet, ledger, auth, directory)
       OnboardingService(contracts, keeper) · SettlementService(contracts, keeper)
       AutoFundingService(contracts, keeper, transport, fees, background)
+    RouterService(chat, images, audio, discovery, directory, onboarding)   provider routers
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
 from .requests import ChatRequests, RequestCore
+from .router import RouterService
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -57,6 +59,7 @@ class InferenceServices:
     onboarding: OnboardingService
     funding: AutoFundingService
     settlement: SettlementService
+    routing: RouterService
 
     @classmethod
     def build(
@@ -97,16 +100,30 @@ class InferenceServices:
             background=background,
         )
         keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
+        discovery = DiscoveryService(contracts, directory, transport, status_api=status_api)
+        chat = ChatRequests(core, auth)
+        images = ImageRequests(core)
+        audio = AudioRequests(core)
+        onboarding = OnboardingService(contracts, keeper)
         return cls(
             auth=auth,
             directory=directory,
             fees=fees,
-            discovery=DiscoveryService(contracts, directory, transport, status_api=status_api),
+            discovery=discovery,
             verification=verification,
-            chat=ChatRequests(core, auth),
-            images=ImageRequests(core),
-            audio=AudioRequests(core),
-            onboarding=OnboardingService(contracts, keeper),
+            chat=chat,
+            images=images,
+            audio=audio,
+            onboarding=onboarding,
             funding=AutoFundingService(contracts, keeper, transport, fees, background),
             settlement=SettlementService(contracts, keeper),
+            routing=RouterService(
+                chat=chat,
+                images=images,
+                audio=audio,
+                discovery=discovery,
+                directory=directory,
+                onboarding=onboarding,
+                clock=transport.now,
+            ),
         )

@@ -23,7 +23,7 @@ from ..types import Service
 from ..types.inference import ChatResult, FeeBreakdown, InferenceResult, VerificationHandle
 from ._common import RequestPolicies, provider_address
 from ._fees import LocalFeeBook, fee_breakdown
-from ._stream import ChatStream
+from ._stream import ChatStream, StreamHost
 from ._verify import VerificationPolicy
 from .auth import AuthManager
 from .discovery import ServiceDirectory
@@ -307,7 +307,38 @@ class ChatRequests:
                 ``required`` policy.
             ServiceTypeMismatchError: (on ``async with``) the provider is not a chatbot.
         """
-        prov = provider_address(provider)
+        return self.stream(
+            self,
+            provider_address(provider),
+            messages,
+            model=model,
+            verify=verify,
+            include_usage=include_usage,
+            drain_on_exit=drain_on_exit,
+            drain_timeout=drain_timeout,
+            hold_until_verified=hold_until_verified,
+            **params,
+        )
+
+    def stream(
+        self,
+        host: StreamHost,
+        prov: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None,
+        verify: str | VerificationPolicy | None,
+        include_usage: bool,
+        drain_on_exit: bool,
+        drain_timeout: float,
+        hold_until_verified: bool,
+        **params: Any,
+    ) -> ChatStream:
+        """The checked :class:`ChatStream` of :meth:`chat_stream`, opened through ``host``.
+
+        ``host`` is this object for one provider, or a router that picks the provider when the
+        stream opens (``prov`` is then ``""``). Raises what :meth:`chat_stream` documents.
+        """
         checked = check_messages(messages)
         check_optional_str("model", model)
         check_bool("include_usage", include_usage)
@@ -320,7 +351,7 @@ class ChatRequests:
         if include_usage and "stream_options" not in params:
             payload["stream_options"] = {"include_usage": True}
         return ChatStream(
-            self,
+            host,
             prov,
             payload,
             policy,
