@@ -29,6 +29,7 @@ from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .inference._stream import ChatStream
 from .inference._verify import VerificationPolicy
 from .inference.budgets import Budget
+from .inference.router import CircuitBreaker, ProviderRouter
 from .transactions import TransactionsAPI
 from .types import (
     Account,
@@ -62,6 +63,7 @@ from .types.inference import (
     GeneratedImage,
     ImageResult,
     InferenceResult,
+    RouteStats,
     ServiceVerification,
     TranscriptionResult,
     VerificationHandle,
@@ -100,6 +102,7 @@ __all__ = [
     "ChatChunk",
     "ChatResult",
     "ChatStream",
+    "CircuitBreaker",
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
@@ -135,6 +138,7 @@ __all__ = [
     "NETWORKS",
     "Network",
     "NetworkMismatchError",
+    "NoProviderAvailableError",
     "NoRecommendedServiceError",
     "NoSettlementsProvidedError",
     "NotAcknowledgedError",
@@ -152,6 +156,7 @@ __all__ = [
     "ProviderRateLimitError",
     "ProviderRefundResult",
     "ProviderResponseError",
+    "ProviderRouter",
     "ProviderServerError",
     "REVERT_ERRORS",
     "RPCError",
@@ -164,6 +169,7 @@ __all__ = [
     "ResponseVerificationError",
     "RetryPolicy",
     "RevertedError",
+    "RouteStats",
     "RpcEndpointHealth",
     "Service",
     "ServiceAlreadyRegisteredError",

@@ -41,6 +41,7 @@ keys, session tokens or signatures.
     │   ├── TransportFailure                   a transport error; says whether the request provably never left
     │   ├── ProviderInsufficientBalanceError   402 / insufficient balance (also an InsufficientBalanceError)
     │   ├── ProviderResponseError              answered, but not in the expected shape
+    │   ├── NoProviderAvailableError           a router ran out of providers (every failure attached)
     │   └── ImageJobTimeoutError               an async image job did not finish in time
     └── VerificationError                      a TEE response or attestation check failed
         └── ResponseVerificationError          "required" policy: the response failed (content withheld)
@@ -98,6 +99,7 @@ __all__ = [
     "MinimumDepositRequiredError",
     "MustWithdrawAllFundsFirstError",
     "NetworkMismatchError",
+    "NoProviderAvailableError",
     "NoRecommendedServiceError",
     "NoSettlementsProvidedError",
     "NotAcknowledgedError",
@@ -596,6 +598,22 @@ class ProviderServerError(ProviderError):
 
 class ProviderResponseError(ProviderError):
     """The provider answered, but not in the shape the protocol expects."""
+
+
+class NoProviderAvailableError(ProviderError):
+    """A provider router found no provider to serve a request.
+
+    Every candidate either failed in a way that allows failing over (a refusal, a connection
+    that never opened, a verification failure under ``required``) or has its circuit open.
+
+    Attributes:
+        failures: ``(provider, error)`` for each provider tried, in order (the last one is also
+            the ``__cause__``).
+    """
+
+    def __init__(self, message: str, *, failures: tuple[tuple[str, OGError], ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 class ProviderInsufficientBalanceError(ProviderError, InsufficientBalanceError):

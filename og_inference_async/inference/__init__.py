@@ -29,6 +29,7 @@ from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
 from .requests import ChatRequests, FeeEstimator
+from .router import RouterService
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -187,6 +188,7 @@ class InferenceAPI:
     wait_image_job = _Delegate("images", ImageRequests.wait_image_job)
     transcribe = _Delegate("audio", AudioRequests.transcribe)
     estimate_fee = _Delegate("estimates", FeeEstimator.estimate_fee)
+    router = _Delegate("routing", RouterService.router)
 
     # -- verification and local fees -------------------------------------------------------------
 

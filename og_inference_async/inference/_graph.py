@@ -13,6 +13,7 @@ receives its collaborators in its constructor and nothing else::
     RequestCore(transport, directory, verification, fees, policies, background, funding, budgets)
       ChatRequests(core, auth) · ImageRequests(core) · AudioRequests(core) · FeeEstimator(core)
     DiscoveryService(contracts, directory, transport, status_api)
+    RouterService(chat, images, audio, discovery, directory, onboarding)   provider routers
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
 from .requests import ChatRequests, FeeEstimator, RequestCore
+from .router import RouterService
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -59,6 +61,7 @@ class InferenceServices:
     onboarding: OnboardingService
     funding: AutoFundingService
     settlement: SettlementService
+    routing: RouterService
 
     @classmethod
     def build(
@@ -104,17 +107,31 @@ class InferenceServices:
             funding=funding,
             budgets=budgets or BudgetBook(),
         )
+        discovery = DiscoveryService(contracts, directory, transport, status_api=status_api)
+        chat = ChatRequests(core, auth)
+        images = ImageRequests(core)
+        audio = AudioRequests(core)
+        onboarding = OnboardingService(contracts, keeper)
         return cls(
             auth=auth,
             directory=directory,
             fees=fees,
-            discovery=DiscoveryService(contracts, directory, transport, status_api=status_api),
+            discovery=discovery,
             verification=verification,
-            chat=ChatRequests(core, auth),
-            images=ImageRequests(core),
-            audio=AudioRequests(core),
+            chat=chat,
+            images=images,
+            audio=audio,
             estimates=FeeEstimator(core),
-            onboarding=OnboardingService(contracts, keeper),
+            onboarding=onboarding,
             funding=funding,
             settlement=SettlementService(contracts, keeper),
+            routing=RouterService(
+                chat=chat,
+                images=images,
+                audio=audio,
+                discovery=discovery,
+                directory=directory,
+                onboarding=onboarding,
+                clock=transport.now,
+            ),
         )

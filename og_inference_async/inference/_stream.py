@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -28,18 +28,41 @@ from .._exceptions import (
 )
 from .._http import HttpStream, error_for_status
 from .._redact import redact_bytes
+from .._runtime import Background
 from ..types import Service
 from ..types.inference import ChatChunk, ChatResult, VerificationResult
 from ._sse import DONE, SSEEvent, SSEParser
 from ._verify import VerificationPolicy
 from .budgets import Budget, Hold
 
-if TYPE_CHECKING:
-    from .requests import ChatRequests
-
-__all__ = ["ChatStream"]
+__all__ = ["ChatStream", "StreamHost"]
 
 log = logging.getLogger(__name__)
+
+
+class StreamHost(Protocol):
+    """What a :class:`ChatStream` needs: open the exchange, finish the result, a task group.
+
+    ``ChatRequests`` is one (a fixed provider); a provider router is another (it picks the
+    provider when the stream opens, so ``open_stream`` may answer for another provider).
+    """
+
+    @property
+    def background(self) -> Background:
+        """The broker's task group (a stream left early is drained there)."""
+        ...
+
+    async def open_stream(
+        self, prov: str, payload: dict[str, Any], spend: tuple[Budget | None, bool | None] = (None, None)
+    ) -> tuple[Service, bytes, HttpStream, Hold | None]:
+        """Send the request; the service that answers, the bytes sent, the open stream, the budget hold."""
+        ...
+
+    async def finish_stream(
+        self, stream: ChatStream, svc: Service, policy: VerificationPolicy, hold: Hold | None = None
+    ) -> ChatResult:
+        """The result of a stream that ended (the budget hold settled to its fee)."""
+        ...
 
 
 def stream_error(obj: dict[str, Any], *, provider: str) -> Exception:
@@ -97,7 +120,7 @@ class ChatStream:
 
     def __init__(
         self,
-        requests: ChatRequests,
+        requests: StreamHost,
         provider: str,
         payload: dict[str, Any],
         policy: VerificationPolicy | None,
@@ -166,6 +189,7 @@ class ChatStream:
             self._closed = True
             self._done.set()
             raise
+        self.provider = self._svc.provider  # a router picks the provider only now
         self.model = str(self._payload.get("model") or self._svc.model)
         self._header_id = self._http.headers.get("zg-res-key") or None
         self.chat_id = self._header_id

@@ -25,7 +25,7 @@ from ..types.inference import ChatResult, FeeBreakdown, InferenceResult, Verific
 from ._common import RequestPolicies, provider_address
 from ._estimate import audio_bound, chat_bound, image_bound, output_cap
 from ._fees import LocalFeeBook, fee_breakdown
-from ._stream import ChatStream
+from ._stream import ChatStream, StreamHost
 from ._uploads import load_upload
 from ._verify import VerificationPolicy
 from .auth import AuthManager
@@ -448,7 +448,42 @@ class ChatRequests:
                 ``required`` policy.
             ServiceTypeMismatchError: (on ``async with``) the provider is not a chatbot.
         """
-        prov = provider_address(provider)
+        return self.stream(
+            self,
+            provider_address(provider),
+            messages,
+            model=model,
+            verify=verify,
+            include_usage=include_usage,
+            drain_on_exit=drain_on_exit,
+            drain_timeout=drain_timeout,
+            hold_until_verified=hold_until_verified,
+            budget=budget,
+            auto_fund=auto_fund,
+            **params,
+        )
+
+    def stream(
+        self,
+        host: StreamHost,
+        prov: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None,
+        verify: str | VerificationPolicy | None,
+        include_usage: bool,
+        drain_on_exit: bool,
+        drain_timeout: float,
+        hold_until_verified: bool,
+        budget: Budget | None = None,
+        auto_fund: bool | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """The checked :class:`ChatStream` of :meth:`chat_stream`, opened through ``host``.
+
+        ``host`` is this object for one provider, or a router that picks the provider when the
+        stream opens (``prov`` is then ``""``). Raises what :meth:`chat_stream` documents.
+        """
         checked = check_messages(messages)
         check_optional_str("model", model)
         check_bool("include_usage", include_usage)
@@ -461,9 +496,10 @@ class ChatRequests:
         if include_usage and "stream_options" not in params:
             payload["stream_options"] = {"include_usage": True}
         charged = self._core.budgets.pick(budget)
-        self._core.funding.covers(prov, auto_fund)  # checks the argument before anything is sent
+        if prov:  # a router picks the provider when the stream opens
+            self._core.funding.covers(prov, auto_fund)  # checks the argument before anything is sent
         return ChatStream(
-            self,
+            host,
             prov,
             payload,
             policy,
