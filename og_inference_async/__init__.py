@@ -25,6 +25,7 @@ from ._exceptions import *  # noqa: F403  (the error tree is part of the public 
 from ._redact import redact
 from ._retry import RequestRetryPolicy
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
+from .coordination import Coordinator, InProcessCoordinator
 from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
 from .inference._stream import ChatStream
 from .inference._verify import VerificationPolicy
@@ -103,6 +104,8 @@ __all__ = [
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
+    "Coordinator",
+    "CoordinatorError",
     "DirectDepositsDisabledError",
     "FeeBreakdown",
     "FeePolicy",
@@ -112,6 +115,7 @@ __all__ = [
     "ImageJobTimeoutError",
     "ImageResult",
     "InMemoryApiKeyRegistry",
+    "InProcessCoordinator",
     "InferenceResult",
     "InsufficientAvailableBalanceError",
     "InsufficientBalanceError",

@@ -27,6 +27,8 @@ import pytest
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle
 
+from .redis_server import redis_url  # noqa: F401  (a session fixture: a real Redis server)
+
 # Python 3.10's debug-mode reprs of futures recurse without bound on some callback chains and
 # crash the interpreter; the debug checks run on 3.11 and newer.
 DEBUG_LOOP = sys.version_info >= (3, 11)
