@@ -1,7 +1,8 @@
 """One worker process of the multi-worker test: N concurrent deposits from a wallet shared through Redis.
 
 Usage: ``python multiworker_worker.py <rpc_url> <ledger> <inference> <redis_url> <namespace> <count> <wei>``
-(namespace ``-`` runs without the coordinator; the private key comes from the ``OG_WORKER_KEY`` environment variable, never the command line).
+(namespace ``-`` runs without the coordinator; the private key comes from the ``OG_WORKER_KEY``
+environment variable, never the command line).
 Prints one JSON line: the transaction hashes, the errors by type, and the transactions' final states.
 """
 
