@@ -427,7 +427,7 @@ class AsyncBroker:
         self, http: httpx.AsyncClient, contracts: ChainReader, sender: TxSender | None, group: TaskGroup
     ) -> _Graph:
         """Build the object graph of the open broker, once: each part gets what it needs."""
-        wallet = Wallet(self._account, sender)
+        wallet = Wallet(self._account, sender, self.coordinator)
         auth = AuthManager(contracts, wallet, registry=self._api_key_registry, policy=self.session_policy)
         ledger = LedgerAPI(contracts, wallet, forget=auth.forget, services=self._inference_services)
         transport = ProviderTransport(http, auth=auth, settings=self._policies)

@@ -12,6 +12,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from og_inference_async import AsyncBroker, og
 from og_inference_async.coordination import RedisCoordinator
 from og_inference_devnet import Devnet
+from og_inference_devnet.provider import ProviderHandle
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -30,25 +32,34 @@ HANG_BOUND = 180
 ACCOUNT = 11
 
 
-async def _run_worker(dn: Devnet, redis_url: str, namespace: str) -> dict[str, list[str]]:
+async def _run_worker(dn: Devnet, redis_url: str, namespace: str, mode: str, arg: str, wei: int) -> Any:
+    """Run one worker process to its end and return its JSON report."""
+    env = {
+        **os.environ,
+        "OG_WORKER_KEY": dn.accounts[ACCOUNT].private_key,
+        "OG_WORKER_WEI": str(wei),
+        "OG_WORKER_PROCESSES": str(PROCESSES),
+    }
     result = await anyio.run_process(
-        [
-            sys.executable,
-            str(WORKER),
-            dn.rpc_url,
-            dn.network.ledger,
-            dn.network.inference,
-            redis_url,
-            namespace,
-            str(PER_PROCESS),
-            str(AMOUNT),
-        ],
-        env={**os.environ, "OG_WORKER_KEY": dn.accounts[ACCOUNT].private_key},
-        check=False,
+        [sys.executable, str(WORKER), mode, dn.rpc_url, redis_url, namespace, arg], env=env, check=False
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
-    report: dict[str, list[str]] = json.loads(result.stdout.decode().strip().splitlines()[-1])
-    return report
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
+
+
+async def _run_workers(
+    dn: Devnet, redis_url: str, namespace: str, mode: str, arg: str, wei: int
+) -> list[Any]:
+    reports: list[Any] = []
+
+    async def worker() -> None:
+        reports.append(await _run_worker(dn, redis_url, namespace, mode, arg, wei))
+
+    with anyio.fail_after(HANG_BOUND):
+        async with anyio.create_task_group() as tg:
+            for _ in range(PROCESSES):
+                tg.start_soon(worker)
+    return reports
 
 
 async def test_four_processes_share_one_wallet_through_redis(devnet: Devnet, redis_url: str) -> None:
@@ -60,15 +71,7 @@ async def test_four_processes_share_one_wallet_through_redis(devnet: Devnet, red
             if not await broker.ledger.has_ledger():
                 await broker.ledger.add_ledger(og(3))
             before = (await broker.ledger.get_ledger()).total
-    reports: list[dict[str, list[str]]] = []
-
-    async def worker() -> None:
-        reports.append(await _run_worker(devnet, redis_url, namespace))
-
-    with anyio.fail_after(HANG_BOUND):
-        async with anyio.create_task_group() as tg:
-            for _ in range(PROCESSES):
-                tg.start_soon(worker)
+    reports = await _run_workers(devnet, redis_url, namespace, "deposits", str(PER_PROCESS), AMOUNT)
 
     errors = [e for r in reports for e in r["errors"]]
     hashes = [h for r in reports for h in r["hashes"]]
@@ -81,3 +84,17 @@ async def test_four_processes_share_one_wallet_through_redis(devnet: Devnet, red
     async with AsyncBroker(key, network=devnet.network) as broker:
         after = (await broker.ledger.get_ledger()).total
     assert after - before == PROCESSES * PER_PROCESS * AMOUNT
+
+
+async def test_four_processes_auto_funding_one_provider_top_up_once(
+    devnet: Devnet, redis_url: str, chatbot: ProviderHandle
+) -> None:
+    """4 processes start auto-funding one provider at the same moment: one top-up, not four."""
+    namespace = "af-" + uuid.uuid4().hex
+    key = devnet.accounts[ACCOUNT].private_key
+    async with AsyncBroker(key, network=devnet.network) as broker:
+        if not await broker.ledger.has_ledger():
+            await broker.ledger.add_ledger(og(10))
+    reports = await _run_workers(devnet, redis_url, namespace, "autofund", chatbot.address, og(2))
+    assert [r["errors"] for r in reports] == [0] * PROCESSES
+    assert sum(r["top_ups"] for r in reports) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from typing import Any
 
 import anyio
 import pytest
@@ -35,7 +36,7 @@ TO = "0x" + "22" * 20
 HANG_BOUND = 15
 
 
-def _coordinator(url: str, namespace: str, **kwargs: float) -> RedisCoordinator:
+def _coordinator(url: str, namespace: str, **kwargs: Any) -> RedisCoordinator:
     return RedisCoordinator(url, namespace=namespace, **kwargs)
 
 
