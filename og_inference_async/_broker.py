@@ -196,11 +196,12 @@ class AsyncBroker:
         tx_policy: gas, fee and receipt policy for transactions.
         session: session-token lifetime, reuse margin and cache bounds.
         api_key_registry: where issued API key ids are recorded (persist them by passing your own);
-            default: in memory.
+            default: the coordinator's (Redis: shared by the processes), else in memory.
         coordinator: what the brokers signing for this wallet agree through: the default
             :class:`~og_inference_async.coordination.InProcessCoordinator` (one process), or a
             :class:`~og_inference_async.coordination.RedisCoordinator` shared by several
-            processes (nonces and leases; it is checked in ``open()``, never closed by the broker).
+            processes (nonces, leases on money moves, API key ids; it is checked in ``open()``,
+            never closed by the broker).
 
     Raises:
         ConfigError: bad key, unknown network, malformed addresses, no RPC URL, or ``rpc_urls``
@@ -428,7 +429,8 @@ class AsyncBroker:
     ) -> _Graph:
         """Build the object graph of the open broker, once: each part gets what it needs."""
         wallet = Wallet(self._account, sender, self.coordinator)
-        auth = AuthManager(contracts, wallet, registry=self._api_key_registry, policy=self.session_policy)
+        registry = self._api_key_registry or self.coordinator.api_key_registry()
+        auth = AuthManager(contracts, wallet, registry=registry, policy=self.session_policy)
         ledger = LedgerAPI(contracts, wallet, forget=auth.forget, services=self._inference_services)
         transport = ProviderTransport(http, auth=auth, settings=self._policies)
         services = InferenceServices.build(

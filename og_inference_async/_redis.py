@@ -11,6 +11,8 @@ also run on a Redis Cluster). Each step is one Lua script, atomic on the server:
   crashes between taking a nonce and sending it leaves a gap; once the lease ran out,
   :data:`_CLAIM` gives that nonce to a worker whose transaction waits behind the gap, which fills
   it with a 0-value self-transfer (the in-process gap healing).
+* API key ids (:class:`RedisApiKeyRegistry`) are a set per (user, provider, generation); a claim
+  is one ``SADD`` (:data:`_CLAIM_ID`), so two processes never issue one id.
 * Leases (:meth:`RedisCoordinator.lease`) are ``SET NX PX`` with a random token; only the holder
   of the token releases it (:data:`_UNLOCK`), and the expiry frees it if the holder crashed.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.lowlevel
 
+from ._apikeys import ApiKey
 from ._chain._nonce import NonceAllocator, SharedNonceAllocator
 from ._exceptions import ConfigError, CoordinatorError
 from ._singleflight import SingleFlight
@@ -100,6 +103,21 @@ return out
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+#: KEYS issued ids; ARGV wanted id (-1: the lowest free), revoked ids... -> the id, or -1 (taken / none free)
+_CLAIM_ID = """
+local want = tonumber(ARGV[1])
+if want >= 0 then
+  if redis.call('SADD', KEYS[1], want) == 1 then return want end
+  return -1
+end
+local revoked = {}
+for i = 2, #ARGV do revoked[tonumber(ARGV[i])] = true end
+for id = 0, 254 do
+  if not revoked[id] and redis.call('SADD', KEYS[1], id) == 1 then return id end
+end
+return -1
 """
 
 #: How many handed-out nonces an account's ``taken`` set remembers.
@@ -224,6 +242,12 @@ class RedisCoordinator(Coordinator):
             alloc = self._allocators[key] = SharedNonceAllocator(chain_id, address, counter)
         return alloc
 
+    # -- API key ids ---------------------------------------------------------------------------
+
+    def api_key_registry(self) -> RedisApiKeyRegistry:
+        """The registry of issued API key ids shared through Redis (a set per user, provider, generation)."""
+        return RedisApiKeyRegistry(self)
+
     # -- leases ----------------------------------------------------------------------------------
 
     def lease(
@@ -298,3 +322,41 @@ class _RedisNonceCounter:
         """Nonces in ``[floor, nonce)`` whose taker's lease ran out."""
         found = await self._owner._script("claim nonce gaps", _CLAIM, self._keys[2:], [nonce, floor])
         return sorted(int(n) for n in found)
+
+
+class RedisApiKeyRegistry:
+    """Issued API key ids in Redis: every process's ``create_api_key`` claims its id atomically there.
+
+    Only ids are stored (never a key's secret).
+
+    Args:
+        owner: the coordinator whose server and namespace it uses.
+    """
+
+    def __init__(self, owner: RedisCoordinator) -> None:
+        self._owner = owner
+        self._local: dict[tuple[str, str, int], set[int]] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisApiKeyRegistry(namespace={self._owner.namespace!r})"
+
+    def issued_ids(self, user: str, provider: str, generation: int) -> Collection[int]:
+        """Ids this process claimed (the complete set lives in Redis; ``claim_id`` consults it)."""
+        return self._local.get((user.lower(), provider.lower(), generation), set())
+
+    def record(self, user: str, key: ApiKey) -> None:
+        """Remember the id locally (it was claimed in Redis already; the secret is not kept)."""
+        self._local.setdefault((user.lower(), key.provider.lower(), key.generation), set()).add(key.token_id)
+
+    async def claim_id(
+        self, user: str, provider: str, generation: int, *, revoked: list[int], token_id: int | None
+    ) -> int | None:
+        """Claim ``token_id`` or the lowest free id atomically in Redis; ``None`` when taken / none free.
+
+        Raises:
+            CoordinatorError: Redis cannot be reached.
+        """
+        key = f"{self._owner.namespace}:apikeys:{user.lower()}:{provider.lower()}:{generation}"
+        args = [-1 if token_id is None else token_id, *revoked]
+        found = int(await self._owner._script("claim an API key id", _CLAIM_ID, [key], args))
+        return None if found < 0 else found

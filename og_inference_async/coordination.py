@@ -4,11 +4,12 @@ A :class:`Coordinator` provides what must be agreed on by everyone who signs for
 
 * the nonce allocator of each (chain, account);
 * exclusive leases: one holder at a time for a name (an onboarding, a top-up), with an expiry so a
-  crashed holder never blocks the others.
+  crashed holder never blocks the others;
+* optionally, a registry of issued API key ids (two processes never issue one id twice).
 
 :class:`InProcessCoordinator` is the default and keeps the process-wide behaviour (nonces from the
 process's allocator, leases that are always granted because the SDK's single-flights already
-cover one process). :class:`RedisCoordinator` shares both between processes (uvicorn or gunicorn
+cover one process). :class:`RedisCoordinator` shares all three between processes (uvicorn or gunicorn
 workers, agent hosts) through a Redis server; it needs the ``[redis]`` extra and imports redis-py
 only when it is built.
 
@@ -27,6 +28,7 @@ from ._chain._nonce import NonceAllocator, get_nonce_allocator
 
 if TYPE_CHECKING:
     from ._redis import RedisCoordinator
+    from .inference.auth import ApiKeyRegistry
 
 __all__ = ["Coordinator", "InProcessCoordinator", "RedisCoordinator"]
 
@@ -49,6 +51,13 @@ class Coordinator(abc.ABC):
             ttl: seconds after which a holder that never released it (it crashed) loses it.
             wait: seconds to wait for the current holder before raising ``CoordinatorError``.
         """
+
+    def api_key_registry(self) -> ApiKeyRegistry | None:
+        """The registry of issued API key ids this coordinator shares, if any (default: none).
+
+        The broker uses it when it was not given ``api_key_registry=``.
+        """
+        return None
 
     @abc.abstractmethod
     async def check(self) -> None:

@@ -17,10 +17,12 @@ from typing import Any
 import anyio
 import pytest
 
-from og_inference_async import AsyncBroker, og
+from og_inference_async import ApiKeyError, AsyncBroker, og
 from og_inference_async.coordination import RedisCoordinator
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle
+
+from .chain_helpers import register_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -98,3 +100,30 @@ async def test_four_processes_auto_funding_one_provider_top_up_once(
     reports = await _run_workers(devnet, redis_url, namespace, "autofund", chatbot.address, og(2))
     assert [r["errors"] for r in reports] == [0] * PROCESSES
     assert sum(r["top_ups"] for r in reports) == 1
+
+
+async def test_two_processes_never_issue_one_api_key_id(devnet: Devnet, redis_url: str) -> None:
+    """Two brokers on separate coordinators (two processes) issue 20 keys at once: ids 0..19, each once."""
+    namespace = "ak-" + uuid.uuid4().hex
+    provider = await register_provider(devnet)
+    key = devnet.accounts[ACCOUNT].private_key
+    async with AsyncBroker(key, network=devnet.network) as setup:
+        await setup.ledger.add_ledger(og(5))
+        await setup.ledger.transfer_fund(provider, og(2))
+    coordinators = [RedisCoordinator(redis_url, namespace=namespace) for _ in range(2)]
+    brokers = [AsyncBroker(key, network=devnet.network, coordinator=c) for c in coordinators]
+    ids: list[int] = []
+
+    async def create(broker: AsyncBroker) -> None:
+        ids.append((await broker.inference.create_api_key(provider)).token_id)
+
+    with anyio.fail_after(HANG_BOUND):
+        async with brokers[0], brokers[1], anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(create, brokers[i % 2])
+        assert sorted(ids) == list(range(20))
+        async with AsyncBroker(key, network=devnet.network, coordinator=coordinators[1]) as again:
+            with pytest.raises(ApiKeyError, match="already issued"):
+                await again.inference.create_api_key(provider, token_id=7)
+    for c in coordinators:
+        await c.aclose()
