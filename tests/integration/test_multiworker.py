@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from og_inference_async import ApiKeyError, AsyncBroker, og
@@ -27,6 +29,7 @@ from .chain_helpers import register_provider
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 WORKER = Path(__file__).with_name("multiworker_worker.py")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROCESSES = 4
 PER_PROCESS = 25
 AMOUNT = 10**15
@@ -127,3 +130,59 @@ async def test_two_processes_never_issue_one_api_key_id(devnet: Devnet, redis_ur
                 await again.inference.create_api_key(provider, token_id=7)
     for c in coordinators:
         await c.aclose()
+
+
+async def test_multiworker_fastapi_example_under_uvicorn_workers(
+    devnet: Devnet, redis_url: str, chatbot: ProviderHandle
+) -> None:
+    """The example under ``uvicorn --workers 3``: 30 concurrent deposits land once each; one onboarding."""
+    key = devnet.accounts[ACCOUNT].private_key
+    async with AsyncBroker(key, network=devnet.network) as setup:
+        await setup.ledger.add_ledger(og(10))
+        before = (await setup.ledger.get_ledger()).total
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "OG_PRIVATE_KEY": key,
+        "OG_RPC_URL": devnet.rpc_url,
+        "OG_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # its own database: the example's keys
+        "OG_PROVIDER": chatbot.address,
+    }
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "--factory", "--workers", "3"]
+    command += ["--port", str(port), "--log-level", "warning", "multiworker_fastapi:create_app"]
+    process = await anyio.open_process(command, env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            with anyio.fail_after(HANG_BOUND):
+                while True:  # polls until a worker answers (uvicorn has no readiness signal)
+                    try:
+                        if (await client.get("/worker")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.05)
+                replies: list[httpx.Response] = []
+
+                async def deposit() -> None:
+                    replies.append(await client.post("/deposit", json={"wei": AMOUNT}))
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(30):
+                        tg.start_soon(deposit)
+        assert [r.status_code for r in replies] == [200] * 30, [
+            r.text for r in replies if r.status_code != 200
+        ]
+        assert len({r.json()["tx_hash"] for r in replies}) == 30
+    finally:
+        process.terminate()
+        with anyio.fail_after(HANG_BOUND):
+            await process.wait()
+    async with AsyncBroker(key, network=devnet.network) as check:
+        ledger = await check.ledger.get_ledger()
+        account = await check.ledger.get_account(chatbot.address)
+    moved = account.balance
+    assert ledger.total - before == 30 * AMOUNT
+    assert og(2) <= moved < og(4)  # one onboarding top-up, not one per worker
+    print(f"\nuvicorn x3: 30 deposits landed; sub-account funded once with {moved} wei")
