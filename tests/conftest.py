@@ -13,6 +13,9 @@ loaded through its ``pytest11`` entry point) under this suite's shorter names:
 - ``providers`` / ``chatbot`` (function): the plugin's ``og_providers`` (the four default providers), and
   the chatbot among them.
 
+- ``redis_url`` (session): a real ``redis-server`` on 127.0.0.1 for the coordination tests
+  (``tests/redis_server.py``); they skip without the binary, except under CI, where they fail.
+
 Integration-only fixtures (the automatic snapshot, the fault proxies) live in
 ``tests/integration/conftest.py``.
 """
