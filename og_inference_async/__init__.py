@@ -33,6 +33,7 @@ if _typing.TYPE_CHECKING:
     from ._apikeys import ApiKey
     from ._broker import AsyncBroker
     from ._chain import reset_nonce_allocators
+    from .coordination import Coordinator, InProcessCoordinator
     from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
     from .inference._stream import ChatStream
     from .inference._verify import VerificationPolicy
@@ -95,10 +96,12 @@ _LAZY: dict[str, str] = {
     "ChatResult": ".types.inference",
     "ChatStream": ".inference._stream",
     "CircuitBreaker": ".inference.router",
+    "Coordinator": ".coordination",
     "FeeBreakdown": ".types.inference",
     "GeneratedImage": ".types.inference",
     "ImageResult": ".types.inference",
     "InMemoryApiKeyRegistry": ".inference",
+    "InProcessCoordinator": ".coordination",
     "InferenceResult": ".types.inference",
     "Ledger": ".types",
     "ProviderBalance": ".types",
@@ -167,6 +170,8 @@ __all__ = [
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
+    "Coordinator",
+    "CoordinatorError",
     "DirectDepositsDisabledError",
     "FeeBreakdown",
     "FeePolicy",
@@ -176,6 +181,7 @@ __all__ = [
     "ImageJobTimeoutError",
     "ImageResult",
     "InMemoryApiKeyRegistry",
+    "InProcessCoordinator",
     "InferenceResult",
     "InsufficientAvailableBalanceError",
     "InsufficientBalanceError",

@@ -35,6 +35,12 @@ def _check_bitmap(revoked_bitmap: int) -> None:
         raise ConfigError("revoked_bitmap must be an int in 0..2**256-1")
 
 
+#: Why no API key id is left.
+ALL_IDS_TAKEN = (
+    "all 255 API key ids are used or revoked; call revoke_all_tokens(provider) to start a new generation"
+)
+
+
 def revoked_ids(bitmap: int) -> list[int]:
     """The token ids whose bit is set in an on-chain ``revokedBitmap``, ascending.
 
@@ -83,9 +89,7 @@ def pick_token_id(revoked_bitmap: int, issued: Collection[int] = ()) -> int:
     for token_id in range(MAX_PERSISTENT_TOKEN_ID + 1):
         if not revoked_bitmap >> token_id & 1 and token_id not in taken:
             return token_id
-    raise ApiKeyError(
-        "all 255 API key ids are used or revoked; call revoke_all_tokens(provider) to start a new generation"
-    )
+    raise ApiKeyError(ALL_IDS_TAKEN)
 
 
 def make_api_key_claims(

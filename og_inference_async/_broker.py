@@ -46,6 +46,7 @@ from ._http import make_http_client, rpc_poster
 from ._runtime import Background, Wallet
 from ._transport import ProviderTransport
 from ._units import Amount
+from .coordination import Coordinator, InProcessCoordinator
 from .inference import InferenceAPI, InferenceServices, RequestPolicies
 from .inference.auth import ApiKeyRegistry, AuthManager
 from .inference.budgets import DEFAULT_MAX_TOKENS, Budget, BudgetBook
@@ -195,7 +196,12 @@ class AsyncBroker:
         tx_policy: gas, fee and receipt policy for transactions.
         session: session-token lifetime, reuse margin and cache bounds.
         api_key_registry: where issued API key ids are recorded (persist them by passing your own);
-            default: in memory.
+            default: the coordinator's (Redis: shared by the processes), else in memory.
+        coordinator: what the brokers signing for this wallet agree through: the default
+            :class:`~og_inference_async.coordination.InProcessCoordinator` (one process), or a
+            :class:`~og_inference_async.coordination.RedisCoordinator` shared by several
+            processes (nonces, leases on money moves, API key ids; it is checked in ``open()``,
+            never closed by the broker).
 
     Raises:
         ConfigError: bad key, unknown network, malformed addresses, no RPC URL, or ``rpc_urls``
@@ -217,6 +223,7 @@ class AsyncBroker:
         tx_policy: TxPolicy | None = None,
         session: SessionPolicy | None = None,
         api_key_registry: ApiKeyRegistry | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         net = get_network(network)
         if ledger_address is not None or inference_address is not None:
@@ -246,6 +253,10 @@ class AsyncBroker:
         self.tx_policy = tx_policy or TxPolicy()
         self.session_policy = session or SessionPolicy()
         self._api_key_registry = api_key_registry
+        if coordinator is not None and not isinstance(coordinator, Coordinator):
+            raise ConfigError(f"coordinator must be a Coordinator, got {type(coordinator).__name__}")
+        #: the nonce allocators and leases this broker shares (see :mod:`og_inference_async.coordination`)
+        self.coordinator: Coordinator = coordinator or InProcessCoordinator()
         self._state = _State.UNOPENED
         self._stack: AsyncExitStack | None = None
         self._http: httpx.AsyncClient | None = None
@@ -300,6 +311,7 @@ class AsyncBroker:
             BrokerStateError: already opened or closed.
             NetworkMismatchError: the RPC serves another chain.
             RPCError: the RPC could not be reached.
+            CoordinatorError: the coordinator (Redis) could not be reached.
         """
         if self._state is not _State.UNOPENED:
             raise BrokerStateError(f"broker is {self._state.value}; a broker opens once")
@@ -330,7 +342,15 @@ class AsyncBroker:
             tg = self._task_group
             assert tg is not None
             if self._account is not None:
-                self._tx = TxSender(self._rpc, self._account, actual, self.tx_policy, spawn=tg.start_soon)
+                await self.coordinator.check()
+                self._tx = TxSender(
+                    self._rpc,
+                    self._account,
+                    actual,
+                    self.tx_policy,
+                    spawn=tg.start_soon,
+                    nonces=self.coordinator.nonce_allocator(actual, self._account.address),
+                )
             self._graph = self._build_graph(self._http, self._chain, self._tx, tg)
         except BaseException:
             self._state = _State.CLOSED
@@ -408,8 +428,9 @@ class AsyncBroker:
         self, http: httpx.AsyncClient, contracts: ChainReader, sender: TxSender | None, group: TaskGroup
     ) -> _Graph:
         """Build the object graph of the open broker, once: each part gets what it needs."""
-        wallet = Wallet(self._account, sender)
-        auth = AuthManager(contracts, wallet, registry=self._api_key_registry, policy=self.session_policy)
+        wallet = Wallet(self._account, sender, self.coordinator)
+        registry = self._api_key_registry or self.coordinator.api_key_registry()
+        auth = AuthManager(contracts, wallet, registry=registry, policy=self.session_policy)
         ledger = LedgerAPI(contracts, wallet, forget=auth.forget, services=self._inference_services)
         transport = ProviderTransport(http, auth=auth, settings=self._policies)
         services = InferenceServices.build(

@@ -78,6 +78,7 @@ __all__ = [
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
+    "CoordinatorError",
     "FundingCapError",
     "DirectDepositsDisabledError",
     "ImageJobTimeoutError",
@@ -341,6 +342,14 @@ class ServiceNotFoundError(OGError):
     def __init__(self, message: str, *, identifier: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.identifier = identifier
+
+
+class CoordinatorError(OGError):
+    """The coordinator shared by several processes (Redis) could not be reached or did not answer.
+
+    Raised before anything is signed or sent: an unreachable coordinator never leads to a second
+    transaction for one intent, nor to a nonce two processes both use.
+    """
 
 
 class ChainError(OGError):

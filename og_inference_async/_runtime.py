@@ -8,10 +8,11 @@ group, which refuses new work once the broker has closed.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import BrokerStateError, ConfigError
+from .coordination import Coordinator, InProcessCoordinator
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -29,10 +30,13 @@ class Wallet:
     Attributes:
         account: the signing account, ``None`` on a read-only broker.
         sender: the transaction sender, ``None`` on a read-only broker.
+        coordinator: what every broker signing for this wallet agrees through (money moves
+            into one sub-account, ledger creation); default: this process only.
     """
 
     account: LocalAccount | None = None
     sender: TxSender | None = None
+    coordinator: Coordinator = field(default_factory=InProcessCoordinator)
 
     @property
     def address(self) -> str:

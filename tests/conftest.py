@@ -13,6 +13,9 @@ loaded through its ``pytest11`` entry point) under this suite's shorter names:
 - ``providers`` / ``chatbot`` (function): the plugin's ``og_providers`` (the four default providers), and
   the chatbot among them.
 
+- ``redis_url`` (session): a real ``redis-server`` on 127.0.0.1 for the coordination tests
+  (``tests/redis_server.py``); they skip without the binary, except under CI, where they fail.
+
 Integration-only fixtures (the automatic snapshot, the fault proxies) live in
 ``tests/integration/conftest.py``.
 """
@@ -26,6 +29,8 @@ import pytest
 
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle
+
+from .redis_server import redis_url  # noqa: F401  (a session fixture: a real Redis server)
 
 # Python 3.10's debug-mode reprs of futures recurse without bound on some callback chains and
 # crash the interpreter; the debug checks run on 3.11 and newer.

@@ -18,14 +18,21 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.lowlevel
 
 from .._singleflight import SingleFlight
 from ..types import TxReceipt, TxRecord, TxState
 
-__all__ = ["NonceAllocator", "Tracked", "get_nonce_allocator", "reset_nonce_allocators"]
+__all__ = [
+    "NonceAllocator",
+    "SharedNonceAllocator",
+    "SharedNonceCounter",
+    "Tracked",
+    "get_nonce_allocator",
+    "reset_nonce_allocators",
+]
 
 #: How many finished records an allocator keeps for ``broker.transactions.recent()``.
 HISTORY = 1000
@@ -165,6 +172,10 @@ class NonceAllocator:
             self.allocated += len(taken)
             return taken
 
+    async def claim_gaps(self, nonce: int, floor: int) -> list[int]:
+        """Nonces in ``[floor, nonce)`` nobody will send any more (to be filled); here the given-back ones."""
+        return self.claim_returned_below(nonce, floor)
+
     def resync(self) -> None:
         """Forget the counter; the next allocation reseeds from the node."""
         with self._lock:
@@ -209,6 +220,124 @@ class NonceAllocator:
         """The newest ``limit`` records, newest first."""
         with self._lock:
             return list(reversed(self._history))[:limit]
+
+
+class SharedNonceCounter(Protocol):
+    """The counter of an account's next nonce kept outside the process (one per chain and account).
+
+    Every operation is atomic where the counter lives. Errors reaching it raise
+    :class:`~og_inference_async.CoordinatorError`, always before anything is signed.
+    """
+
+    async def take(self, read_pending: Callable[[], Awaitable[int]]) -> tuple[int, int]:
+        """``(nonce, generation)``: the next nonce, seeding the counter from the node when it has none."""
+        ...
+
+    async def reseed(self, pending: int) -> int:
+        """Raise the counter to at least ``pending`` and start a new generation (returned)."""
+        ...
+
+    async def generation(self) -> int:
+        """The current generation (the fencing token)."""
+        ...
+
+    async def claim_expired(self, nonce: int, floor: int) -> list[int]:
+        """Nonces in ``[floor, nonce)`` taken by a worker whose lease on them ran out (it crashed)."""
+        ...
+
+
+class SharedNonceAllocator(NonceAllocator):
+    """A :class:`NonceAllocator` whose counter is shared by every process using one wallet.
+
+    Fresh nonces come from ``counter`` (one atomic step there, nothing local held across the
+    await). Nonces this process gives back stay here, are used first and fill gaps as in the
+    in-process allocator. The counter's generation is a fencing token: it changes on every
+    reseed, and the nonces set aside under an older generation are dropped, not used (they may
+    be spent).
+
+    Args:
+        chain_id: the chain.
+        address: the account.
+        counter: the shared counter.
+    """
+
+    def __init__(self, chain_id: int, address: str, counter: SharedNonceCounter) -> None:
+        super().__init__(chain_id, address)
+        self._counter = counter
+        self._stale = False
+        self.generation: int | None = None
+
+    def __repr__(self) -> str:
+        return f"SharedNonceAllocator(chain_id={self.chain_id}, address={self.address})"
+
+    def try_take(self) -> int | None:
+        """A nonce this process gave back, or ``None`` (fresh ones need the shared counter)."""
+        with self._lock:
+            if not self._returned:
+                return None
+            nonce = min(self._returned)
+            self._returned.discard(nonce)
+            self.allocated += 1
+            return nonce
+
+    async def seed(self, read_pending: Callable[[], Awaitable[int]]) -> None:
+        """Nothing to seed locally: the shared counter seeds itself on first use."""
+
+    async def allocate(self, read_pending: Callable[[], Awaitable[int]]) -> int:
+        """A given-back nonce, else the next one of the shared counter (reseeded first after a resync).
+
+        Raises:
+            CoordinatorError: the counter cannot be reached; nothing was signed.
+        """
+        with self._lock:
+            stale, self._stale = self._stale, False
+            returned = bool(self._returned)
+        if returned and not stale:
+            self._adopt(await self._counter.generation())  # a reseed elsewhere voids them
+            nonce = self.try_take()
+            if nonce is not None:
+                return nonce
+        if stale:
+            try:
+                generation = await self._counter.reseed(await read_pending())
+            except BaseException:
+                with self._lock:
+                    self._stale = True
+                raise
+            self._adopt(generation)
+        nonce, generation = await self._counter.take(read_pending)
+        self._adopt(generation)
+        with self._lock:
+            self.allocated += 1
+        return nonce
+
+    def _adopt(self, generation: int) -> None:
+        with self._lock:
+            if self.generation is not None and generation != self.generation:
+                self._returned.clear()
+            self.generation = generation
+
+    def release(self, nonce: int) -> None:
+        """Keep ``nonce`` to be used next by this process (or to fill a gap)."""
+        with self._lock:
+            self._returned.add(nonce)
+
+    async def claim_gaps(self, nonce: int, floor: int) -> list[int]:
+        """Given-back nonces below ``nonce``, and those whose taker's lease ran out (best effort)."""
+        own = self.claim_returned_below(nonce, floor)
+        try:
+            expired = await self._counter.claim_expired(nonce, floor)
+        except Exception:  # the counter is unreachable: fill what is known locally
+            return own
+        with self._lock:
+            self.allocated += len(expired)
+        return sorted({*own, *expired})
+
+    def resync(self) -> None:
+        """Reseed the shared counter from the node (``max(pending, counter)``) before the next nonce."""
+        with self._lock:
+            self._stale = True
+            self._returned.clear()
 
 
 _ALLOCATORS: dict[tuple[int, str], NonceAllocator] = {}

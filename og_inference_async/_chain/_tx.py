@@ -99,6 +99,8 @@ class TxSender:
         policy: gas, fee, receipt and resolution policy.
         spawn: starts a coroutine in the broker's task group (finishes transactions whose caller
             was cancelled); ``None`` leaves them listed as in doubt.
+        nonces: the allocator (a coordinator's, shared by several processes); default: the
+            process-wide one of ``(chain_id, account)``.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class TxSender:
         chain_id: int,
         policy: TxPolicy,
         spawn: Spawn | None = None,
+        nonces: NonceAllocator | None = None,
     ) -> None:
         self.rpc = rpc
         self._account = account
@@ -115,7 +118,7 @@ class TxSender:
         self.chain_id = chain_id
         self.policy = policy
         self.spawn = spawn
-        self.nonces = get_nonce_allocator(chain_id, account.address)
+        self.nonces = nonces if nonces is not None else get_nonce_allocator(chain_id, account.address)
         #: cancellation by replacement and the ``broker.transactions`` resolution API
         self.resolver = TxResolver(self)
 
@@ -587,7 +590,7 @@ class TxSender:
         for other in self.nonces.open_records():
             if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
                 await self.send_once(other, self.attempt_timeout(deadline))
-        for nonce in self.nonces.claim_returned_below(record.nonce, latest):
+        for nonce in await self.nonces.claim_gaps(record.nonce, latest):
             filler = self.sign_at(
                 nonce,
                 self.address,

@@ -5,7 +5,9 @@ Concurrency rules kept here:
 * Every operation that moves money into (or acknowledges) one provider's sub-account holds that
   provider's lock (:meth:`AccountKeeper.lock`), so ``ensure_ready``,
   ``acknowledge_provider_signer`` and auto-funding never send two top-ups for the same
-  shortfall. Ledger creation holds a wallet-wide lock.
+  shortfall. Ledger creation holds a wallet-wide lock. Both locks also take the coordinator's
+  lease (``AsyncBroker(coordinator=)``), so several processes sharing the wallet through Redis
+  move the money once: the holder reads fresh state inside, the others find it done.
 * Transactions are sent inside shielded scopes: a cancelled caller (or a stopped loop) never
   abandons a transaction between nonce allocation and its receipt.
 * A top-up whose outcome is unknown is remembered; the next plan for that provider resolves it
@@ -14,7 +16,10 @@ Concurrency rules kept here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import anyio
@@ -32,6 +37,12 @@ if TYPE_CHECKING:
 __all__ = ["AccountKeeper"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a cross-process lease on a money move lasts if its holder crashed (it is released at once
+#: otherwise); a move runs its transaction within the transaction policy's bounds, well inside it.
+LEASE_TTL = 120.0
+#: Seconds a process waits for another process's money move before ``CoordinatorError``.
+LEASE_WAIT = 180.0
 
 
 class AccountKeeper:
@@ -64,18 +75,38 @@ class AccountKeeper:
 
     # -- locks -----------------------------------------------------------------------------------
 
-    def lock(self, provider: str) -> anyio.Lock:
-        """The lock every money move into ``provider``'s sub-account holds."""
+    def lock(self, provider: str) -> AbstractAsyncContextManager[None]:
+        """The lock every money move into ``provider``'s sub-account holds (with the coordinator's lease).
+
+        Raises:
+            CoordinatorError: the coordinator's lease could not be taken (nothing was sent).
+        """
         lock = self._locks.get(provider)
         if lock is None:
             lock = self._locks[provider] = anyio.Lock()
-        return lock
+        return self._held(lock, f"sub-account:{provider.lower()}")
 
-    def ledger_lock(self) -> anyio.Lock:
-        """The wallet-wide lock of ledger creation."""
+    def ledger_lock(self) -> AbstractAsyncContextManager[None]:
+        """The wallet-wide lock of ledger creation (with the coordinator's lease).
+
+        Raises:
+            CoordinatorError: the coordinator's lease could not be taken (nothing was sent).
+        """
         if self._wallet_lock is None:
             self._wallet_lock = anyio.Lock()
-        return self._wallet_lock
+        return self._held(self._wallet_lock, "ledger")
+
+    @contextlib.asynccontextmanager
+    async def _held(self, lock: anyio.Lock, what: str) -> AsyncIterator[None]:
+        """``lock`` in this process, then the coordinator's lease on ``what`` across processes.
+
+        The holder reads fresh chain state inside, so a process that waited finds the work done.
+        The lease expires after :data:`LEASE_TTL` if its holder crashed.
+        """
+        account = self.wallet.account
+        owner = account.address.lower() if account is not None else "read-only"
+        async with lock, self.wallet.coordinator.lease(f"{owner}:{what}", ttl=LEASE_TTL, wait=LEASE_WAIT):
+            yield
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .._apikeys import ApiKey, check_token_id, issue_api_key, pick_token_id, revoked_ids
+from .._apikeys import ALL_IDS_TAKEN, ApiKey, check_token_id, issue_api_key, pick_token_id, revoked_ids
 from .._config import SessionPolicy, checksum
 from .._exceptions import AccountNotExistsError, ApiKeyError, ConfigError, NotAcknowledgedError
 from .._runtime import Wallet
@@ -27,7 +27,7 @@ from ..types import Account, TxReceipt
 if TYPE_CHECKING:
     from .._chain import ChainReader
 
-__all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry"]
+__all__ = ["ApiKeyRegistry", "AuthManager", "InMemoryApiKeyRegistry", "SharedApiKeyRegistry"]
 
 #: The latest expiry an API key can carry (ms since the epoch, a signed 64-bit value).
 MAX_TOKEN_MS = 2**63 - 1
@@ -79,6 +79,25 @@ class ApiKeyRegistry(Protocol):
 
     def record(self, user: str, key: ApiKey) -> None:
         """Remember a newly issued key (its secret is included; store it safely or drop it)."""
+        ...
+
+
+@runtime_checkable
+class SharedApiKeyRegistry(ApiKeyRegistry, Protocol):
+    """An :class:`ApiKeyRegistry` shared by several processes: ids are claimed atomically where it lives.
+
+    ``create_api_key`` calls :meth:`claim_id` instead of picking from :meth:`issued_ids`, so two
+    processes never hand out one id (``RedisCoordinator.api_key_registry()`` is one).
+    """
+
+    async def claim_id(
+        self, user: str, provider: str, generation: int, *, revoked: list[int], token_id: int | None
+    ) -> int | None:
+        """Claim ``token_id`` (or the lowest id in 0..254 neither revoked nor issued); ``None`` if taken.
+
+        Raises:
+            CoordinatorError: the registry cannot be reached.
+        """
         ...
 
 
@@ -282,6 +301,9 @@ class AuthManager:
                 provider=prov,
             )
         user = self._wallet.address
+        if isinstance(self.registry, SharedApiKeyRegistry):
+            chosen = await self._claim_shared(self.registry, user, prov, account, token_id)
+            return self._issue(user, prov, chosen, account.generation, lifetime_ms)
         # No await between picking and recording: concurrent calls never share an id.
         issued = self.registry.issued_ids(user, prov, account.generation)
         if token_id is None:
@@ -295,16 +317,39 @@ class AuthManager:
                     hint="omit token_id to get a free one, or revoke the old key first",
                 )
             chosen = token_id
+        return self._issue(user, prov, chosen, account.generation, lifetime_ms)
+
+    def _issue(self, user: str, prov: str, token_id: int, generation: int, lifetime_ms: int | None) -> ApiKey:
+        """Sign the key and record it (no await: a picked id is recorded at once)."""
         key = issue_api_key(
             self._wallet.signer,
             prov,
-            token_id=chosen,
-            generation=account.generation,
+            token_id=token_id,
+            generation=generation,
             expires_in_ms=lifetime_ms,
             now_ms=int(self._clock() * 1000),
         )
         self.registry.record(user, key)
         return key
+
+    async def _claim_shared(
+        self, registry: SharedApiKeyRegistry, user: str, prov: str, account: Account, token_id: int | None
+    ) -> int:
+        """Claim an id in a shared registry (atomically there), or raise :class:`ApiKeyError`."""
+        if token_id is not None:
+            check_token_id(token_id, account.revoked_bitmap)
+        chosen = await registry.claim_id(
+            user, prov, account.generation, revoked=revoked_ids(account.revoked_bitmap), token_id=token_id
+        )
+        if chosen is not None:
+            return chosen
+        if token_id is not None:
+            raise ApiKeyError(
+                f"tokenId {token_id} was already issued for this provider in generation "
+                f"{account.generation}; two keys would share it (revoking one revokes both)",
+                hint="omit token_id to get a free one, or revoke the old key first",
+            )
+        raise ApiKeyError(ALL_IDS_TAKEN)
 
     async def list_revoked_api_keys(self, provider: str) -> list[int]:
         """Ids revoked individually in the current generation (from the on-chain bitmap)."""

@@ -1,0 +1,362 @@
+"""The Redis coordinator: nonces and leases shared by every process that signs for one wallet.
+
+Keys live under ``<namespace>:{<chain>:<account>}:...`` (one hash slot per account, so the scripts
+also run on a Redis Cluster). Each step is one Lua script, atomic on the server:
+
+* ``next`` holds the account's next nonce. :data:`_TAKE` hands it out and increments it; when the
+  key is missing the caller reads the node's ``pending`` count and :data:`_SEED` sets it (never
+  lowering it). A reseed (after the node reported a nonce as used) sets ``max(pending, next)``
+  and bumps ``gen``, the fencing token every take returns.
+* ``taken`` remembers each nonce handed out with a lease deadline (server time). A worker that
+  crashes between taking a nonce and sending it leaves a gap; once the lease ran out,
+  :data:`_CLAIM` gives that nonce to a worker whose transaction waits behind the gap, which fills
+  it with a 0-value self-transfer (the in-process gap healing).
+* API key ids (:class:`RedisApiKeyRegistry`) are a set per (user, provider, generation); a claim
+  is one ``SADD`` (:data:`_CLAIM_ID`), so two processes never issue one id.
+* Leases (:meth:`RedisCoordinator.lease`) are ``SET NX PX`` with a random token; only the holder
+  of the token releases it (:data:`_UNLOCK`), and the expiry frees it if the holder crashed.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.lowlevel
+
+from ._apikeys import ApiKey
+from ._chain._nonce import NonceAllocator, SharedNonceAllocator
+from ._exceptions import ConfigError, CoordinatorError
+from ._singleflight import SingleFlight
+from .coordination import Coordinator
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - exercised only without the extra
+    aioredis = None  # type: ignore[assignment]
+    RedisError = Exception  # type: ignore[assignment,misc]
+
+__all__ = ["RedisCoordinator"]
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: KEYS next, gen, taken; ARGV lease_ms, keep. -> {nonce or -1, gen}
+_TAKE = (
+    _NOW_MS
+    + """
+local n = redis.call('GET', KEYS[1])
+local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
+if not n then return {-1, gen} end
+redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), n)
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[2]) - 1)
+return {tonumber(n), gen}
+"""
+)
+
+#: KEYS next, gen; ARGV pending, reseed ('1' or '0'). -> gen
+_SEED = """
+local cur = redis.call('GET', KEYS[1])
+local pending = tonumber(ARGV[1])
+if not cur then
+  redis.call('SET', KEYS[1], pending)
+elseif ARGV[2] == '1' then
+  if pending > tonumber(cur) then redis.call('SET', KEYS[1], pending) end
+  redis.call('INCR', KEYS[2])
+end
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+"""
+
+#: KEYS taken; ARGV nonce, floor. -> expired nonces in [floor, nonce) (removed); spent ones pruned.
+_CLAIM = (
+    _NOW_MS
+    + """
+local out = {}
+local top = tonumber(ARGV[1])
+local floor = tonumber(ARGV[2])
+local items = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #items, 2 do
+  local v = tonumber(items[i])
+  if v < floor then
+    redis.call('ZREM', KEYS[1], items[i])
+  elseif v < top and tonumber(items[i + 1]) <= now then
+    redis.call('ZREM', KEYS[1], items[i])
+    table.insert(out, v)
+  end
+end
+return out
+"""
+)
+
+#: KEYS lease; ARGV token. -> 1 when released
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: KEYS issued ids; ARGV wanted id (-1: the lowest free), revoked ids... -> the id, or -1 (taken / none free)
+_CLAIM_ID = """
+local want = tonumber(ARGV[1])
+if want >= 0 then
+  if redis.call('SADD', KEYS[1], want) == 1 then return want end
+  return -1
+end
+local revoked = {}
+for i = 2, #ARGV do revoked[tonumber(ARGV[i])] = true end
+for id = 0, 254 do
+  if not revoked[id] and redis.call('SADD', KEYS[1], id) == 1 then return id end
+end
+return -1
+"""
+
+#: How many handed-out nonces an account's ``taken`` set remembers.
+_KEEP_TAKEN = 10_000
+
+
+class RedisCoordinator(Coordinator):
+    """Nonces and leases shared through a Redis server by every process using one wallet.
+
+    ``pip install "og-inference-async[redis]"``. Pass the same URL (and namespace) to every
+    process's broker::
+
+        coordinator = RedisCoordinator("redis://127.0.0.1:6379/0")
+        async with AsyncBroker(key, coordinator=coordinator) as broker:
+            ...
+        await coordinator.aclose()
+
+    Args:
+        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL (a password in it is never shown).
+        namespace: prefix of every key (separate deployments on one server).
+        nonce_lease: seconds a taken nonce stays its taker's; after that, when it left a gap
+            (the taker crashed before sending), another worker fills it.
+        timeout: seconds for one Redis command (connect included, and the wait for a free
+            connection of the pool).
+        max_connections: connections of this process to the server (callers beyond wait).
+
+    Raises:
+        ConfigError: redis-py is not installed, or a bad argument.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "og",
+        nonce_lease: float = 60.0,
+        timeout: float = 5.0,
+        max_connections: int = 16,
+    ) -> None:
+        if aioredis is None:
+            raise ConfigError(
+                "RedisCoordinator needs redis-py", hint='pip install "og-inference-async[redis]"'
+            )
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("RedisCoordinator needs a redis://, rediss:// or unix:// URL")
+        if not namespace or not isinstance(namespace, str):
+            raise ConfigError("namespace must be a non-empty string")
+        for name, value in (("nonce_lease", nonce_lease), ("timeout", timeout)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds")
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigError("max_connections must be a positive int")
+        self._url = url
+        self.namespace = namespace
+        self.nonce_lease = float(nonce_lease)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        self._pool: Any = pool
+        self._client: Any = aioredis.Redis(connection_pool=pool)
+        self._allocators: dict[tuple[int, str], NonceAllocator] = {}
+        self._scripts: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self._url)
+        shown = parts._replace(netloc=parts.hostname or "" if parts.password else parts.netloc).geturl()
+        return f"RedisCoordinator({shown!r}, namespace={self.namespace!r})"
+
+    async def __aenter__(self) -> RedisCoordinator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    async def _call(self, what: str, run: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await run()
+        except (RedisError, OSError) as exc:
+            raise CoordinatorError(
+                f"the Redis coordinator could not {what} ({type(exc).__name__}); nothing was signed",
+                hint="check that the Redis server is reachable",
+            ) from None
+
+    async def _script(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self._client.register_script(source)
+        return await self._call(name, lambda: script(keys=keys, args=args))
+
+    async def check(self) -> None:
+        """Ping the server.
+
+        Raises:
+            CoordinatorError: it cannot be reached.
+        """
+        await self._call("be reached", self._client.ping)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._client.aclose()
+                await self._pool.disconnect()
+            except (RedisError, OSError):
+                pass
+
+    # -- nonces ----------------------------------------------------------------------------------
+
+    def nonce_allocator(self, chain_id: int, address: str) -> NonceAllocator:
+        """The allocator of ``address`` on ``chain_id`` whose counter lives in Redis."""
+        key = (chain_id, address.lower())
+        alloc = self._allocators.get(key)
+        if alloc is None:
+            counter = _RedisNonceCounter(self, f"{self.namespace}:{{{chain_id}:{address.lower()}}}")
+            alloc = self._allocators[key] = SharedNonceAllocator(chain_id, address, counter)
+        return alloc
+
+    # -- API key ids ---------------------------------------------------------------------------
+
+    def api_key_registry(self) -> RedisApiKeyRegistry:
+        """The registry of issued API key ids shared through Redis (a set per user, provider, generation)."""
+        return RedisApiKeyRegistry(self)
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    def lease(
+        self, name: str, *, ttl: float = 60.0, wait: float = 120.0
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold ``name`` across processes (``SET NX PX`` with a token; released only with it).
+
+        Raises:
+            CoordinatorError: Redis cannot be reached, or the lease was not free within ``wait``.
+        """
+        return self._lease(name, ttl, wait)
+
+    @asynccontextmanager
+    async def _lease(self, name: str, ttl: float, wait: float) -> AsyncIterator[None]:
+        key = f"{self.namespace}:lease:{name}"
+        token = secrets.token_hex(16)
+        ttl_ms = max(1, int(ttl * 1000))
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while not await self._call("take a lease", lambda: self._client.set(key, token, nx=True, px=ttl_ms)):
+            if time.monotonic() + delay > deadline:
+                raise CoordinatorError(f"the lease {name!r} was not free within {wait} s")
+            await anyio.sleep(delay)  # polls the holder's key; the expiry bounds a crashed holder
+            delay = min(delay * 2, 0.2)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._script("release a lease", _UNLOCK, [key], [token])
+                except CoordinatorError:
+                    pass  # it expires on its own
+
+
+class _RedisNonceCounter:
+    """The :class:`~og_inference_async._chain._nonce.SharedNonceCounter` of one account in Redis."""
+
+    def __init__(self, owner: RedisCoordinator, prefix: str) -> None:
+        self._owner = owner
+        self._keys = [f"{prefix}:next", f"{prefix}:gen", f"{prefix}:taken"]
+        self._seeds: dict[object, SingleFlight[str, None]] = {}
+
+    async def take(self, read_pending: Callable[[], Awaitable[int]]) -> tuple[int, int]:
+        """``(nonce, generation)``, seeding the counter from ``read_pending`` first when it has none."""
+        lease_ms = int(self._owner.nonce_lease * 1000)
+        while True:
+            with anyio.CancelScope(shield=True):  # a nonce taken in Redis is never dropped on the floor
+                nonce, gen = await self._owner._script(
+                    "take a nonce", _TAKE, self._keys, [lease_ms, _KEEP_TAKEN]
+                )
+            if int(nonce) >= 0:
+                return int(nonce), int(gen)
+            flights = self._seeds.setdefault(anyio.lowlevel.current_token(), SingleFlight())
+            await flights.run("seed", partial(self._seed, read_pending))
+
+    async def _seed(self, read_pending: Callable[[], Awaitable[int]]) -> None:
+        """Set the counter to the node's ``pending`` count unless another process did (once per loop)."""
+        await self._owner._script("seed the nonce counter", _SEED, self._keys[:2], [await read_pending(), 0])
+
+    async def reseed(self, pending: int) -> int:
+        """``next = max(pending, next)`` and a new generation (returned)."""
+        return int(await self._owner._script("reseed the nonce counter", _SEED, self._keys[:2], [pending, 1]))
+
+    async def generation(self) -> int:
+        """The current generation (the fencing token)."""
+        gen = await self._owner._call(
+            "read the nonce generation", lambda: self._owner._client.get(self._keys[1])
+        )
+        return int(gen or 0)
+
+    async def claim_expired(self, nonce: int, floor: int) -> list[int]:
+        """Nonces in ``[floor, nonce)`` whose taker's lease ran out."""
+        found = await self._owner._script("claim nonce gaps", _CLAIM, self._keys[2:], [nonce, floor])
+        return sorted(int(n) for n in found)
+
+
+class RedisApiKeyRegistry:
+    """Issued API key ids in Redis: every process's ``create_api_key`` claims its id atomically there.
+
+    Only ids are stored (never a key's secret).
+
+    Args:
+        owner: the coordinator whose server and namespace it uses.
+    """
+
+    def __init__(self, owner: RedisCoordinator) -> None:
+        self._owner = owner
+        self._local: dict[tuple[str, str, int], set[int]] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisApiKeyRegistry(namespace={self._owner.namespace!r})"
+
+    def issued_ids(self, user: str, provider: str, generation: int) -> Collection[int]:
+        """Ids this process claimed (the complete set lives in Redis; ``claim_id`` consults it)."""
+        return self._local.get((user.lower(), provider.lower(), generation), set())
+
+    def record(self, user: str, key: ApiKey) -> None:
+        """Remember the id locally (it was claimed in Redis already; the secret is not kept)."""
+        self._local.setdefault((user.lower(), key.provider.lower(), key.generation), set()).add(key.token_id)
+
+    async def claim_id(
+        self, user: str, provider: str, generation: int, *, revoked: list[int], token_id: int | None
+    ) -> int | None:
+        """Claim ``token_id`` or the lowest free id atomically in Redis; ``None`` when taken / none free.
+
+        Raises:
+            CoordinatorError: Redis cannot be reached.
+        """
+        key = f"{self._owner.namespace}:apikeys:{user.lower()}:{provider.lower()}:{generation}"
+        args = [-1 if token_id is None else token_id, *revoked]
+        found = int(await self._owner._script("claim an API key id", _CLAIM_ID, [key], args))
+        return None if found < 0 else found

@@ -1,0 +1,188 @@
+"""Many worker processes, one wallet, coordinated through a real Redis server.
+
+Four OS processes each send 25 concurrent deposits from ONE devnet wallet through one
+``RedisCoordinator``: every transaction lands, nonces are distinct, the ledger grows by exactly the
+sum, and no nonce error reaches a caller. Time bounds are hang detectors, not speed assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from og_inference_async import ApiKeyError, AsyncBroker, og
+from og_inference_async.coordination import RedisCoordinator
+from og_inference_devnet import Devnet
+from og_inference_devnet.provider import ProviderHandle
+
+from .chain_helpers import register_provider
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+WORKER = Path(__file__).with_name("multiworker_worker.py")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PROCESSES = 4
+PER_PROCESS = 25
+AMOUNT = 10**15
+HANG_BOUND = 180
+ACCOUNT = 11
+
+
+async def _run_worker(dn: Devnet, redis_url: str, namespace: str, mode: str, arg: str, wei: int) -> Any:
+    """Run one worker process to its end and return its JSON report."""
+    env = {
+        **os.environ,
+        "OG_WORKER_KEY": dn.accounts[ACCOUNT].private_key,
+        "OG_WORKER_WEI": str(wei),
+        "OG_WORKER_PROCESSES": str(PROCESSES),
+    }
+    result = await anyio.run_process(
+        [sys.executable, str(WORKER), mode, dn.rpc_url, redis_url, namespace, arg], env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
+
+
+async def _run_workers(
+    dn: Devnet, redis_url: str, namespace: str, mode: str, arg: str, wei: int
+) -> list[Any]:
+    reports: list[Any] = []
+
+    async def worker() -> None:
+        reports.append(await _run_worker(dn, redis_url, namespace, mode, arg, wei))
+
+    with anyio.fail_after(HANG_BOUND):
+        async with anyio.create_task_group() as tg:
+            for _ in range(PROCESSES):
+                tg.start_soon(worker)
+    return reports
+
+
+async def test_four_processes_share_one_wallet_through_redis(devnet: Devnet, redis_url: str) -> None:
+    """4 processes x 25 concurrent deposits from one wallet: 100 land, distinct nonces, exact ledger."""
+    namespace = "mw-" + uuid.uuid4().hex
+    key = devnet.accounts[ACCOUNT].private_key
+    async with RedisCoordinator(redis_url, namespace=namespace) as coordinator:
+        async with AsyncBroker(key, network=devnet.network, coordinator=coordinator) as broker:
+            if not await broker.ledger.has_ledger():
+                await broker.ledger.add_ledger(og(3))
+            before = (await broker.ledger.get_ledger()).total
+    reports = await _run_workers(devnet, redis_url, namespace, "deposits", str(PER_PROCESS), AMOUNT)
+
+    errors = [e for r in reports for e in r["errors"]]
+    hashes = [h for r in reports for h in r["hashes"]]
+    states = [s for r in reports for s in r["states"]]
+    assert errors == []
+    assert len(hashes) == PROCESSES * PER_PROCESS == len(set(hashes))
+    assert states == ["mined"] * len(hashes)  # no transaction signed twice, none replaced
+    nonces = [int((await devnet.rpc("eth_getTransactionByHash", [h]))["nonce"], 16) for h in hashes]
+    assert len(set(nonces)) == len(nonces)
+    async with AsyncBroker(key, network=devnet.network) as broker:
+        after = (await broker.ledger.get_ledger()).total
+    assert after - before == PROCESSES * PER_PROCESS * AMOUNT
+
+
+async def test_four_processes_auto_funding_one_provider_top_up_once(
+    devnet: Devnet, redis_url: str, chatbot: ProviderHandle
+) -> None:
+    """4 processes start auto-funding one provider at the same moment: one top-up, not four."""
+    namespace = "af-" + uuid.uuid4().hex
+    key = devnet.accounts[ACCOUNT].private_key
+    async with AsyncBroker(key, network=devnet.network) as broker:
+        if not await broker.ledger.has_ledger():
+            await broker.ledger.add_ledger(og(10))
+    reports = await _run_workers(devnet, redis_url, namespace, "autofund", chatbot.address, og(2))
+    assert [r["errors"] for r in reports] == [0] * PROCESSES
+    assert sum(r["top_ups"] for r in reports) == 1
+
+
+async def test_two_processes_never_issue_one_api_key_id(devnet: Devnet, redis_url: str) -> None:
+    """Two brokers on separate coordinators (two processes) issue 20 keys at once: ids 0..19, each once."""
+    namespace = "ak-" + uuid.uuid4().hex
+    provider = await register_provider(devnet)
+    key = devnet.accounts[ACCOUNT].private_key
+    async with AsyncBroker(key, network=devnet.network) as setup:
+        await setup.ledger.add_ledger(og(5))
+        await setup.ledger.transfer_fund(provider, og(2))
+    coordinators = [RedisCoordinator(redis_url, namespace=namespace) for _ in range(2)]
+    brokers = [AsyncBroker(key, network=devnet.network, coordinator=c) for c in coordinators]
+    ids: list[int] = []
+
+    async def create(broker: AsyncBroker) -> None:
+        ids.append((await broker.inference.create_api_key(provider)).token_id)
+
+    with anyio.fail_after(HANG_BOUND):
+        async with brokers[0], brokers[1], anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(create, brokers[i % 2])
+        assert sorted(ids) == list(range(20))
+        async with AsyncBroker(key, network=devnet.network, coordinator=coordinators[1]) as again:
+            with pytest.raises(ApiKeyError, match="already issued"):
+                await again.inference.create_api_key(provider, token_id=7)
+    for c in coordinators:
+        await c.aclose()
+
+
+async def test_multiworker_fastapi_example_under_uvicorn_workers(
+    devnet: Devnet, redis_url: str, chatbot: ProviderHandle
+) -> None:
+    """The example under ``uvicorn --workers 3``: 30 concurrent deposits land once each; one onboarding."""
+    key = devnet.accounts[ACCOUNT].private_key
+    async with AsyncBroker(key, network=devnet.network) as setup:
+        await setup.ledger.add_ledger(og(10))
+        before = (await setup.ledger.get_ledger()).total
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "OG_PRIVATE_KEY": key,
+        "OG_RPC_URL": devnet.rpc_url,
+        "OG_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # its own database: the example's keys
+        "OG_PROVIDER": chatbot.address,
+    }
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "--factory", "--workers", "3"]
+    command += ["--port", str(port), "--log-level", "warning", "multiworker_fastapi:create_app"]
+    process = await anyio.open_process(command, env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            with anyio.fail_after(HANG_BOUND):
+                while True:  # polls until a worker answers (uvicorn has no readiness signal)
+                    try:
+                        if (await client.get("/worker")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await anyio.sleep(0.05)
+                replies: list[httpx.Response] = []
+
+                async def deposit() -> None:
+                    replies.append(await client.post("/deposit", json={"wei": AMOUNT}))
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(30):
+                        tg.start_soon(deposit)
+        assert [r.status_code for r in replies] == [200] * 30, [
+            r.text for r in replies if r.status_code != 200
+        ]
+        assert len({r.json()["tx_hash"] for r in replies}) == 30
+    finally:
+        process.terminate()
+        with anyio.fail_after(HANG_BOUND):
+            await process.wait()
+    async with AsyncBroker(key, network=devnet.network) as check:
+        ledger = await check.ledger.get_ledger()
+        account = await check.ledger.get_account(chatbot.address)
+    moved = account.balance
+    assert ledger.total - before == 30 * AMOUNT
+    assert og(2) <= moved < og(4)  # one onboarding top-up, not one per worker
+    print(f"\nuvicorn x3: 30 deposits landed; sub-account funded once with {moved} wei")
