@@ -43,6 +43,7 @@ from ._chain._fallback import display_url
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError, RPCError
 from ._http import make_http_client, rpc_poster
+from ._retry import RequestRetryPolicy
 from ._runtime import Background, Wallet
 from ._transport import ProviderTransport
 from .inference import InferenceAPI, InferenceServices, RequestPolicies
@@ -189,7 +190,11 @@ class AsyncBroker:
         inference_address: overrides the InferenceServing address.
         http_client: an ``httpx.AsyncClient`` to borrow (never closed by the broker).
         web3: an ``AsyncWeb3`` to borrow for chain access (never closed by the broker).
-        retry: bounded retry policy for reads and waits.
+        retry: bounded retry policy of the chain's JSON-RPC reads and waits (:class:`RetryPolicy`).
+        request_retry: bounded, billing-safe retry policy of provider HTTP requests
+            (:class:`RequestRetryPolicy`; the same object as ``broker.inference.retry_policy``,
+            which can also be set later). Per call or per ``broker.inference.with_options()``
+            view, ``max_retries=`` overrides its attempts.
         tx_policy: gas, fee and receipt policy for transactions.
         session: session-token lifetime, reuse margin and cache bounds.
         api_key_registry: where issued API key ids are recorded (persist them by passing your own);
@@ -212,6 +217,7 @@ class AsyncBroker:
         http_client: httpx.AsyncClient | None = None,
         web3: AsyncWeb3[Any] | None = None,
         retry: RetryPolicy | None = None,
+        request_retry: RequestRetryPolicy | None = None,
         tx_policy: TxPolicy | None = None,
         session: SessionPolicy | None = None,
         api_key_registry: ApiKeyRegistry | None = None,
@@ -232,6 +238,7 @@ class AsyncBroker:
             raise ConfigError(f"network {net.name!r} has no default RPC URL; pass rpc_url=")
         for name, value, kind in (
             ("retry", retry, RetryPolicy),
+            ("request_retry", request_retry, RequestRetryPolicy),
             ("tx_policy", tx_policy, TxPolicy),
             ("session", session, SessionPolicy),
         ):
@@ -252,7 +259,7 @@ class AsyncBroker:
         self._tx: TxSender | None = None
         self._task_group: TaskGroup | None = None
         self._hosted: _HostedTaskGroup | None = None
-        self._policies = RequestPolicies()
+        self._policies = RequestPolicies(retry=request_retry)
         self._graph: _Graph | None = None
 
     # -- identity --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .._exceptions import (
     TransportFailure,
 )
 from .._http import HttpStream, error_for_status
+from .._options import CallOptions
 from .._redact import redact_bytes
 from ..types import Service
 from ..types.inference import ChatChunk, ChatResult, VerificationResult
@@ -104,12 +105,14 @@ class ChatStream:
         drain_on_exit: bool = True,
         drain_timeout: float = 60.0,
         hold_until_verified: bool = False,
+        options: CallOptions | None = None,
     ) -> None:
         if hold_until_verified and (policy is None or policy.mode != "required"):
             raise ConfigError("hold_until_verified needs the 'required' verification policy")
         self._requests = requests
         self.provider = provider
         self._payload = payload
+        self._options = options
         self._policy = policy
         self._drain_on_exit = drain_on_exit
         self._drain_timeout = drain_timeout
@@ -155,7 +158,9 @@ class ChatStream:
         self._entered = True
         self._done = anyio.Event()
         try:
-            self._svc, self._body, self._http = await self._requests.open_stream(self.provider, self._payload)
+            self._svc, self._body, self._http = await self._requests.open_stream(
+                self.provider, self._payload, self._options
+            )
         except BaseException:
             self._closed = True
             self._done.set()

@@ -18,7 +18,7 @@ from ._fees import fee_breakdown
 from ._sse import DONE, SSEParser
 from ._uploads import form_fields, load_upload, multipart_upload
 from ._verify import VerificationPolicy
-from .requests import JSON, RequestCore, check_params
+from .requests import JSON, RequestCore, split_params
 from .verification import json_object, sha256_offloaded
 
 __all__ = ["AudioRequests"]
@@ -93,7 +93,10 @@ class AudioRequests:
             response_format: e.g. ``"json"`` or ``"text"``.
             content_type: the upload's media type.
             verify: the verification policy for this call.
-            **params: other form fields.
+            **params: form fields of the allow-list (``prompt``, ``temperature``,
+                ``timestamp_granularities``, ``stream``, ...) and the call options ``timeout=``,
+                ``max_retries=``, ``extra_headers=``, ``extra_query=``, ``extra_body=`` (extra
+                form fields); anything else raises ``ConfigError`` before anything is sent.
 
         Raises:
             ConfigError: bad arguments (``audio`` neither bytes nor an existing file, ...),
@@ -110,19 +113,24 @@ class AudioRequests:
             ("content_type", content_type),
         ):
             check_optional_str(name, value)
-        check_params(params)
-        form_fields(params)
+        extra, options, _sdk = split_params(params, "transcription")
+        form_fields(extra)
         policy = self._core.policy(verify)
         upload, name = await load_upload("audio", audio, filename, "audio.wav")
         svc = await self._core.service(prov, "transcription", _TRANSCRIBE)
         used = model or svc.model
         mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         fields = form_fields(
-            {"model": used, "language": language, "response_format": response_format, **params}
+            {"model": used, "language": language, "response_format": response_format, **extra}
         )
         body, ctype, request_sha256 = await multipart_upload(fields, "file", name, upload, mime)
         reply = await self._core.post(
-            prov, svc.endpoint + "/audio/transcriptions", what="transcription", body=body, content_type=ctype
+            prov,
+            svc.endpoint + "/audio/transcriptions",
+            what="transcription",
+            body=body,
+            content_type=ctype,
+            options=options,
         )
         media = reply.headers.get("content-type", "").split(";")[0].strip().lower()
         usage: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from .._exceptions import ConfigError, ImageJobTimeoutError, ProviderResponseError, ProviderServerError
 from .._http import HttpReply, retry_after_from
+from .._options import CallOptions, split_params
 from .._validate import check_int, check_optional_str, check_seconds, check_str, shown
 from ..types import Service
 from ..types.inference import GeneratedImage, ImageResult
@@ -23,7 +24,7 @@ from ._common import provider_address
 from ._fees import fee_breakdown
 from ._uploads import form_fields, load_upload, multipart_upload
 from ._verify import VerificationPolicy
-from .requests import JSON, RequestCore, chat_id_of, check_params, dumps
+from .requests import JSON, RequestCore, chat_id_of, dumps
 from .verification import json_object, sha256_offloaded
 
 __all__ = ["MAX_IMAGES", "ImageRequests"]
@@ -90,16 +91,21 @@ class ImageRequests:
         response_format: Any,
         verify: str | VerificationPolicy | None,
         params: Mapping[str, Any],
-    ) -> VerificationPolicy:
-        """Check the arguments shared by the image methods; returns the verification policy."""
+        endpoint: str,
+    ) -> tuple[VerificationPolicy, dict[str, Any], CallOptions | None]:
+        """Check the arguments shared by the image methods.
+
+        Returns:
+            The verification policy, the body parameters and the call options.
+        """
         check_str("prompt", prompt)
         _check_n(n)
         check_optional_str("size", size)
         check_optional_str("model", model)
         check_optional_str("response_format", response_format)
-        check_params(params)
-        form_fields(params)
-        return self._core.policy(verify)
+        fields, options, _sdk = split_params(params, endpoint)
+        form_fields(fields)
+        return self._core.policy(verify), fields, options
 
     async def _result(
         self,
@@ -152,7 +158,9 @@ class ImageRequests:
             model: the model id (default: the service's model).
             response_format: ``"b64_json"`` or ``"url"``.
             verify: the verification policy for this call.
-            **params: other OpenAI image parameters.
+            **params: OpenAI image parameters of the allow-list (``quality``, ``style``, ...) and
+                the call options ``timeout=``, ``max_retries=``, ``extra_headers=``,
+                ``extra_query=``, ``extra_body=`` (see :meth:`ChatRequests.chat`).
 
         Raises:
             ConfigError: bad arguments (a blank prompt, ``n`` not an int in 1..10, ...), checked
@@ -162,12 +170,19 @@ class ImageRequests:
             ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = provider_address(provider)
-        policy = self._check_args(prompt, n, size, model, response_format, verify, params)
+        policy, fields, options = self._check_args(
+            prompt, n, size, model, response_format, verify, params, "image generation"
+        )
         svc = await self._core.service(prov, "image generation", _GENERATE)
         used = model or svc.model
-        body = _image_request(used, prompt, n, size, response_format, params)
+        body = _image_request(used, prompt, n, size, response_format, fields)
         reply = await self._core.post(
-            prov, svc.endpoint + "/images/generations", what="image generation", body=body, content_type=JSON
+            prov,
+            svc.endpoint + "/images/generations",
+            what="image generation",
+            body=body,
+            content_type=JSON,
+            options=options,
         )
         return await self._result(
             prov,
@@ -210,7 +225,8 @@ class ImageRequests:
             content_type: the upload's media type (default: guessed from the file name, else
                 ``"image/png"``).
             verify: the verification policy for this call.
-            **params: other form fields.
+            **params: form fields of the allow-list and the call options (as for
+                :meth:`generate_image`; ``extra_body`` adds form fields).
 
         Raises:
             ConfigError: bad arguments (``image`` neither bytes nor an existing file, a blank
@@ -220,7 +236,9 @@ class ImageRequests:
             ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = provider_address(provider)
-        policy = self._check_args(prompt, n, size, model, response_format, verify, params)
+        policy, extra, options = self._check_args(
+            prompt, n, size, model, response_format, verify, params, "image edit"
+        )
         check_optional_str("content_type", content_type)
         data, name = await load_upload("image", image, filename, "image.png")
         mime = content_type or mimetypes.guess_type(name)[0] or "image/png"
@@ -233,12 +251,17 @@ class ImageRequests:
                 "n": n,
                 "size": size,
                 "response_format": response_format,
-                **params,
+                **extra,
             }
         )
         body, ctype, request_sha256 = await multipart_upload(fields, "image", name, data, mime)
         reply = await self._core.post(
-            prov, svc.endpoint + "/images/edits", what="image edit", body=body, content_type=ctype
+            prov,
+            svc.endpoint + "/images/edits",
+            what="image edit",
+            body=body,
+            content_type=ctype,
+            options=options,
         )
         return await self._result(
             prov, svc, reply, request_sha256, model=used, n=n, policy=policy, what="image edit"
@@ -269,7 +292,8 @@ class ImageRequests:
         The result is verified like any other: its chat id is the ``ZG-Res-Key`` header (else the
         ``chatId`` field) of the poll answer that delivers it, and the provider signs
         ``sha256(submitted request body):sha256(that poll answer's raw body)``. A provider that
-        gives job results no chat id leaves the verification ``UNAVAILABLE``.
+        gives job results no chat id leaves the verification ``UNAVAILABLE``. ``**params`` as
+        for :meth:`generate_image`; the call options apply to the polls too (``extra_body`` aside).
 
         Raises:
             ConfigError: bad arguments, checked before anything is sent.
@@ -280,18 +304,21 @@ class ImageRequests:
             ResponseVerificationError: under ``required``, the result failed verification.
         """
         prov = provider_address(provider)
-        policy = self._check_args(prompt, n, size, model, response_format, verify, params)
+        policy, fields, options = self._check_args(
+            prompt, n, size, model, response_format, verify, params, "image generation"
+        )
         check_seconds("max_wait", max_wait)
         check_int("max_polls", max_polls, minimum=1)
         svc = await self._core.service(prov, "async image job", _GENERATE)
         used = model or svc.model
-        body = _image_request(used, prompt, n, size, response_format, params)
+        body = _image_request(used, prompt, n, size, response_format, fields)
         reply = await self._core.post(
             prov,
             svc.url.rstrip("/") + "/v1/async/images/generations",
             what="async image job",
             body=body,
             content_type=JSON,
+            options=options,
         )
         data = json_object(reply, prov, "async image job")
         job_id = data.get("jobId") or data.get("job_id") or data.get("id")
@@ -308,10 +335,12 @@ class ImageRequests:
             n=n,
             model=used,
             request_sha256=await sha256_offloaded(body),
+            **({} if options is None else options.as_kwargs()),
         )
 
     async def wait_image_job(
         self,
+        /,
         provider: str,
         job_id: str,
         *,
@@ -321,6 +350,7 @@ class ImageRequests:
         n: int | None = None,
         model: str | None = None,
         request_sha256: str | None = None,
+        **options: Any,
     ) -> ImageResult:
         """Wait for an async image job and return its images.
 
@@ -336,6 +366,8 @@ class ImageRequests:
             request_sha256: hex sha256 of the submitted request body
                 (``ImageJobTimeoutError.request_sha256``): with it a genuine signature verifies
                 ``BOUND``; without it at best ``SIGNED`` (the request side is not compared).
+            **options: call options for the polls (``timeout=``, ``max_retries=``,
+                ``extra_headers=``, ``extra_query=``; ``extra_body`` is ignored: polls have no body).
 
         Raises:
             ConfigError: bad arguments, checked before anything is sent.
@@ -355,6 +387,7 @@ class ImageRequests:
             not isinstance(request_sha256, str) or _SHA256_RE.fullmatch(request_sha256) is None
         ):
             raise ConfigError(f"request_sha256 must be 64 hex characters, got {shown(request_sha256)}")
+        call = CallOptions.of(options) if options else None
         policy = self._core.policy(verify)
         svc = await self._core.service(prov, "async image job", _IMAGE_JOBS)
         url = svc.url.rstrip("/") + "/v1/async/jobs/" + quote(job_id, safe="")
@@ -364,7 +397,7 @@ class ImageRequests:
         retry = transport.retry_policy
         minimum = 0.05 * retry.wait_scale
         for _ in range(max_polls):
-            reply = await self._core.get(prov, url, what="async job status")
+            reply = await self._core.get(prov, url, what="async job status", options=call)
             data = json_object(reply, prov, "async job status")
             status = data.get("status") if isinstance(data.get("status"), str) else None
             if status == "completed":

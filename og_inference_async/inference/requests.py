@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError, ServiceTypeMismatchError
 from .._http import HttpReply, HttpStream, SessionAuth
+from .._options import CallOptions, split_params
 from .._runtime import Background
 from .._transport import ProviderTransport
 from .._validate import check_bool, check_messages, check_optional_str, check_seconds, shown
@@ -32,7 +33,7 @@ from .verification import VerificationService, json_object, sha256_offloaded
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["ChatRequests", "RequestCore", "check_service_type", "dumps"]
+__all__ = ["ChatRequests", "RequestCore", "check_service_type", "dumps", "split_params"]
 
 R = TypeVar("R", bound=InferenceResult)
 
@@ -86,13 +87,6 @@ def dumps(payload: Any) -> bytes:
         raise ConfigError(f"the request body is not JSON-serialisable: {type(exc).__name__}") from None
 
 
-def check_params(params: Mapping[str, Any]) -> None:
-    """Extra OpenAI parameters need non-empty names (their values are checked by the encoding)."""
-    for key in params:
-        if not key:
-            raise ConfigError("request parameters need non-empty names")
-
-
 def chat_id_of(reply: HttpReply, data: dict[str, Any]) -> str | None:
     """The chat id of an answer: the ``ZG-Res-Key`` header, else the body's ``id``."""
     header = reply.headers.get("zg-res-key")
@@ -141,15 +135,33 @@ class RequestCore:
         check_service_type(svc, what, expected)
         return svc
 
-    async def post(self, provider: str, url: str, *, what: str, body: bytes, content_type: str) -> HttpReply:
+    async def post(
+        self,
+        provider: str,
+        url: str,
+        *,
+        what: str,
+        body: bytes,
+        content_type: str,
+        options: CallOptions | None = None,
+    ) -> HttpReply:
         """A billed POST: retried only where the provider provably did not serve it."""
         return await self.transport.request(
-            provider, "POST", url, what=what, idempotent=False, body=body, content_type=content_type
+            provider,
+            "POST",
+            url,
+            what=what,
+            idempotent=False,
+            body=body,
+            content_type=content_type,
+            options=options,
         )
 
-    async def get(self, provider: str, url: str, *, what: str) -> HttpReply:
+    async def get(
+        self, provider: str, url: str, *, what: str, options: CallOptions | None = None
+    ) -> HttpReply:
         """An authenticated, idempotent GET (job polls)."""
-        return await self.transport.request(provider, "GET", url, what=what, idempotent=True)
+        return await self.transport.request(provider, "GET", url, what=what, idempotent=True, options=options)
 
     async def finish(
         self,
@@ -215,14 +227,18 @@ class ChatRequests:
             messages: OpenAI chat messages (``[{"role": "user", "content": "hi"}]``).
             model: the model id (default: the service's model).
             verify: the verification policy for this call (default: ``broker.inference.verification``).
-            **params: other OpenAI parameters (``max_tokens``, ``temperature``, ``tools``, ...).
+            **params: OpenAI body parameters named in the chat allow-list (``max_tokens``,
+                ``temperature``, ``tools``, ... see ``BODY_PARAMS``), and the call options
+                ``timeout=``, ``max_retries=``, ``extra_headers=``, ``extra_query=``,
+                ``extra_body=`` (never sent in the body; anything else goes in ``extra_body``).
 
         Returns:
             The completion with its chat id, usage, estimated fee and verification outcome.
 
         Raises:
             ConfigError: bad arguments (``messages`` not a non-empty list of dicts with a ``role``,
-                a blank ``model``, parameters that are not JSON), checked before anything is sent.
+                a blank ``model``, parameters that are not JSON, an unknown keyword argument),
+                checked before anything is sent.
             ServiceTypeMismatchError: the provider is not a chatbot.
             NotAcknowledgedError: no (acknowledged) sub-account with the provider.
             InsufficientBalanceError: the provider refused for lack of funds (amounts attached).
@@ -234,13 +250,18 @@ class ChatRequests:
         prov = provider_address(provider)
         checked = check_messages(messages)
         check_optional_str("model", model)
-        check_params(params)
+        fields, options, _sdk = split_params(params, "chat")
         policy = self._core.policy(verify)
         svc = await self._core.service(prov, "chat", _CHAT)
         used = model or svc.model
-        body = dumps({"model": used, "messages": checked, **params})
+        body = dumps({"model": used, "messages": checked, **fields})
         reply = await self._core.post(
-            prov, svc.endpoint + "/chat/completions", what="chat", body=body, content_type=JSON
+            prov,
+            svc.endpoint + "/chat/completions",
+            what="chat",
+            body=body,
+            content_type=JSON,
+            options=options,
         )
         data = json_object(reply, prov, "chat")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
@@ -296,7 +317,8 @@ class ChatRequests:
                 was received and its signature passed (no streaming to the caller, but no
                 unverified text either). By default chunks are delivered as they arrive and
                 the verdict comes after the last one (see :class:`ChatStream`).
-            **params: other OpenAI parameters.
+            **params: OpenAI body parameters of the chat allow-list and the call options, as
+                for :meth:`chat` (``timeout=`` also bounds each read of the stream).
 
         Returns:
             The :class:`ChatStream` (nothing is sent before ``async with``).
@@ -314,10 +336,10 @@ class ChatRequests:
         check_bool("drain_on_exit", drain_on_exit)
         check_seconds("drain_timeout", drain_timeout)
         check_bool("hold_until_verified", hold_until_verified)
-        check_params(params)
+        fields, options, _sdk = split_params(params, "chat")
         policy = self._core.policy(verify)
-        payload: dict[str, Any] = {"model": model, "messages": checked, **params, "stream": True}
-        if include_usage and "stream_options" not in params:
+        payload: dict[str, Any] = {"model": model, "messages": checked, **fields, "stream": True}
+        if include_usage and "stream_options" not in fields:
             payload["stream_options"] = {"include_usage": True}
         return ChatStream(
             self,
@@ -327,16 +349,25 @@ class ChatRequests:
             drain_on_exit=drain_on_exit,
             drain_timeout=drain_timeout,
             hold_until_verified=hold_until_verified,
+            options=options,
         )
 
-    async def open_stream(self, prov: str, payload: dict[str, Any]) -> tuple[Service, bytes, HttpStream]:
+    async def open_stream(
+        self, prov: str, payload: dict[str, Any], options: CallOptions | None = None
+    ) -> tuple[Service, bytes, HttpStream]:
         """Send a streaming chat request; retried only until the response headers arrive."""
         svc = await self._core.service(prov, "chat stream", _CHAT)
         if payload.get("model") is None:
             payload["model"] = svc.model
         body = dumps(payload)
         stream = await self._core.transport.open_stream(
-            prov, "POST", svc.endpoint + "/chat/completions", what="chat stream", body=body, content_type=JSON
+            prov,
+            "POST",
+            svc.endpoint + "/chat/completions",
+            what="chat stream",
+            body=body,
+            content_type=JSON,
+            options=options,
         )
         return svc, body, stream
 
