@@ -22,6 +22,7 @@ from ._config import (
     get_network,
 )
 from ._exceptions import *  # noqa: F403  (the error tree is part of the public API)
+from ._observe import BrokerStats, Hooks
 from ._redact import redact
 from ._retry import RequestRetryPolicy
 from ._units import WEI_PER_OG, Amount, format_og, og, to_wei
@@ -87,6 +88,7 @@ __all__ = [
     "BatchSizeTooLargeError",
     "BelowMinimumError",
     "BrokerStateError",
+    "BrokerStats",
     "CallFailedError",
     "CallerNotLedgerError",
     "CallerNotRegisteredServiceError",
@@ -105,6 +107,7 @@ __all__ = [
     "FeePolicy",
     "GeneratedImage",
     "HARDHAT",
+    "Hooks",
     "ImageJobTimeoutError",
     "ImageResult",
     "InMemoryApiKeyRegistry",

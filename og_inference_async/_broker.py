@@ -43,6 +43,7 @@ from ._chain._fallback import display_url
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError, RPCError
 from ._http import make_http_client, rpc_poster
+from ._observe import BrokerStats, Hooks, Observer
 from ._retry import RequestRetryPolicy
 from ._runtime import Background, Wallet
 from ._transport import ProviderTransport
@@ -197,6 +198,8 @@ class AsyncBroker:
             view, ``max_retries=`` overrides its attempts.
         tx_policy: gas, fee and receipt policy for transactions.
         session: session-token lifetime, reuse margin and cache bounds.
+        hooks: event callbacks (:class:`Hooks`: ``on_request``, ``on_response``,
+            ``on_transaction``); see also :meth:`stats`.
         api_key_registry: where issued API key ids are recorded (persist them by passing your own);
             default: in memory.
 
@@ -221,6 +224,7 @@ class AsyncBroker:
         tx_policy: TxPolicy | None = None,
         session: SessionPolicy | None = None,
         api_key_registry: ApiKeyRegistry | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         net = get_network(network)
         if ledger_address is not None or inference_address is not None:
@@ -241,6 +245,7 @@ class AsyncBroker:
             ("request_retry", request_retry, RequestRetryPolicy),
             ("tx_policy", tx_policy, TxPolicy),
             ("session", session, SessionPolicy),
+            ("hooks", hooks, Hooks),
         ):
             if value is not None and not isinstance(value, kind):
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
@@ -260,6 +265,7 @@ class AsyncBroker:
         self._task_group: TaskGroup | None = None
         self._hosted: _HostedTaskGroup | None = None
         self._policies = RequestPolicies(retry=request_retry)
+        self._observer = Observer(hooks)
         self._graph: _Graph | None = None
 
     # -- identity --------------------------------------------------------------------------------
@@ -415,7 +421,9 @@ class AsyncBroker:
         wallet = Wallet(self._account, sender)
         auth = AuthManager(contracts, wallet, registry=self._api_key_registry, policy=self.session_policy)
         ledger = LedgerAPI(contracts, wallet, forget=auth.forget, services=self._inference_services)
-        transport = ProviderTransport(http, auth=auth, settings=self._policies)
+        transport = ProviderTransport(http, auth=auth, settings=self._policies, observer=self._observer)
+        if sender is not None:
+            sender.observer = self._observer
         services = InferenceServices.build(
             contracts=contracts,
             wallet=wallet,
@@ -425,6 +433,7 @@ class AsyncBroker:
             policies=self._policies,
             background=Background(group, lambda: self._state is _State.OPENED),
             status_api=self.network.status_api,
+            observer=self._observer,
         )
         return _Graph(ledger=ledger, inference=services)
 
@@ -511,6 +520,27 @@ class AsyncBroker:
             self._require_open()
             return []
         return rpc.endpoints.health.snapshot() if rpc.endpoints is not None else []
+
+    def stats(self) -> BrokerStats:
+        """A snapshot of this broker's counters since it opened (also after it closed).
+
+        Returns:
+            JSON-RPC calls by method, provider requests by route and retries, transactions by
+            kind, fees counted by provider, verification outcomes, session-token cache hits.
+        """
+        obs = self._observer
+        graph = self._graph
+        tokens = graph.inference.auth.tokens.stats if graph is not None else None
+        return BrokerStats(
+            rpc_calls=dict(self._rpc.calls) if self._rpc is not None else {},
+            provider_requests=dict(obs.requests),
+            retries=obs.retries,
+            transactions=dict(obs.transactions),
+            fees=graph.inference.fees.totals() if graph is not None else {},
+            verification=dict(obs.verification),
+            session_token_hits=tokens.hits if tokens is not None else 0,
+            session_token_misses=tokens.misses if tokens is not None else 0,
+        )
 
     async def get_wallet_balance(self) -> int:
         """The wallet's native balance in wei."""

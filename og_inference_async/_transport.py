@@ -42,6 +42,7 @@ from ._http import (
     send,
     start_stream,
 )
+from ._observe import Observer
 from ._options import CallOptions
 from ._redact import redact_bytes
 from ._retry import RequestRetryPolicy, retry_delay
@@ -98,6 +99,7 @@ class ProviderTransport:
         settings: holds the current :class:`RequestRetryPolicy` (read on every call).
         sleep: waits between attempts (injectable: tests record the waits instead).
         clock: a monotonic clock for the retry time budget.
+        observer: counts requests and retries and calls the request hooks (``None``: none).
     """
 
     def __init__(
@@ -108,8 +110,10 @@ class ProviderTransport:
         settings: RetrySettings,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> None:
         self.client = client
+        self._observer = observer
         self._auth = auth
         self._settings = settings
         self._sleep = sleep
@@ -188,7 +192,9 @@ class ProviderTransport:
                 return reply
             return self._failure(provider, reply.status, reply.headers, reply.raw, what=what, auth=auth)
 
-        run = self._run(provider, once, idempotent=idempotent, auth=auth, retry=retry, options=options)
+        run = self._run(
+            provider, once, idempotent=idempotent, auth=auth, retry=retry, options=options, route=what
+        )
         if deadline is None:
             return await run
         try:
@@ -251,7 +257,9 @@ class ProviderTransport:
                 await stream.aclose()
             return self._failure(provider, stream.status, stream.headers, raw, what=what, auth=True)
 
-        return await self._run(provider, once, idempotent=False, auth=True, retry=True, options=options)
+        return await self._run(
+            provider, once, idempotent=False, auth=True, retry=True, options=options, route=what
+        )
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -282,6 +290,7 @@ class ProviderTransport:
         auth: bool,
         retry: bool,
         options: CallOptions | None = None,
+        route: str = "request",
     ) -> T:
         """Run ``once(headers)`` until it succeeds or the retry policy gives up.
 
@@ -289,6 +298,7 @@ class ProviderTransport:
         """
         policy = self._settings.retry if retry else _SINGLE
         extra = None
+        observer = self._observer
         if options is not None:
             extra = options.headers
             if retry:
@@ -303,7 +313,14 @@ class ProviderTransport:
                 headers.update(extra)
             if auth and provider is not None:
                 headers.update(await self._auth.get_request_headers(provider))
+            if observer is not None:
+                observer.request(provider, route, attempt)
             outcome = await once(headers)
+            if observer is not None:
+                failed = isinstance(outcome, _Failed)
+                status = getattr(outcome, "status", None)
+                error = type(outcome.error).__name__ if isinstance(outcome, _Failed) else None
+                observer.response(provider, route, attempt, None if failed else status, error)
             if not isinstance(outcome, _Failed):
                 return outcome
             if outcome.stale_token and not refreshed and provider is not None:

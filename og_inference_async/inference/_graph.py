@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._observe import Observer
 from .._runtime import Background, Wallet
 from .._transport import ProviderTransport
 from ._accounts import AccountKeeper
@@ -71,6 +72,7 @@ class InferenceServices:
         background: Background,
         status_api: str | None = None,
         directory: ServiceDirectory | None = None,
+        observer: Observer | None = None,
     ) -> InferenceServices:
         """Wire the services from the broker's shared parts.
 
@@ -84,6 +86,7 @@ class InferenceServices:
             background: the broker's task group.
             status_api: the network's status API, when it has one.
             directory: the service cache (default: a new one reading ``contracts``).
+            observer: the broker's counters (verification outcomes).
         """
         directory = directory or ServiceDirectory(contracts)
         fees = LocalFeeBook()
@@ -95,6 +98,7 @@ class InferenceServices:
             fees=fees,
             policies=policies,
             background=background,
+            observer=observer,
         )
         keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
         return cls(

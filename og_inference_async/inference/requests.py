@@ -11,14 +11,17 @@ async jobs live in ``images``, transcription in ``audio``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError, ServiceTypeMismatchError
 from .._http import HttpReply, HttpStream, SessionAuth
+from .._observe import Observer
 from .._options import CallOptions, split_params
 from .._runtime import Background
 from .._transport import ProviderTransport
+from .._units import format_og
 from .._validate import check_bool, check_messages, check_optional_str, check_seconds, shown
 from ..types import Service
 from ..types.inference import ChatResult, FeeBreakdown, InferenceResult, VerificationHandle
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["ChatRequests", "RequestCore", "check_service_type", "dumps", "split_params"]
 
 R = TypeVar("R", bound=InferenceResult)
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 #: The on-chain service types (lower case) that serve chat.
@@ -106,6 +111,7 @@ class RequestCore:
         fees: the local fee book every result's fee is recorded in.
         policies: the default verification policy (and the retry policy, via the transport).
         background: the broker's task group (for streams drained after their block is left).
+        observer: counts verification outcomes (``None``: not counted).
     """
 
     def __init__(
@@ -117,8 +123,10 @@ class RequestCore:
         fees: LocalFeeBook,
         policies: RequestPolicies,
         background: Background,
+        observer: Observer | None = None,
     ) -> None:
         self.transport = transport
+        self._observer = observer
         self.directory = directory
         self.fees = fees
         self.background = background
@@ -188,6 +196,17 @@ class RequestCore:
         fee = self.fees.record(fields["provider"], cost, once=job if isinstance(job, str) else None)
         result = kind(fee=fee, cost=cost, verification=handle, **fields)
         await self._verification.settle(policy, handle, svc, result)
+        outcome = handle.result
+        status = outcome.status.value if outcome is not None else "pending"
+        if self._observer is not None:
+            self._observer.verified(status)
+        log.info(
+            "%s answered %s: fee %s OG, verification %s",
+            fields["provider"],
+            fields.get("chat_id"),
+            format_og(fee),
+            status,
+        )
         return result
 
 
