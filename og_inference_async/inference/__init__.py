@@ -87,10 +87,10 @@ class _Delegate(Generic[P, R]):
         # costs one broker-state check more than calling the service directly (no wrapper frame).
         services = api._state() if self._local else api._s()
         method: Callable[P, R] = getattr(getattr(services, self._service), self._name)
-        defaults = api._options
-        if defaults is None or not self._request:
+        if not self._request:
             return method
-        return _with_defaults(method, defaults)
+        defaults = api._options
+        return method if defaults is None else _with_defaults(method, defaults)
 
 
 def _with_defaults(method: Callable[P, R], defaults: CallOptions) -> Callable[P, R]:
