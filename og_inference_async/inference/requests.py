@@ -200,13 +200,14 @@ class RequestCore:
         status = outcome.status.value if outcome is not None else "pending"
         if self._observer is not None:
             self._observer.verified(status)
-        log.info(
-            "%s answered %s: fee %s OG, verification %s",
-            fields["provider"],
-            fields.get("chat_id"),
-            format_og(fee),
-            status,
-        )
+        if log.isEnabledFor(logging.INFO):  # format_og is not free: only when the line is kept
+            log.info(
+                "%s answered %s: fee %s OG, verification %s",
+                fields["provider"],
+                fields.get("chat_id"),
+                format_og(fee),
+                status,
+            )
         return result
 
 
