@@ -16,6 +16,7 @@ ORDER = [
     "bench_provider",
     "bench_e2e",
     "bench_vs_ts",
+    "bench_swarm",
 ]
 
 

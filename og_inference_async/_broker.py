@@ -47,8 +47,10 @@ from ._observe import BrokerStats, Hooks, Observer
 from ._retry import RequestRetryPolicy
 from ._runtime import Background, Wallet
 from ._transport import ProviderTransport
+from ._units import Amount
 from .inference import InferenceAPI, InferenceServices, RequestPolicies
 from .inference.auth import ApiKeyRegistry, AuthManager
+from .inference.budgets import DEFAULT_MAX_TOKENS, Budget, BudgetBook
 from .ledger import LedgerAPI
 from .transactions import TransactionsAPI
 from .types import RpcEndpointHealth
@@ -266,6 +268,7 @@ class AsyncBroker:
         self._hosted: _HostedTaskGroup | None = None
         self._policies = RequestPolicies(retry=request_retry)
         self._observer = Observer(hooks)
+        self._budgets = BudgetBook()
         self._graph: _Graph | None = None
 
     # -- identity --------------------------------------------------------------------------------
@@ -434,6 +437,7 @@ class AsyncBroker:
             background=Background(group, lambda: self._state is _State.OPENED),
             status_api=self.network.status_api,
             observer=self._observer,
+            budgets=self._budgets,
         )
         return _Graph(ledger=ledger, inference=services)
 
@@ -561,6 +565,38 @@ class AsyncBroker:
     def transactions(self) -> TransactionsAPI:
         """Transactions this wallet signed: in doubt, recent, and their resolution."""
         return TransactionsAPI(lambda: self._sender)
+
+    def budget(
+        self, limit: Amount | None, *, tag: str | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS
+    ) -> Budget:
+        """A spend budget for this broker's requests; ``async with`` makes it current.
+
+        Inside ``async with broker.budget(og("5")) as budget:`` every request method of
+        ``broker.inference`` (and every task started inside) is charged to it, unless a call
+        passes its own ``budget=``. Before sending, the request's worst-case fee
+        (:meth:`~og_inference_async.inference.InferenceAPI.estimate_fee`) is reserved; a request
+        that could exceed what is left raises :class:`BudgetExceededError` and is not sent; the
+        reservation then settles to the fee the usage reports. A budget made while another of
+        this broker is current is nested in it (a swarm budget holding per-agent budgets): its
+        requests count against both, and against the enclosing budgets' per-tag totals.
+        Reservations are made without an ``await`` between check and hold, so concurrent
+        requests never overspend a budget, not by one wei.
+
+        Args:
+            limit: the most the budget may spend (wei or an amount string); ``None``: no limit
+                (a budget that only counts, e.g. per tag).
+            tag: the name its spending is totalled under (``Budget.spent_by_tag()``).
+            default_max_tokens: the output cap given to a chat that names none (lowered to what
+                the budget can still pay for); default 1024.
+
+        Returns:
+            The :class:`Budget` (building it does no I/O; the broker need not be open).
+
+        Raises:
+            InvalidAmountError: a bad ``limit``.
+            ConfigError: a bad ``tag`` or ``default_max_tokens``.
+        """
+        return self._budgets.budget(limit, tag=tag, default_max_tokens=default_max_tokens)
 
     @cached_property
     def inference(self) -> InferenceAPI:

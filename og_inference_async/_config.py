@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from eth_utils import is_address, to_checksum_address
-
 from ._exceptions import ConfigError, InvalidAddressError
 from ._validate import MAX_UINT256, check_bool, check_int, check_seconds, shown
 
@@ -31,6 +29,20 @@ __all__ = [
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
+# The contract addresses of the built-in networks below, as written there (already EIP-55; a unit
+# test checks each with eth_utils): taken as they are, so that importing the package hashes nothing
+# and loads no eth_utils.
+_BUILTIN_ADDRESSES = frozenset(
+    {
+        "0x2dE54c845Cd948B72D2e32e39586fe89607074E3",
+        "0x47340d900bdFec2BD393c626E12ea0656F938d84",
+        "0xE70830508dAc0A97e6c087c75f402f9Be669E406",
+        "0xa79F4c8311FF93C06b8CfB403690cc987c93F91E",
+        "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+        "0x0165878A594ca255338adfa4d48449f69242Eb8F",
+    }
+)
+
 
 @lru_cache(maxsize=65536)
 def _checksummed(address: str) -> str | None:
@@ -39,6 +51,10 @@ def _checksummed(address: str) -> str | None:
     All-lowercase and all-uppercase hex (after ``0x``) are unchecksummed and accepted; mixed case
     is a checksum and must be right.
     """
+    if address in _BUILTIN_ADDRESSES:
+        return address
+    from eth_utils import is_address, to_checksum_address  # here: importing the package stays light
+
     if len(address) != 42 or not is_address(address):
         return None
     out: str = to_checksum_address(address)
@@ -50,6 +66,8 @@ def _checksummed(address: str) -> str | None:
 
 def _bad_checksum(address: str) -> bool:
     """Whether ``address`` is 20 hex bytes whose mixed case is a wrong EIP-55 checksum."""
+    from eth_utils import is_address
+
     return len(address) == 42 and is_address(address) and _checksummed(address) is None
 
 

@@ -18,6 +18,8 @@ keys, session tokens or signatures.
     │   └── PageLimitError                     page size above 50 (also a LimitTooLargeError)
     ├── BrokerStateError (also RuntimeError)   broker used before opening or after closing
     ├── InsufficientBalanceError               not enough money somewhere (carries amounts)
+    │   └── FundingCapError                    a top-up would pass max_total / max_per_hour
+    ├── BudgetExceededError                    a request could pass its spend budget; nothing was sent
     ├── NotAcknowledgedError                   the user has not acknowledged the provider's signer
     ├── ServiceNotFoundError                   no such provider / service on this network
     ├── ChainError
@@ -39,6 +41,7 @@ keys, session tokens or signatures.
     │   ├── TransportFailure                   a transport error; says whether the request provably never left
     │   ├── ProviderInsufficientBalanceError   402 / insufficient balance (also an InsufficientBalanceError)
     │   ├── ProviderResponseError              answered, but not in the expected shape
+    │   ├── NoProviderAvailableError           a router ran out of providers (every failure attached)
     │   └── ImageJobTimeoutError               an async image job did not finish in time
     └── VerificationError                      a TEE response or attestation check failed
         └── ResponseVerificationError          "required" policy: the response failed (content withheld)
@@ -65,6 +68,7 @@ __all__ = [
     "BatchSizeTooLargeError",
     "BelowMinimumError",
     "BrokerStateError",
+    "BudgetExceededError",
     "CallFailedError",
     "CallerNotLedgerError",
     "CallerNotRegisteredServiceError",
@@ -74,6 +78,7 @@ __all__ = [
     "ConfigError",
     "ContractInvalidAddressError",
     "ContractRevertError",
+    "FundingCapError",
     "DirectDepositsDisabledError",
     "ImageJobTimeoutError",
     "InsufficientAvailableBalanceError",
@@ -94,6 +99,7 @@ __all__ = [
     "MinimumDepositRequiredError",
     "MustWithdrawAllFundsFirstError",
     "NetworkMismatchError",
+    "NoProviderAvailableError",
     "NoRecommendedServiceError",
     "NoSettlementsProvidedError",
     "NotAcknowledgedError",
@@ -247,6 +253,70 @@ class InsufficientBalanceError(OGError):
         super().__init__(message, hint=hint)
         self.required = required
         self.available = available
+
+
+class FundingCapError(InsufficientBalanceError):
+    """A top-up was needed but would pass an auto-funding cap; nothing was sent.
+
+    Raised to the callers that needed the money (a request refused for balance, with
+    auto-funding on) and passed to the loop's ``on_error``; counted in the loop's statistics.
+
+    Attributes:
+        provider: the provider address.
+        cap: ``"max_total"`` (wei moved to the provider since funding started) or
+            ``"max_per_hour"`` (wei moved in the last hour).
+        limit: the cap, in wei.
+        moved: wei already moved under that cap.
+        required: the top-up that was needed, in wei.
+        available: what the cap still allows, in wei.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        cap: str,
+        limit: int,
+        moved: int,
+        required: int,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, required=required, available=max(limit - moved, 0), hint=hint)
+        self.provider = provider
+        self.cap = cap
+        self.limit = limit
+        self.moved = moved
+
+
+class BudgetExceededError(OGError):
+    """A request could cost more than what is left of its spend budget; nothing was sent.
+
+    The SDK compares the request's worst-case fee with the remaining budget (and with every
+    enclosing budget's) before sending, so a budget is never overspent.
+
+    Attributes:
+        required: the request's worst-case fee, in wei.
+        remaining: what the tightest budget had left (limit - spent - reserved), in wei.
+        limit: that budget's limit, in wei.
+        tag: that budget's tag, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        required: int,
+        remaining: int,
+        limit: int,
+        tag: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.required = required
+        self.remaining = remaining
+        self.limit = limit
+        self.tag = tag
 
 
 class NotAcknowledgedError(OGError):
@@ -530,12 +600,28 @@ class ProviderResponseError(ProviderError):
     """The provider answered, but not in the shape the protocol expects."""
 
 
+class NoProviderAvailableError(ProviderError):
+    """A provider router found no provider to serve a request.
+
+    Every candidate either failed in a way that allows failing over (a refusal, a connection
+    that never opened, a verification failure under ``required``) or has its circuit open.
+
+    Attributes:
+        failures: ``(provider, error)`` for each provider tried, in order (the last one is also
+            the ``__cause__``).
+    """
+
+    def __init__(self, message: str, *, failures: tuple[tuple[str, OGError], ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
 class ProviderInsufficientBalanceError(ProviderError, InsufficientBalanceError):
     """The provider refused a request for balance (HTTP 402 or its insufficient-balance answer).
 
     Both a :class:`ProviderError` (with ``status_code``, redacted ``body`` and ``provider``) and an
     :class:`InsufficientBalanceError` (with ``required`` / ``available`` from the answer). A
-    refused request is not billed.
+    refused request is not billed. ``fee`` is the refused request's fee when the answer says.
     """
 
     def __init__(
@@ -548,12 +634,14 @@ class ProviderInsufficientBalanceError(ProviderError, InsufficientBalanceError):
         body: str | None = None,
         provider: str | None = None,
         hint: str | None = None,
+        fee: int | None = None,
     ) -> None:
         ProviderError.__init__(
             self, message, status_code=status_code, body=body, provider=provider, hint=hint
         )
         self.required = required
         self.available = available
+        self.fee = fee
 
 
 class ImageJobTimeoutError(ProviderError):

@@ -580,6 +580,7 @@ def error_for_status(
             msg,
             required=_wei(err.get("required")),
             available=_wei(err.get("available")),
+            fee=_wei(err.get("fee")),
             hint="top the provider sub-account up with broker.ledger.transfer_fund(provider, amount)",
             **common,
         )

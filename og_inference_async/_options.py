@@ -1,11 +1,11 @@
 """Per-call request options in the openai shape, and the allow-lists of body parameters.
 
-A request method takes keyword arguments of three kinds, told apart here before anything is sent:
+A request method's ``**params`` hold keyword arguments of two kinds, told apart here before
+anything is sent (the SDK's own arguments, such as ``budget=`` and ``auto_fund=``, are named
+parameters of the methods and never reach ``**params``):
 
 * **call options** (:data:`CALL_OPTIONS`): ``timeout=``, ``max_retries=``, ``extra_headers=``,
   ``extra_query=``, ``extra_body=``. They configure the exchange and never reach the body;
-* **SDK options** (:data:`SDK_OPTIONS`): arguments the SDK itself handles (``budget=``,
-  ``auto_fund=``); never sent;
 * **OpenAI body parameters**: only the names in the endpoint's allow-list (:data:`BODY_PARAMS`).
   Anything else raises :class:`~og_inference_async.ConfigError` that names ``extra_body=``, the
   way to send a parameter the list does not know.
@@ -24,12 +24,10 @@ from ._exceptions import ConfigError
 from ._retry import RequestRetryPolicy
 from ._validate import check_int, check_seconds, shown
 
-__all__ = ["BODY_PARAMS", "CALL_OPTIONS", "SDK_OPTIONS", "CallOptions", "split_params"]
+__all__ = ["BODY_PARAMS", "CALL_OPTIONS", "CallOptions", "split_params"]
 
 #: The openai-style options of every request method (never part of the body).
 CALL_OPTIONS = frozenset({"timeout", "max_retries", "extra_headers", "extra_query", "extra_body"})
-#: Keyword arguments the SDK handles itself (never part of the body).
-SDK_OPTIONS = frozenset({"budget", "auto_fund"})
 
 _CHAT = frozenset(
     {
@@ -181,10 +179,8 @@ class CallOptions:
         return replace(policy, attempts=self.max_retries + 1)
 
 
-def split_params(
-    params: Mapping[str, Any], endpoint: str
-) -> tuple[dict[str, Any], CallOptions | None, dict[str, Any]]:
-    """Split a request method's ``**params`` into ``(body parameters, call options, SDK options)``.
+def split_params(params: Mapping[str, Any], endpoint: str) -> tuple[dict[str, Any], CallOptions | None]:
+    """Split a request method's ``**params`` into ``(body parameters, call options)``.
 
     The body parameters include ``extra_body``'s, laid over the named ones.
 
@@ -193,18 +189,15 @@ def split_params(
             message names ``extra_body=``), or a bad option value; nothing has been sent.
     """
     if not params:  # the common call: nothing to split
-        return {}, None, {}
+        return {}, None
     allowed = BODY_PARAMS[endpoint]
     body: dict[str, Any] = {}
     options: dict[str, Any] = {}
-    sdk: dict[str, Any] = {}
     for key, value in params.items():
         if key in allowed:
             body[key] = value
         elif key in CALL_OPTIONS:
             options[key] = value
-        elif key in SDK_OPTIONS:
-            sdk[key] = value
         else:
             raise ConfigError(
                 f"{shown(key)} is not a known {endpoint} parameter; nothing was sent",
@@ -213,4 +206,4 @@ def split_params(
     call = CallOptions.of(options) if options else None
     if call is not None and call.body:
         body.update(call.body)
-    return body, call, sdk
+    return body, call

@@ -33,11 +33,26 @@ from dataclasses import dataclass
 from ._exceptions import OGError, ProviderRateLimitError, ProviderServerError, TransportFailure
 from ._validate import check_int, check_seconds
 
-__all__ = ["RequestRetryPolicy", "retry_delay"]
+__all__ = ["RequestRetryPolicy", "provably_not_served", "retry_delay"]
 
 #: Server errors that mean "not served": safe to repeat even for a billed call. 502/504 are not
 #: here: a gateway may have timed out after the provider served (and billed) the request.
 _NOT_SERVED = frozenset({503})
+
+
+def provably_not_served(error: OGError) -> bool:
+    """Whether a failed billed call provably did not reach the model, so sending it again is safe.
+
+    True for a 429, a 503 and a connection that was never established; false for everything
+    else (a 502/504/500 or a read error may come after the provider served and billed it).
+    """
+    if isinstance(error, ProviderRateLimitError):
+        return True
+    if isinstance(error, ProviderServerError):
+        return error.status_code in _NOT_SERVED
+    if isinstance(error, TransportFailure):
+        return error.not_sent
+    return False
 
 
 @dataclass(frozen=True)
@@ -108,15 +123,9 @@ def retry_delay(
     """
     if attempt >= policy.attempts:
         return None
-    if isinstance(error, ProviderRateLimitError):
-        pass
-    elif isinstance(error, ProviderServerError):
-        if not idempotent and error.status_code not in _NOT_SERVED:
-            return None
-    elif isinstance(error, TransportFailure):
-        if not idempotent and not error.not_sent:
-            return None
-    else:
+    if not isinstance(error, (ProviderRateLimitError, ProviderServerError, TransportFailure)):
+        return None
+    if not idempotent and not provably_not_served(error):
         return None
     if retry_after is not None:
         if retry_after > policy.max_retry_after:

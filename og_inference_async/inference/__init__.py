@@ -31,7 +31,8 @@ from .discovery import DiscoveryService
 from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
-from .requests import ChatRequests
+from .requests import ChatRequests, FeeEstimator
+from .router import RouterService
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -265,6 +266,8 @@ class InferenceAPI:
     generate_image_async = _Delegate("images", ImageRequests.generate_image_async, request=True)
     wait_image_job = _Delegate("images", ImageRequests.wait_image_job, request=True)
     transcribe = _Delegate("audio", AudioRequests.transcribe, request=True)
+    estimate_fee = _Delegate("estimates", FeeEstimator.estimate_fee)
+    router = _Delegate("routing", RouterService.router)
 
     # -- verification and local fees -------------------------------------------------------------
 

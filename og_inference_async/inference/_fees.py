@@ -10,13 +10,15 @@ fall back to whichever token pair the usage object carries, instead of failing.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from ..types.inference import FeeBreakdown
 
-__all__ = ["LocalFeeBook", "billable_seconds", "fee_breakdown", "usage_units"]
+__all__ = ["LocalFeeBook", "billable_seconds", "fee_breakdown", "priced", "usage_units"]
 
 _IMAGE_TYPES = ("text-to-image", "image-editing")
 
@@ -92,7 +94,11 @@ def fee_breakdown(
     units = usage_units(service_type, usage, n=n)
     if units is None:
         return None
-    inputs, outputs = units
+    return priced(*units, input_price, output_price)
+
+
+def priced(inputs: int, outputs: int, input_price: int, output_price: int) -> FeeBreakdown:
+    """The fee of ``inputs`` and ``outputs`` units at the given prices."""
     return FeeBreakdown(
         input_units=inputs,
         output_units=outputs,
@@ -108,12 +114,24 @@ class LocalFeeBook:
     It is what the SDK knows locally about unsettled spending; the provider's own
     ``/v1/user/<addr>/unsettledfee`` is authoritative. A billed item with an identity (an async
     image job) is counted once however often its result is fetched; the last ``max_keys``
-    identities are remembered.
+    identities are remembered. It also keeps the recent fees in one-second buckets (the last
+    :attr:`RATE_HORIZON` seconds) so auto-funding can size top-ups from the observed spend rate
+    (:meth:`rate`).
+
+    Args:
+        clock: a monotonic clock in seconds (tests pass their own).
+        max_keys: how many billed identities are remembered.
     """
 
-    def __init__(self, *, max_keys: int = 10_000) -> None:
+    #: Seconds of history kept for :meth:`rate`.
+    RATE_HORIZON = 600
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, max_keys: int = 10_000) -> None:
+        self._clock = clock
         self._fees: dict[str, int] = {}
         self._counts: dict[str, int] = {}
+        self._recent: dict[str, deque[list[int]]] = {}
+        self._first: dict[str, float] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._max_keys = max_keys
 
@@ -146,6 +164,18 @@ class LocalFeeBook:
         """Record one request's fee (``provider`` checksummed)."""
         self._fees[provider] = self._fees.get(provider, 0) + fee
         self._counts[provider] = self._counts.get(provider, 0) + 1
+        now = self._clock()
+        second = int(now)
+        buckets = self._recent.get(provider)
+        if buckets is None:
+            buckets = self._recent[provider] = deque()
+            self._first[provider] = now
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += fee
+        else:
+            buckets.append([second, fee])
+        while buckets and buckets[0][0] <= second - self.RATE_HORIZON:
+            buckets.popleft()
 
     def total(self, provider: str) -> int:
         """Fees recorded for ``provider``."""
@@ -155,8 +185,27 @@ class LocalFeeBook:
         """Requests recorded for ``provider``."""
         return self._counts.get(provider, 0)
 
+    def rate(self, provider: str, window: float) -> int:
+        """The spend rate of ``provider`` in wei per second over the last ``window`` seconds.
+
+        Fees recorded in the window are divided by the window, or by the time since the first
+        fee when that is shorter (at least one second), so a swarm that just started is not
+        under-estimated. Fees seen within a single second are a burst, not a rate: 0.
+        """
+        buckets = self._recent.get(provider)
+        if not buckets:
+            return 0
+        now = self._clock()
+        since = now - window
+        recent = [fee for second, fee in buckets if second + 1 > since]
+        if len(recent) < 2:
+            return 0  # fees seen in one second only: a burst, not yet a rate
+        spent = sum(recent)
+        span_ms = max(int(min(window, now - self._first[provider]) * 1000), 1000)
+        return -(-spent * 1000 // span_ms)
+
     def reset(self, provider: str | None = None) -> None:
-        """Forget the fees of one provider, or of all."""
+        """Forget the fees of one provider, or of all (the spend-rate history is kept)."""
         if provider is None:
             self._fees.clear()
             self._counts.clear()

@@ -18,30 +18,54 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .._exceptions import FundingCapError
 from .._redact import redact
 from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent
 
-__all__ = ["AutoFunder", "AutoFundingConfig", "CheckOutcome", "describe_error", "plan_top_up"]
+__all__ = [
+    "FUND_AHEAD",
+    "AutoFunder",
+    "AutoFundingConfig",
+    "CheckOutcome",
+    "describe_error",
+    "plan_top_up",
+    "spend_headroom",
+]
 
 log = logging.getLogger(__name__)
 
 ErrorCallback = Callable[[Exception], Any]
 TopUpCallback = Callable[[TopUpEvent], Any]
 
+#: Seconds of observed spending each top-up moves on top of the shortfall.
+FUND_AHEAD = 10
+
 
 def plan_top_up(
-    *, unsettled: int, spendable: int, buffer: int, min_transfer: int, floor: int = 0
+    *, unsettled: int, spendable: int, buffer: int, min_transfer: int, floor: int = 0, extra: int = 0
 ) -> tuple[int, int]:
     """Decide a top-up: ``(deficit, amount)`` in wei; ``amount`` is 0 when nothing is needed.
 
     ``deficit = unsettled + buffer - spendable``. When it is positive the amount is
-    ``max(deficit, min_transfer, floor)``; ``floor`` is the on-chain minimum for opening a new
-    sub-account (0 for an existing one).
+    ``max(deficit + extra, min_transfer, floor)``; ``floor`` is the on-chain minimum for opening a
+    new sub-account (0 for an existing one); ``extra`` is spending to fund ahead (see
+    :func:`spend_headroom`).
     """
     deficit = unsettled + buffer - spendable
     if deficit <= 0:
         return max(deficit, 0), 0
-    return deficit, max(deficit, min_transfer, floor)
+    return deficit, max(deficit + extra, min_transfer, floor)
+
+
+def spend_headroom(rate: int, interval: float, lag: float) -> tuple[int, int]:
+    """``(buffer, extra)`` in wei that a spend ``rate`` (wei per second) needs.
+
+    ``buffer``: what the swarm spends before the next check sees a shortfall and its top-up
+    lands (``interval + lag`` seconds); ``extra``: the spending of :data:`FUND_AHEAD` more
+    seconds, moved with each top-up so that one top-up lasts a while.
+    """
+    millis = int((interval + lag) * 1000)
+    return rate * millis // 1000, rate * FUND_AHEAD
 
 
 def describe_error(exc: BaseException) -> str:
@@ -54,11 +78,14 @@ def describe_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class AutoFundingConfig:
-    """The settings of one loop (amounts in wei)."""
+    """The settings of one loop (amounts in wei; ``None`` caps are off)."""
 
     interval: float
     buffer: int
     min_transfer: int
+    max_total: int | None = None
+    max_per_hour: int | None = None
+    spend_window: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,8 @@ class CheckOutcome:
     fee_source: FeeSource
     spendable: int
     top_up: TopUpEvent | None = None
+    spend_rate: int = 0
+    buffer: int = 0
 
 
 class AutoFunder:
@@ -114,6 +143,10 @@ class AutoFunder:
         self.last_unsettled_fee: int | None = None
         self.last_fee_source: FeeSource | None = None
         self.last_spendable: int | None = None
+        self.refills = 0
+        self.cap_hits = 0
+        self.spend_rate = 0
+        self.effective_buffer = config.buffer
 
     def stats(self) -> AutoFundingStats:
         """A frozen snapshot of the statistics."""
@@ -137,6 +170,12 @@ class AutoFunder:
             last_unsettled_fee=self.last_unsettled_fee,
             last_fee_source=self.last_fee_source,
             last_spendable=self.last_spendable,
+            refills=self.refills,
+            cap_hits=self.cap_hits,
+            spend_rate=self.spend_rate,
+            effective_buffer=self.effective_buffer,
+            max_total=self.config.max_total,
+            max_per_hour=self.config.max_per_hour,
         )
 
     def in_own_task(self) -> bool:
@@ -166,43 +205,58 @@ class AutoFunder:
         try:
             outcome = await self._check()
         except Exception as exc:  # every failure is reported below; the loop goes on
-            self.errors += 1
-            self.consecutive_errors += 1
-            self.last_error = describe_error(exc)
             self.last_check_at = time.time()
-            hint = getattr(exc, "hint", None)
-            log.warning(
-                "auto-funding check for provider %s failed (%d in a row): %s%s",
-                self.provider,
-                self.consecutive_errors,
-                self.last_error,
-                "" if not hint or hint in str(exc) else f" (hint: {hint})",
-            )
-            log.debug("auto-funding failure details", exc_info=True)
-            await self._callback(self._on_error, exc)
+            await self.report_error(exc, "check")
             return
         self.consecutive_errors = 0
         self.last_check_at = time.time()
         self.last_unsettled_fee = outcome.unsettled_fee
         self.last_fee_source = outcome.fee_source
         self.last_spendable = outcome.spendable
+        self.spend_rate = outcome.spend_rate
+        self.effective_buffer = outcome.buffer
         if outcome.fee_source == "local":
             self.fee_fallbacks += 1
-        event = outcome.top_up
-        if event is not None:
-            self.top_ups += 1
-            self.topped_up_total += event.amount
-            self.last_top_up_at = self.last_check_at
-            log.info(
-                "auto-funding topped up provider %s by %d wei (deficit %d, unsettled %d from %s) in %s",
-                self.provider,
-                event.amount,
-                event.deficit,
-                event.unsettled_fee,
-                event.fee_source,
-                event.tx_hash,
-            )
-            await self._callback(self._on_top_up, event)
+        if outcome.top_up is not None:
+            await self.report_top_up(outcome.top_up)
+
+    async def report_error(self, exc: Exception, during: str) -> None:
+        """Count, log and pass on a failure (of a check, or of a top-up after a refusal)."""
+        self.errors += 1
+        self.consecutive_errors += 1
+        if isinstance(exc, FundingCapError):
+            self.cap_hits += 1
+        self.last_error = describe_error(exc)
+        hint = getattr(exc, "hint", None)
+        log.warning(
+            "auto-funding %s for provider %s failed (%d in a row): %s%s",
+            during,
+            self.provider,
+            self.consecutive_errors,
+            self.last_error,
+            "" if not hint or hint in str(exc) else f" (hint: {hint})",
+        )
+        log.debug("auto-funding failure details", exc_info=exc)
+        await self._callback(self._on_error, exc)
+
+    async def report_top_up(self, event: TopUpEvent) -> None:
+        """Count, log and pass on a top-up (made by a check or after a refusal)."""
+        self.top_ups += 1
+        if event.reason == "refusal":
+            self.refills += 1
+        self.topped_up_total += event.amount
+        self.last_top_up_at = time.time()
+        log.info(
+            "auto-funding topped up provider %s by %d wei (%s; deficit %d, unsettled %d from %s) in %s",
+            self.provider,
+            event.amount,
+            event.reason,
+            event.deficit,
+            event.unsettled_fee,
+            event.fee_source,
+            event.tx_hash,
+        )
+        await self._callback(self._on_top_up, event)
 
     async def _callback(self, fn: Callable[[Any], Any] | None, arg: Any) -> None:
         if fn is None:

@@ -7,12 +7,13 @@ receives its collaborators in its constructor and nothing else::
     ServiceDirectory(contracts)                              services, cached
     LocalFeeBook()                                           fees counted locally
     VerificationService(transport, directory, policies, fees, background)
-    RequestCore(transport, directory, verification, fees, policies, background)
-      ChatRequests(core, auth) · ImageRequests(core) · AudioRequests(core)
-    DiscoveryService(contracts, directory, transport, status_api)
     AccountKeeper(contracts, wallet, ledger, auth, directory)
       OnboardingService(contracts, keeper) · SettlementService(contracts, keeper)
       AutoFundingService(contracts, keeper, transport, fees, background)
+    RequestCore(transport, directory, verification, fees, policies, background, funding, budgets, observer)
+      ChatRequests(core, auth) · ImageRequests(core) · AudioRequests(core) · FeeEstimator(core)
+    DiscoveryService(contracts, directory, transport, status_api)
+    RouterService(chat, images, audio, discovery, directory, onboarding)   provider routers
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from ._common import RequestPolicies
 from ._fees import LocalFeeBook
 from .audio import AudioRequests
 from .auth import AuthManager
+from .budgets import BudgetBook
 from .discovery import DiscoveryService, ServiceDirectory
 from .funding import AutoFundingService
 from .images import ImageRequests
 from .onboarding import OnboardingService
-from .requests import ChatRequests, RequestCore
+from .requests import ChatRequests, FeeEstimator, RequestCore
+from .router import RouterService
 from .settlement import SettlementService
 from .verification import VerificationService
 
@@ -55,9 +58,11 @@ class InferenceServices:
     chat: ChatRequests
     images: ImageRequests
     audio: AudioRequests
+    estimates: FeeEstimator
     onboarding: OnboardingService
     funding: AutoFundingService
     settlement: SettlementService
+    routing: RouterService
 
     @classmethod
     def build(
@@ -73,6 +78,7 @@ class InferenceServices:
         status_api: str | None = None,
         directory: ServiceDirectory | None = None,
         observer: Observer | None = None,
+        budgets: BudgetBook | None = None,
     ) -> InferenceServices:
         """Wire the services from the broker's shared parts.
 
@@ -87,10 +93,13 @@ class InferenceServices:
             status_api: the network's status API, when it has one.
             directory: the service cache (default: a new one reading ``contracts``).
             observer: the broker's counters (verification outcomes).
+            budgets: the broker's spend budgets (default: a new book).
         """
         directory = directory or ServiceDirectory(contracts)
         fees = LocalFeeBook()
         verification = VerificationService(transport, directory, policies, fees, background)
+        keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
+        funding = AutoFundingService(contracts, keeper, transport, fees, background)
         core = RequestCore(
             transport=transport,
             directory=directory,
@@ -99,18 +108,34 @@ class InferenceServices:
             policies=policies,
             background=background,
             observer=observer,
+            funding=funding,
+            budgets=budgets or BudgetBook(),
         )
-        keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
+        discovery = DiscoveryService(contracts, directory, transport, status_api=status_api)
+        chat = ChatRequests(core, auth)
+        images = ImageRequests(core)
+        audio = AudioRequests(core)
+        onboarding = OnboardingService(contracts, keeper)
         return cls(
             auth=auth,
             directory=directory,
             fees=fees,
-            discovery=DiscoveryService(contracts, directory, transport, status_api=status_api),
+            discovery=discovery,
             verification=verification,
-            chat=ChatRequests(core, auth),
-            images=ImageRequests(core),
-            audio=AudioRequests(core),
-            onboarding=OnboardingService(contracts, keeper),
-            funding=AutoFundingService(contracts, keeper, transport, fees, background),
+            chat=chat,
+            images=images,
+            audio=audio,
+            estimates=FeeEstimator(core),
+            onboarding=onboarding,
+            funding=funding,
             settlement=SettlementService(contracts, keeper),
+            routing=RouterService(
+                chat=chat,
+                images=images,
+                audio=audio,
+                discovery=discovery,
+                directory=directory,
+                onboarding=onboarding,
+                clock=transport.now,
+            ),
         )

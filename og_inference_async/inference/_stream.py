@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -29,17 +29,46 @@ from .._exceptions import (
 from .._http import HttpStream, error_for_status
 from .._options import CallOptions
 from .._redact import redact_bytes
+from .._runtime import Background
 from ..types import Service
 from ..types.inference import ChatChunk, ChatResult, VerificationResult
 from ._sse import DONE, SSEEvent, SSEParser
 from ._verify import VerificationPolicy
+from .budgets import Budget, Hold
 
-if TYPE_CHECKING:
-    from .requests import ChatRequests
-
-__all__ = ["ChatStream"]
+__all__ = ["ChatStream", "StreamHost"]
 
 log = logging.getLogger(__name__)
+
+
+class StreamHost(Protocol):
+    """What a :class:`ChatStream` needs: open the exchange, finish the result, a task group.
+
+    ``ChatRequests`` is one (a fixed provider); a provider router is another (it picks the
+    provider when the stream opens, so ``open_stream`` may answer for another provider).
+    """
+
+    @property
+    def background(self) -> Background:
+        """The broker's task group (a stream left early is drained there)."""
+        ...
+
+    async def open_stream(
+        self,
+        prov: str,
+        payload: dict[str, Any],
+        spend: tuple[Budget | None, bool | None] = (None, None),
+        options: CallOptions | None = None,
+    ) -> tuple[Service, bytes, HttpStream, Hold | None]:
+        """Send the request (with the call ``options``); the service that answers, the bytes sent,
+        the open stream, the budget hold."""
+        ...
+
+    async def finish_stream(
+        self, stream: ChatStream, svc: Service, policy: VerificationPolicy, hold: Hold | None = None
+    ) -> ChatResult:
+        """The result of a stream that ended (the budget hold settled to its fee)."""
+        ...
 
 
 def stream_error(obj: dict[str, Any], *, provider: str) -> Exception:
@@ -97,11 +126,12 @@ class ChatStream:
 
     def __init__(
         self,
-        requests: ChatRequests,
+        requests: StreamHost,
         provider: str,
         payload: dict[str, Any],
         policy: VerificationPolicy | None,
         *,
+        spend: tuple[Budget | None, bool | None] = (None, None),
         drain_on_exit: bool = True,
         drain_timeout: float = 60.0,
         hold_until_verified: bool = False,
@@ -114,6 +144,8 @@ class ChatStream:
         self._payload = payload
         self._options = options
         self._policy = policy
+        self._spend = spend
+        self._budget_hold: Hold | None = None
         self._drain_on_exit = drain_on_exit
         self._drain_timeout = drain_timeout
         self._hold = hold_until_verified
@@ -158,13 +190,14 @@ class ChatStream:
         self._entered = True
         self._done = anyio.Event()
         try:
-            self._svc, self._body, self._http = await self._requests.open_stream(
-                self.provider, self._payload, self._options
+            self._svc, self._body, self._http, self._budget_hold = await self._requests.open_stream(
+                self.provider, self._payload, self._spend, self._options
             )
         except BaseException:
             self._closed = True
             self._done.set()
             raise
+        self.provider = self._svc.provider  # a router picks the provider only now
         self.model = str(self._payload.get("model") or self._svc.model)
         self._header_id = self._http.headers.get("zg-res-key") or None
         self.chat_id = self._header_id
@@ -207,6 +240,8 @@ class ChatStream:
         if self._closed:
             return
         self._closed = True
+        if self._budget_hold is not None:
+            self._budget_hold.keep()  # no result: the provider may have billed the whole answer
         http, self._http = self._http, None
         try:
             if http is not None:
@@ -345,7 +380,7 @@ class ChatStream:
             )
         assert self._svc is not None and self._policy is not None
         try:
-            result = await self._requests.finish_stream(self, self._svc, self._policy)
+            result = await self._requests.finish_stream(self, self._svc, self._policy, self._budget_hold)
         except ResponseVerificationError as exc:
             self._outcome = exc.verification
             raise

@@ -11,13 +11,17 @@ import mimetypes
 import os
 from typing import Any
 
+from .._http import HttpReply
 from .._validate import check_optional_str
+from ..types import Service
 from ..types.inference import TranscriptionResult
 from ._common import provider_address
+from ._estimate import audio_bound
 from ._fees import fee_breakdown
 from ._sse import DONE, SSEParser
 from ._uploads import form_fields, load_upload, multipart_upload
 from ._verify import VerificationPolicy
+from .budgets import Budget, Hold
 from .requests import JSON, RequestCore, split_params
 from .verification import json_object, sha256_offloaded
 
@@ -74,6 +78,8 @@ class AudioRequests:
         response_format: str | None = None,
         content_type: str | None = None,
         verify: str | VerificationPolicy | None = None,
+        budget: Budget | None = None,
+        auto_fund: bool | None = None,
         **params: Any,
     ) -> TranscriptionResult:
         """Transcribe audio (``POST /v1/proxy/audio/transcriptions``, multipart).
@@ -93,6 +99,12 @@ class AudioRequests:
             response_format: e.g. ``"json"`` or ``"text"``.
             content_type: the upload's media type.
             verify: the verification policy for this call.
+            budget: the spend budget to charge (default: the current ``broker.budget``). The
+                worst case reserved before sending is the audio's duration (a WAV header, else
+                the size at 32 kbit/s) priced by the provider's duration rule or its token rule
+                (50 audio tokens and 10 text tokens a second), whichever is more.
+            auto_fund: on a refusal for balance, wait for a shared top-up and retry (at most
+                3 times); ``None`` does so while auto-funding runs for the provider.
             **params: form fields of the allow-list (``prompt``, ``temperature``,
                 ``timestamp_granularities``, ``stream``, ...) and the call options ``timeout=``,
                 ``max_retries=``, ``extra_headers=``, ``extra_query=``, ``extra_body=`` (extra
@@ -113,10 +125,11 @@ class AudioRequests:
             ("content_type", content_type),
         ):
             check_optional_str(name, value)
-        extra, options, _sdk = split_params(params, "transcription")
+        extra, options = split_params(params, "transcription")
         form_fields(extra)
         policy = self._core.policy(verify)
         upload, name = await load_upload("audio", audio, filename, "audio.wav")
+        charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "transcription", _TRANSCRIBE)
         used = model or svc.model
         mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -124,14 +137,32 @@ class AudioRequests:
             {"model": used, "language": language, "response_format": response_format, **extra}
         )
         body, ctype, request_sha256 = await multipart_upload(fields, "file", name, upload, mime)
-        reply = await self._core.post(
-            prov,
-            svc.endpoint + "/audio/transcriptions",
-            what="transcription",
-            body=body,
-            content_type=ctype,
-            options=options,
+        hold = self._core.reserve(
+            charged, audio_bound(upload, svc.input_price, svc.output_price), "transcription"
         )
+        with self._core.spending(hold):
+            reply = await self._core.post(
+                prov,
+                svc.endpoint + "/audio/transcriptions",
+                what="transcription",
+                body=body,
+                content_type=ctype,
+                auto_fund=auto_fund,
+                options=options,
+            )
+            return await self._result(prov, svc, used, reply, request_sha256, policy, hold)
+
+    async def _result(
+        self,
+        prov: str,
+        svc: Service,
+        used: str,
+        reply: HttpReply,
+        request_sha256: str,
+        policy: VerificationPolicy,
+        hold: Hold | None,
+    ) -> TranscriptionResult:
+        """Read the answer (JSON, text or SSE) and finish it."""
         media = reply.headers.get("content-type", "").split(";")[0].strip().lower()
         usage: dict[str, Any] | None = None
         raw: Any
@@ -152,6 +183,7 @@ class AudioRequests:
             svc,
             policy,
             fee_breakdown(svc.service_type, svc.input_price, svc.output_price, usage),
+            hold=hold,
             provider=prov,
             model=used,
             chat_id=chat_id,

@@ -4,28 +4,45 @@ Each provider's loop (:class:`~og_inference_async.inference._funding_auto.AutoFu
 the broker's task group, in its own cancel scope. Every check reads the provider's unsettled
 fee for this wallet through the provider transport (falling back to the local fee book), plans
 a top-up, and sends it holding the provider's lock (see ``_accounts``): a stop therefore waits
-for a top-up already on its way.
+for a top-up already on its way. Top-ups are sized from the observed spend rate (the local fee
+book) and the time a top-up takes to land, not only from the fixed buffer.
+
+When the provider refuses a request for balance anyway, :meth:`AutoFundingService.refill` sends
+ONE top-up that every refused caller shares (single flight), after which each retries once.
+Every top-up, periodic or not, passes the caps (``max_total``, ``max_per_hour``) first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._config import checksum
-from .._exceptions import ProviderResponseError
+from .._exceptions import FundingCapError, ProviderInsufficientBalanceError, ProviderResponseError
 from .._runtime import Background
+from .._singleflight import SingleFlight
 from .._transport import ProviderTransport
 from .._units import WEI_PER_OG, Amount, to_wei
-from .._validate import check_callable, check_seconds
-from ..types import Service
-from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent
+from .._validate import check_bool, check_callable, check_seconds
+from ..types import Service, TxReceipt
+from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent, TopUpReason
 from ._accounts import AccountKeeper
 from ._fees import LocalFeeBook
-from ._funding_auto import AutoFunder, AutoFundingConfig, CheckOutcome, describe_error, plan_top_up
+from ._funding_auto import (
+    AutoFunder,
+    AutoFundingConfig,
+    CheckOutcome,
+    describe_error,
+    plan_top_up,
+    spend_headroom,
+)
 
 if TYPE_CHECKING:
     from .._chain import ChainReader
@@ -40,6 +57,10 @@ DEFAULT_BUFFER = 2 * WEI_PER_OG
 DEFAULT_MIN_TRANSFER = WEI_PER_OG
 #: Seconds allowed for the provider's ``unsettledfee`` endpoint before falling back.
 FEE_ENDPOINT_TIMEOUT = 10.0
+#: Seconds a top-up is assumed to take to land before one was measured.
+DEFAULT_TOP_UP_LAG = 2.0
+#: The settings of a top-up after a refusal for a provider without a running loop.
+_REFILL_DEFAULTS = AutoFundingConfig(interval=30.0, buffer=DEFAULT_BUFFER, min_transfer=DEFAULT_MIN_TRANSFER)
 
 
 class AutoFundingService:
@@ -68,6 +89,15 @@ class AutoFundingService:
         self._background = background
         self._funders: dict[str, AutoFunder] = {}
         self._funder_locks: dict[str, anyio.Lock] = {}
+        self._refills: SingleFlight[str, None] = SingleFlight()
+        self._moves: dict[str, deque[tuple[float, int]]] = {}
+        self._moved_total: dict[str, int] = {}
+        self._lag: dict[str, float] = {}
+        #: refusals for balance per provider (tickets), and the last one a planned top-up covered
+        self._tickets: dict[str, int] = {}
+        self._covered: dict[str, int] = {}
+        #: requests on their way to each provider (they will draw on the balance soon)
+        self._in_flight: dict[str, int] = {}
 
     async def start_auto_funding(
         self,
@@ -78,6 +108,9 @@ class AutoFundingService:
         min_transfer: Amount = DEFAULT_MIN_TRANSFER,
         on_error: Callable[[Exception], Any] | None = None,
         on_top_up: Callable[[TopUpEvent], Any] | None = None,
+        max_total: Amount | None = None,
+        max_per_hour: Amount | None = None,
+        spend_window: float = 30.0,
     ) -> AutoFundingStats:
         """Keep ``provider``'s sub-account funded in the background.
 
@@ -104,14 +137,18 @@ class AutoFundingService:
             min_transfer: the smallest top-up (default 1 OG).
             on_error: called with the exception of each failed check (sync or async function).
             on_top_up: called with a :class:`TopUpEvent` after each top-up (sync or async).
+            max_total: the most auto-funding may move into this provider's sub-account while
+                the broker is open (default: no cap).
+            max_per_hour: the most it may move in any sliding hour (default: no cap).
+            spend_window: seconds of recent fees the spend rate is measured over (default 30).
 
         Returns:
             The statistics after the first check.
 
         Raises:
             InvalidAddressError: malformed provider.
-            InvalidAmountError: bad ``buffer`` or ``min_transfer``.
-            ConfigError: bad ``interval`` or a read-only broker.
+            InvalidAmountError: bad ``buffer``, ``min_transfer`` or caps.
+            ConfigError: bad ``interval`` or ``spend_window``, or a read-only broker.
             BrokerStateError: the broker is not open.
             ServiceNotFoundError: the provider has no service on this network.
         """
@@ -122,6 +159,9 @@ class AutoFundingService:
             interval=check_seconds("interval", interval),
             buffer=to_wei(buffer),
             min_transfer=to_wei(min_transfer),
+            max_total=None if max_total is None else to_wei(max_total),
+            max_per_hour=None if max_per_hour is None else to_wei(max_per_hour),
+            spend_window=check_seconds("spend_window", spend_window),
         )
         self._keeper.wallet.require_sender()  # fail early on a read-only broker
         await self._keeper.service(prov)
@@ -180,24 +220,127 @@ class AutoFundingService:
         funder = self._funders.get(checksum(provider, what="provider"))
         return funder.stats() if funder is not None else None
 
+    # -- refusals for balance --------------------------------------------------------------------
+
+    def covers(self, provider: str, auto_fund: bool | None) -> bool:
+        """Whether a refusal for balance of ``provider`` is answered by a top-up and one retry.
+
+        ``auto_fund=None`` follows the provider's auto-funding loop (on while it runs).
+
+        Raises:
+            ConfigError: ``auto_fund`` is not a bool or ``None``.
+        """
+        if auto_fund is None:
+            funder = self._funders.get(provider)
+            return funder is not None and funder.running
+        return check_bool("auto_fund", auto_fund)
+
+    @contextlib.contextmanager
+    def sending(self, provider: str) -> Iterator[None]:
+        """Count a request on its way to ``provider`` (a top-up after a refusal funds these too)."""
+        self._in_flight[provider] = self._in_flight.get(provider, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[provider] -= 1
+
+    async def refill(self, provider: str, refusal: ProviderInsufficientBalanceError) -> None:
+        """Top ``provider``'s sub-account up after ``refusal``, once for every caller refused together.
+
+        Each refusal takes a ticket; a top-up is planned for every ticket taken before it was
+        planned and every request still on its way to the provider: twice the refused request's
+        fee (the provider's figure, else this broker's average fee) for each, on top of the usual
+        plan. Concurrent callers share that top-up
+        (single flight); a caller refused after a plan was made waits for it and then shares the
+        next one, so every caller retries after a top-up that counted it. A refused request was
+        not billed (the provider checks the balance before billing, and the SDK never retries a
+        request the provider may have served), so the caller's single retry cannot bill twice.
+
+        Raises:
+            FundingCapError: the top-up would pass ``max_total`` / ``max_per_hour``.
+            InsufficientBalanceError: the ledger cannot pay it.
+            ChainError: the top-up transaction failed.
+        """
+        ticket = self._tickets[provider] = self._tickets.get(provider, 0) + 1
+        while self._covered.get(provider, 0) < ticket:
+            await self._refills.run(provider, lambda: self._refill(provider, refusal))
+
+    async def _refill(self, prov: str, refusal: ProviderInsufficientBalanceError) -> None:
+        funder = self._funders.get(prov)
+        config = funder.config if funder is not None and funder.running else _REFILL_DEFAULTS
+        try:
+            source: FeeSource = "provider"
+            unsettled = refusal.required  # the provider's own figure: unsettled + this fee + its reserve
+            if unsettled is None:
+                unsettled, source = await self._unsettled_fee(prov, await self._keeper.service(prov))
+            outcome = await self._top_up(prov, config, unsettled, source, "refusal", refusal=refusal)
+        except Exception as exc:
+            if funder is not None:
+                await funder.report_error(exc, "top-up after a refusal")
+            raise
+        if funder is not None and outcome.top_up is not None:
+            await funder.report_top_up(outcome.top_up)
+
+    # -- checks and top-ups ----------------------------------------------------------------------
+
     async def _auto_check(self, prov: str, config: AutoFundingConfig) -> CheckOutcome:
-        chain = self._contracts
         service = await self._keeper.service(prov)
         unsettled, source = await self._unsettled_fee(prov, service)
+        return await self._top_up(prov, config, unsettled, source, "check")
+
+    async def _top_up(
+        self,
+        prov: str,
+        config: AutoFundingConfig,
+        unsettled: int,
+        source: FeeSource,
+        reason: TopUpReason,
+        *,
+        refusal: ProviderInsufficientBalanceError | None = None,
+    ) -> CheckOutcome:
+        """Plan a top-up on fresh state and send it (holding the provider's lock), within the caps."""
+        rate = self._fees.rate(prov, config.spend_window)
+        # a check must last until the next one; a refill answers refusals now (they size it below)
+        until_next = config.interval if refusal is None else 0.0
+        margin, ahead = spend_headroom(rate, until_next, self._lag.get(prov, DEFAULT_TOP_UP_LAG))
+        buffer = max(config.buffer, margin)
         async with self._keeper.lock(prov):
+            if refusal is not None:  # every refusal so far waits on this top-up: fund them all
+                served = self._fees.requests(prov)
+                each = max(refusal.fee or 0, self._fees.total(prov) // served if served else 0)
+                upto = self._tickets.get(prov, 0)
+                waiting = upto - self._covered.get(prov, 0) + self._in_flight.get(prov, 0)
+                ahead += 2 * each * waiting
             account = await self._keeper.fresh_account(prov)
             spendable = account.spendable if account is not None else 0
-            floor = await chain.min_transfer_amount() if account is None else 0
+            floor = await self._contracts.min_transfer_amount() if account is None else 0
             deficit, amount = plan_top_up(
                 unsettled=unsettled,
                 spendable=spendable,
-                buffer=config.buffer,
+                buffer=buffer,
                 min_transfer=config.min_transfer,
                 floor=floor,
+                extra=ahead,
+            )
+            seen = CheckOutcome(
+                unsettled_fee=unsettled,
+                fee_source=source,
+                spendable=spendable,
+                spend_rate=rate,
+                buffer=buffer,
             )
             if amount == 0:
-                return CheckOutcome(unsettled_fee=unsettled, fee_source=source, spendable=spendable)
-            receipt = await self._keeper.transfer(prov, amount)
+                if refusal is not None:
+                    self._covered[prov] = upto
+                return seen
+            amount = self._within_caps(prov, config, deficit, amount, floor)
+            if amount > max(deficit, floor):  # funding ahead is never worth failing over
+                ledger = await self._keeper.fresh_ledger()
+                if ledger is not None:
+                    amount = max(min(amount, ledger.available), deficit, floor)
+            receipt = await self._send(prov, amount)
+            if refusal is not None:
+                self._covered[prov] = upto
             if account is None or not account.acknowledged:
                 self._keeper.auth.forget(prov)
         event = TopUpEvent(
@@ -208,8 +351,56 @@ class AutoFundingService:
             fee_source=source,
             spendable_before=spendable,
             tx_hash=receipt.tx_hash,
+            reason=reason,
+            spend_rate=rate,
         )
-        return CheckOutcome(unsettled_fee=unsettled, fee_source=source, spendable=spendable, top_up=event)
+        return dataclasses.replace(seen, top_up=event)
+
+    def _within_caps(
+        self, prov: str, config: AutoFundingConfig, deficit: int, amount: int, floor: int
+    ) -> int:
+        """``amount`` cut to what the caps allow, when that still covers the need.
+
+        Raises:
+            FundingCapError: the caps do not allow even ``max(deficit, floor)``.
+        """
+        need = max(deficit, floor)
+        moves = self._moves.setdefault(prov, deque())
+        hour_ago = time.monotonic() - 3600
+        while moves and moves[0][0] <= hour_ago:
+            moves.popleft()
+        caps = (
+            ("max_total", config.max_total, self._moved_total.get(prov, 0)),
+            ("max_per_hour", config.max_per_hour, sum(moved for _, moved in moves)),
+        )
+        for name, limit, moved in caps:
+            if limit is None:
+                continue
+            allowed = limit - moved
+            if allowed < need:
+                raise FundingCapError(
+                    f"provider {prov} needs a top-up of {need} wei but {name} ({limit} wei) allows "
+                    f"{max(allowed, 0)} more ({moved} wei moved); nothing was sent",
+                    provider=prov,
+                    cap=name,
+                    limit=limit,
+                    moved=moved,
+                    required=need,
+                    hint=f"raise {name} in start_auto_funding(), or top up with ledger.transfer_fund()",
+                )
+            amount = min(amount, allowed)
+        return amount
+
+    async def _send(self, prov: str, amount: int) -> TxReceipt:
+        """Send one top-up, then count it (caps, landed top-ups, how long it took)."""
+        started = time.monotonic()
+        receipt = await self._keeper.transfer(prov, amount)
+        now = time.monotonic()
+        lag = self._lag.get(prov)
+        self._lag[prov] = now - started if lag is None else (lag + now - started) / 2
+        self._moves.setdefault(prov, deque()).append((now, amount))
+        self._moved_total[prov] = self._moved_total.get(prov, 0) + amount
+        return receipt
 
     async def _unsettled_fee(self, prov: str, service: Service) -> tuple[int, FeeSource]:
         """The provider's unsettled fee for this wallet, or the local counter when that fails."""

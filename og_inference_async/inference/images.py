@@ -21,9 +21,11 @@ from .._validate import check_int, check_optional_str, check_seconds, check_str,
 from ..types import Service
 from ..types.inference import GeneratedImage, ImageResult
 from ._common import provider_address
+from ._estimate import image_bound
 from ._fees import fee_breakdown
 from ._uploads import form_fields, load_upload, multipart_upload
 from ._verify import VerificationPolicy
+from .budgets import Budget, Hold
 from .requests import JSON, RequestCore, chat_id_of, dumps
 from .verification import json_object, sha256_offloaded
 
@@ -103,7 +105,7 @@ class ImageRequests:
         check_optional_str("size", size)
         check_optional_str("model", model)
         check_optional_str("response_format", response_format)
-        fields, options, _sdk = split_params(params, endpoint)
+        fields, options = split_params(params, endpoint)
         form_fields(fields)
         return self._core.policy(verify), fields, options
 
@@ -118,6 +120,7 @@ class ImageRequests:
         n: Any,
         policy: VerificationPolicy,
         what: str,
+        hold: Hold | None,
     ) -> ImageResult:
         data = json_object(reply, prov, what)
         return await self._core.finish(
@@ -125,6 +128,7 @@ class ImageRequests:
             svc,
             policy,
             fee_breakdown(svc.service_type, svc.input_price, svc.output_price, None, n=n),
+            hold=hold,
             provider=prov,
             model=model,
             chat_id=chat_id_of(reply, data),
@@ -146,6 +150,8 @@ class ImageRequests:
         model: str | None = None,
         response_format: str | None = None,
         verify: str | VerificationPolicy | None = None,
+        budget: Budget | None = None,
+        auto_fund: bool | None = None,
         **params: Any,
     ) -> ImageResult:
         """Generate images (``POST /v1/proxy/images/generations``); billed per image.
@@ -158,6 +164,10 @@ class ImageRequests:
             model: the model id (default: the service's model).
             response_format: ``"b64_json"`` or ``"url"``.
             verify: the verification policy for this call.
+            budget: the spend budget to charge (default: the current ``broker.budget``): ``n``
+                images at the input price are reserved before sending.
+            auto_fund: on a refusal for balance, wait for a shared top-up and retry (at most
+                3 times); ``None`` does so while auto-funding runs for the provider.
             **params: OpenAI image parameters of the allow-list (``quality``, ``style``, ...) and
                 the call options ``timeout=``, ``max_retries=``, ``extra_headers=``,
                 ``extra_query=``, ``extra_body=`` (see :meth:`ChatRequests.chat`).
@@ -173,27 +183,55 @@ class ImageRequests:
         policy, fields, options = self._check_args(
             prompt, n, size, model, response_format, verify, params, "image generation"
         )
+        charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "image generation", _GENERATE)
         used = model or svc.model
         body = _image_request(used, prompt, n, size, response_format, fields)
-        reply = await self._core.post(
-            prov,
-            svc.endpoint + "/images/generations",
-            what="image generation",
-            body=body,
-            content_type=JSON,
-            options=options,
-        )
-        return await self._result(
+        return await self._send(
             prov,
             svc,
-            reply,
-            await sha256_offloaded(body),
+            "/images/generations",
+            (body, JSON, await sha256_offloaded(body)),
             model=used,
             n=n,
             policy=policy,
             what="image generation",
+            spend=(charged, auto_fund),
+            options=options,
         )
+
+    async def _send(
+        self,
+        prov: str,
+        svc: Service,
+        path: str,
+        request: tuple[bytes, str, str],
+        *,
+        model: str,
+        n: int,
+        policy: VerificationPolicy,
+        what: str,
+        spend: tuple[Budget | None, bool | None],
+        options: CallOptions | None,
+    ) -> ImageResult:
+        """Reserve ``n`` images in the budget, post ``request`` (body, content type, sha256) with the
+        call ``options``, finish."""
+        body, ctype, request_sha256 = request
+        budget, auto_fund = spend
+        hold = self._core.reserve(budget, image_bound(n, svc.input_price), what)
+        with self._core.spending(hold):
+            reply = await self._core.post(
+                prov,
+                svc.endpoint + path,
+                what=what,
+                body=body,
+                content_type=ctype,
+                auto_fund=auto_fund,
+                options=options,
+            )
+            return await self._result(
+                prov, svc, reply, request_sha256, model=model, n=n, policy=policy, what=what, hold=hold
+            )
 
     async def edit_image(
         self,
@@ -209,6 +247,8 @@ class ImageRequests:
         filename: str | None = None,
         content_type: str | None = None,
         verify: str | VerificationPolicy | None = None,
+        budget: Budget | None = None,
+        auto_fund: bool | None = None,
         **params: Any,
     ) -> ImageResult:
         """Edit an image (``POST /v1/proxy/images/edits``, multipart); billed per resulting image.
@@ -225,6 +265,8 @@ class ImageRequests:
             content_type: the upload's media type (default: guessed from the file name, else
                 ``"image/png"``).
             verify: the verification policy for this call.
+            budget: the spend budget to charge (see :meth:`generate_image`).
+            auto_fund: on a refusal for balance, top up (shared) and retry (see :meth:`generate_image`).
             **params: form fields of the allow-list and the call options (as for
                 :meth:`generate_image`; ``extra_body`` adds form fields).
 
@@ -242,6 +284,7 @@ class ImageRequests:
         check_optional_str("content_type", content_type)
         data, name = await load_upload("image", image, filename, "image.png")
         mime = content_type or mimetypes.guess_type(name)[0] or "image/png"
+        charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "image edit", _EDIT)
         used = model or svc.model
         fields = form_fields(
@@ -254,17 +297,17 @@ class ImageRequests:
                 **extra,
             }
         )
-        body, ctype, request_sha256 = await multipart_upload(fields, "image", name, data, mime)
-        reply = await self._core.post(
+        return await self._send(
             prov,
-            svc.endpoint + "/images/edits",
+            svc,
+            "/images/edits",
+            await multipart_upload(fields, "image", name, data, mime),
+            model=used,
+            n=n,
+            policy=policy,
             what="image edit",
-            body=body,
-            content_type=ctype,
+            spend=(charged, auto_fund),
             options=options,
-        )
-        return await self._result(
-            prov, svc, reply, request_sha256, model=used, n=n, policy=policy, what="image edit"
         )
 
     # -- async jobs ------------------------------------------------------------------------------
@@ -282,6 +325,8 @@ class ImageRequests:
         max_wait: float = 300.0,
         max_polls: int = 600,
         verify: str | VerificationPolicy | None = None,
+        budget: Budget | None = None,
+        auto_fund: bool | None = None,
         **params: Any,
     ) -> ImageResult:
         """Generate images through the provider's job queue and wait for them.
@@ -309,15 +354,48 @@ class ImageRequests:
         )
         check_seconds("max_wait", max_wait)
         check_int("max_polls", max_polls, minimum=1)
+        charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "async image job", _GENERATE)
         used = model or svc.model
         body = _image_request(used, prompt, n, size, response_format, fields)
+        hold = self._core.reserve(charged, image_bound(n, svc.input_price), "async image job")
+        with self._core.spending(hold):
+            return await self._run_job(
+                prov,
+                svc,
+                body,
+                n=n,
+                model=used,
+                policy=policy,
+                limits=(max_wait, max_polls),
+                hold=hold,
+                auto_fund=auto_fund,
+                options=options,
+            )
+
+    async def _run_job(
+        self,
+        prov: str,
+        svc: Service,
+        body: bytes,
+        *,
+        n: int,
+        model: str,
+        policy: VerificationPolicy,
+        limits: tuple[float, int],
+        hold: Hold | None,
+        auto_fund: bool | None,
+        options: CallOptions | None,
+    ) -> ImageResult:
+        """Submit an image job and wait for its result (the budget hold settles on the result)."""
+        max_wait, max_polls = limits
         reply = await self._core.post(
             prov,
             svc.url.rstrip("/") + "/v1/async/images/generations",
             what="async image job",
             body=body,
             content_type=JSON,
+            auto_fund=auto_fund,
             options=options,
         )
         data = json_object(reply, prov, "async image job")
@@ -326,17 +404,20 @@ class ImageRequests:
             raise ProviderResponseError(
                 "the async job answer has no jobId", provider=prov, status_code=reply.status
             )
-        return await self.wait_image_job(
+        result = await self.wait_image_job(
             prov,
             job_id,
             max_wait=max_wait,
             max_polls=max_polls,
             verify=policy,
             n=n,
-            model=used,
+            model=model,
             request_sha256=await sha256_offloaded(body),
             **({} if options is None else options.as_kwargs()),
         )
+        if hold is not None:
+            hold.settle(result.fee)
+        return result
 
     async def wait_image_job(
         self,

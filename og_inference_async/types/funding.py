@@ -26,6 +26,7 @@ __all__ = [
     "RefundStatus",
     "SettlementReport",
     "TopUpEvent",
+    "TopUpReason",
 ]
 
 
@@ -37,6 +38,9 @@ ReadyActionKind = Literal["created_ledger", "created_account", "topped_up", "ack
 
 #: Where an unsettled-fee figure came from: the provider's endpoint or the local fee counter.
 FeeSource = Literal["provider", "local"]
+
+#: Why auto-funding topped up: a periodic check, or a request the provider refused for balance.
+TopUpReason = Literal["check", "refusal"]
 
 
 class AckResult(Frozen):
@@ -138,6 +142,9 @@ class TopUpEvent(Frozen):
         fee_source: ``"provider"`` (its ``unsettledfee`` endpoint) or ``"local"`` (the local counter).
         spendable_before: the sub-account's spendable balance before the top-up (wei).
         tx_hash: the ``transferFund`` transaction.
+        reason: ``"check"`` (a periodic check) or ``"refusal"`` (a request was refused for
+            balance; the top-up was shared by every waiting caller, who then retried once).
+        spend_rate: the observed spend rate the top-up was sized with (wei per second).
     """
 
     provider: str
@@ -147,6 +154,8 @@ class TopUpEvent(Frozen):
     fee_source: FeeSource
     spendable_before: Wei
     tx_hash: str
+    reason: TopUpReason = "check"
+    spend_rate: Wei = 0
 
 
 class AutoFundingStats(Frozen):
@@ -172,6 +181,13 @@ class AutoFundingStats(Frozen):
         last_unsettled_fee: the unsettled fee seen by the last successful check (wei).
         last_fee_source: where that figure came from.
         last_spendable: the spendable balance seen by the last successful check (wei).
+        refills: top-ups made because a request was refused for balance (included in ``top_ups``).
+        cap_hits: top-ups refused by ``max_total`` / ``max_per_hour`` (included in ``errors``).
+        spend_rate: the spend rate seen by the last check (local fee book, wei per second).
+        effective_buffer: the margin the last check kept: ``buffer``, or more when the spend
+            rate needs it (wei).
+        max_total: the cap on wei moved to this provider by auto-funding, if any.
+        max_per_hour: the cap on wei moved in any hour, if any.
     """
 
     provider: str
@@ -193,6 +209,12 @@ class AutoFundingStats(Frozen):
     last_unsettled_fee: Wei | None = None
     last_fee_source: FeeSource | None = None
     last_spendable: Wei | None = None
+    refills: int = 0
+    cap_hits: int = 0
+    spend_rate: Wei = 0
+    effective_buffer: Wei = 0
+    max_total: Wei | None = None
+    max_per_hour: Wei | None = None
 
 
 class SettlementReport(Frozen):

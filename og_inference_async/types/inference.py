@@ -25,6 +25,7 @@ __all__ = [
     "GeneratedImage",
     "ImageResult",
     "InferenceResult",
+    "RouteStats",
     "ServiceVerification",
     "TranscriptionResult",
     "VerificationHandle",
@@ -395,3 +396,22 @@ class ServiceVerification(_Model):
 
 #: A verification callback: plain function or coroutine function.
 VerificationCallback = Callable[[VerificationResult], Awaitable[None] | None]
+
+
+class RouteStats(_Model):
+    """One provider as a :class:`~og_inference_async.inference.router.ProviderRouter` sees it.
+
+    Attributes:
+        provider: the provider address.
+        circuit: ``"closed"`` (used), ``"open"`` (skipped until its cooldown ends) or
+            ``"half_open"`` (one trial request may go to it).
+        served: requests it served through the router.
+        failed: requests that failed on it (failed over or raised).
+        latency: moving average of its served requests, in seconds (``None`` before the first).
+    """
+
+    provider: str
+    circuit: str
+    served: int
+    failed: int
+    latency: float | None = None

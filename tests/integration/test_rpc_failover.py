@@ -91,9 +91,12 @@ async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(
 
         async def chaos() -> None:
             await _wait_for(lambda: len(deposits) >= 3)
-            requests = [h.requests for h in broker.rpc_health()]
+            health = broker.rpc_health()
+            requests = [h.requests for h in health]
             roles["killed"] = killed = requests.index(max(requests))  # the one serving the reads
-            roles["limited"] = limited = min(i for i in range(3) if i != killed)
+            # the survivor the reads fail over to first: best score bucket, then the earlier URL
+            survivors = [i for i in range(3) if i != killed]
+            roles["limited"] = limited = min(survivors, key=lambda i: (-round(health[i].score / 0.1), i))
             roles["spare"] = 3 - killed - limited
             proxies[limited].json_rate_limit_fraction = 0.5
             proxies[limited].rate_limit_rate = 1.0  # every request refused: half HTTP 429, half -32005

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from og_inference_async import AsyncBroker, ConfigError, ProviderRateLimitError, RequestRetryPolicy
-from og_inference_async._options import BODY_PARAMS, SDK_OPTIONS, CallOptions, split_params
+from og_inference_async._options import BODY_PARAMS, CallOptions, split_params
 
 from . import test_requests
 from .test_requests import CHAT_URL, KEY, PROVIDER, URL, Env, completion, make_service, sse
@@ -119,6 +120,29 @@ async def test_with_options_applies_to_streams(env: Env) -> None:
     assert set(sent_body(route)) == {"model", "messages", "stream", "stream_options"}
 
 
+async def test_call_options_pass_through_the_router(env: Env) -> None:
+    """A router's chat and chat_stream take the call options, with a budget, and keep them out of the body."""
+    route = env.router.post(CHAT_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=completion()),
+            httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(sse())),
+        ]
+    )
+    router = env.api.router(model="m", providers=[PROVIDER], prepare=False)
+    budget = env.services.chat._core.budgets.budget(10**18)  # a budget of these services' book
+    async with budget:
+        await router.chat(HI, max_tokens=3, extra_headers={"X-R": "1"}, timeout=4, extra_body={"top_k": 2})
+        async with router.chat_stream(HI, extra_headers={"X-R": "2"}, timeout=3) as stream:
+            async for _ in stream:
+                pass
+    assert budget.requests == 2 and budget.spent > 0 and budget.reserved == 0
+    first, second = (call.request for call in route.calls)
+    assert first.headers["x-r"] == "1" and first.extensions["timeout"]["read"] == 4.0
+    assert json.loads(first.content) == {"model": "m", "messages": HI, "max_tokens": 3, "top_k": 2}
+    assert second.headers["x-r"] == "2" and second.extensions["timeout"]["read"] == 3.0
+    assert "timeout" not in json.loads(second.content) and "extra_headers" not in json.loads(second.content)
+
+
 async def test_image_and_audio_allow_lists(env: Env) -> None:
     """Images take quality/style; audio takes prompt; extra_body adds form fields; unknown names fail."""
     env.use(make_service(service_type="text-to-image", input_price=1, output_price=0))
@@ -141,13 +165,25 @@ async def test_image_and_audio_allow_lists(env: Env) -> None:
         await env.api.transcribe(PROVIDER, b"RIFF", "a.wav", max_tokens=3)
 
 
-def test_sdk_options_are_set_aside() -> None:
-    """budget= and auto_fund= are SDK options: neither refused nor sent."""
-    assert {"budget", "auto_fund"} <= SDK_OPTIONS
-    body, options, sdk = split_params({"budget": 10, "auto_fund": True, "seed": 1}, "chat")
-    assert (body, options, sdk) == ({"seed": 1}, None, {"budget": 10, "auto_fund": True})
+def test_sdk_arguments_are_named_parameters() -> None:
+    """budget= and auto_fund= are named arguments of every billed request method, never body parameters."""
+    from og_inference_async.inference.audio import AudioRequests
+    from og_inference_async.inference.images import ImageRequests
+    from og_inference_async.inference.requests import ChatRequests
+
+    for method in (
+        ChatRequests.chat,
+        ChatRequests.chat_stream,
+        ImageRequests.generate_image,
+        ImageRequests.edit_image,
+        ImageRequests.generate_image_async,
+        AudioRequests.transcribe,
+    ):
+        assert {"budget", "auto_fund"} <= inspect.signature(method).parameters.keys(), method
     for allowed in BODY_PARAMS.values():
-        assert not allowed & SDK_OPTIONS
+        assert not allowed & {"budget", "auto_fund"}
+    with pytest.raises(ConfigError, match="extra_body"):  # one that leaked into **params is refused
+        split_params({"budget": 10, "seed": 1}, "chat")
 
 
 def test_call_options_merge_and_retry() -> None:

@@ -9,11 +9,17 @@ from og_inference_async import _exceptions
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    """Every public attribute of the package is in ``__all__`` and every name there exists."""
+    """Every public attribute of the package is in ``__all__`` and every name there exists.
+
+    Names load lazily on first access (module ``__getattr__``), so they are listed with ``dir()``
+    (which includes them) and resolved with ``getattr``, not read from ``vars()``.
+    """
     exported = {
         name
-        for name, value in vars(og_inference_async).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name not in {"annotations"}
+        for name in dir(og_inference_async)
+        if not name.startswith("_")
+        and not inspect.ismodule(getattr(og_inference_async, name))
+        and name not in {"annotations"}
     }
     assert set(og_inference_async.__all__) == exported
     assert og_inference_async.__all__ == sorted(og_inference_async.__all__)
