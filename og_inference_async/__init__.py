@@ -33,6 +33,7 @@ if _typing.TYPE_CHECKING:
     from ._apikeys import ApiKey
     from ._broker import AsyncBroker
     from ._chain import reset_nonce_allocators
+    from ._observe import BrokerStats, Hooks
     from .coordination import Coordinator, InProcessCoordinator
     from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
     from .inference._stream import ChatStream
@@ -90,6 +91,7 @@ _LAZY: dict[str, str] = {
     "ApiKeyRegistry": ".inference",
     "AsyncBroker": "._broker",
     "AutoFundingStats": ".types.funding",
+    "BrokerStats": "._observe",
     "Budget": ".inference.budgets",
     "ChainEvent": ".types",
     "ChatChunk": ".types.inference",
@@ -99,6 +101,7 @@ _LAZY: dict[str, str] = {
     "Coordinator": ".coordination",
     "FeeBreakdown": ".types.inference",
     "GeneratedImage": ".types.inference",
+    "Hooks": "._observe",
     "ImageResult": ".types.inference",
     "InMemoryApiKeyRegistry": ".inference",
     "InProcessCoordinator": ".coordination",
@@ -154,6 +157,7 @@ __all__ = [
     "BatchSizeTooLargeError",
     "BelowMinimumError",
     "BrokerStateError",
+    "BrokerStats",
     "Budget",
     "BudgetExceededError",
     "CallFailedError",
@@ -178,6 +182,7 @@ __all__ = [
     "FundingCapError",
     "GeneratedImage",
     "HARDHAT",
+    "Hooks",
     "ImageJobTimeoutError",
     "ImageResult",
     "InMemoryApiKeyRegistry",

@@ -43,6 +43,8 @@ from ._chain._fallback import display_url
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError, RPCError
 from ._http import make_http_client, rpc_poster
+from ._observe import BrokerStats, Hooks, Observer
+from ._retry import RequestRetryPolicy
 from ._runtime import Background, Wallet
 from ._transport import ProviderTransport
 from ._units import Amount
@@ -192,9 +194,15 @@ class AsyncBroker:
         inference_address: overrides the InferenceServing address.
         http_client: an ``httpx.AsyncClient`` to borrow (never closed by the broker).
         web3: an ``AsyncWeb3`` to borrow for chain access (never closed by the broker).
-        retry: bounded retry policy for reads and waits.
+        retry: bounded retry policy of the chain's JSON-RPC reads and waits (:class:`RetryPolicy`).
+        request_retry: bounded, billing-safe retry policy of provider HTTP requests
+            (:class:`RequestRetryPolicy`; the same object as ``broker.inference.retry_policy``,
+            which can also be set later). Per call or per ``broker.inference.with_options()``
+            view, ``max_retries=`` overrides its attempts.
         tx_policy: gas, fee and receipt policy for transactions.
         session: session-token lifetime, reuse margin and cache bounds.
+        hooks: event callbacks (:class:`Hooks`: ``on_request``, ``on_response``,
+            ``on_transaction``); see also :meth:`stats`.
         api_key_registry: where issued API key ids are recorded (persist them by passing your own);
             default: the coordinator's (Redis: shared by the processes), else in memory.
         coordinator: what the brokers signing for this wallet agree through: the default
@@ -220,10 +228,12 @@ class AsyncBroker:
         http_client: httpx.AsyncClient | None = None,
         web3: AsyncWeb3[Any] | None = None,
         retry: RetryPolicy | None = None,
+        request_retry: RequestRetryPolicy | None = None,
         tx_policy: TxPolicy | None = None,
         session: SessionPolicy | None = None,
         api_key_registry: ApiKeyRegistry | None = None,
         coordinator: Coordinator | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         net = get_network(network)
         if ledger_address is not None or inference_address is not None:
@@ -241,8 +251,10 @@ class AsyncBroker:
             raise ConfigError(f"network {net.name!r} has no default RPC URL; pass rpc_url=")
         for name, value, kind in (
             ("retry", retry, RetryPolicy),
+            ("request_retry", request_retry, RequestRetryPolicy),
             ("tx_policy", tx_policy, TxPolicy),
             ("session", session, SessionPolicy),
+            ("hooks", hooks, Hooks),
         ):
             if value is not None and not isinstance(value, kind):
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
@@ -265,7 +277,8 @@ class AsyncBroker:
         self._tx: TxSender | None = None
         self._task_group: TaskGroup | None = None
         self._hosted: _HostedTaskGroup | None = None
-        self._policies = RequestPolicies()
+        self._policies = RequestPolicies(retry=request_retry)
+        self._observer = Observer(hooks)
         self._budgets = BudgetBook()
         self._graph: _Graph | None = None
 
@@ -432,7 +445,9 @@ class AsyncBroker:
         registry = self._api_key_registry or self.coordinator.api_key_registry()
         auth = AuthManager(contracts, wallet, registry=registry, policy=self.session_policy)
         ledger = LedgerAPI(contracts, wallet, forget=auth.forget, services=self._inference_services)
-        transport = ProviderTransport(http, auth=auth, settings=self._policies)
+        transport = ProviderTransport(http, auth=auth, settings=self._policies, observer=self._observer)
+        if sender is not None:
+            sender.observer = self._observer
         services = InferenceServices.build(
             contracts=contracts,
             wallet=wallet,
@@ -442,6 +457,7 @@ class AsyncBroker:
             policies=self._policies,
             background=Background(group, lambda: self._state is _State.OPENED),
             status_api=self.network.status_api,
+            observer=self._observer,
             budgets=self._budgets,
         )
         return _Graph(ledger=ledger, inference=services)
@@ -529,6 +545,27 @@ class AsyncBroker:
             self._require_open()
             return []
         return rpc.endpoints.health.snapshot() if rpc.endpoints is not None else []
+
+    def stats(self) -> BrokerStats:
+        """A snapshot of this broker's counters since it opened (also after it closed).
+
+        Returns:
+            JSON-RPC calls by method, provider requests by route and retries, transactions by
+            kind, fees counted by provider, verification outcomes, session-token cache hits.
+        """
+        obs = self._observer
+        graph = self._graph
+        tokens = graph.inference.auth.tokens.stats if graph is not None else None
+        return BrokerStats(
+            rpc_calls=dict(self._rpc.calls) if self._rpc is not None else {},
+            provider_requests=dict(obs.requests),
+            retries=obs.retries,
+            transactions=dict(obs.transactions),
+            fees=graph.inference.fees.totals() if graph is not None else {},
+            verification=dict(obs.verification),
+            session_token_hits=tokens.hits if tokens is not None else 0,
+            session_token_misses=tokens.misses if tokens is not None else 0,
+        )
 
     async def get_wallet_balance(self) -> int:
         """The wallet's native balance in wei."""

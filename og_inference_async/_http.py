@@ -414,14 +414,25 @@ async def start_stream(
     content: bytes | None = None,
     provider: str | None = None,
     what: str = "stream",
+    timeout: float | None = None,
 ) -> HttpStream:
     """Send a request and return the response once its headers arrived; the caller closes it.
+
+    Args:
+        timeout: a per-request timeout in seconds (also bounds each read of the body),
+            overriding the client's.
 
     Raises:
         TransportFailure: the request failed before the headers arrived.
     """
     with map_transport_errors(provider=provider, what=what):
-        request = client.build_request(method, _url(url), headers=headers, content=content)
+        request = client.build_request(
+            method,
+            _url(url),
+            headers=headers,
+            content=content,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
         response = await client.send(request, stream=True)
     return HttpStream(response, provider=provider, what=what)
 

@@ -10,7 +10,9 @@
   signs a new one and resends once, outside the attempt count;
 * error mapping: error statuses become the typed errors of ``_http.error_for_status``; a
   "not acknowledged" answer also drops the cached account state;
-* an optional total deadline and body cap (discovery and fee reads).
+* an optional total deadline and body cap (discovery and fee reads);
+* a call's openai-style :class:`~og_inference_async._options.CallOptions`: per-attempt
+  ``timeout``, ``max_retries``, extra headers and query parameters (the body is the caller's).
 
 It is used by the request services (whole answers and streams), verification (signatures,
 attestation reports), discovery (model lists, the status API) and auto-funding's fee read. It
@@ -32,12 +34,16 @@ from ._http import (
     REFRESH_CODES,
     HttpReply,
     HttpStream,
+    encode_query,
     error_code,
     error_for_status,
+    one_off_url,
     retry_after_from,
     send,
     start_stream,
 )
+from ._observe import Observer
+from ._options import CallOptions
 from ._redact import redact_bytes
 from ._retry import RequestRetryPolicy, retry_delay
 
@@ -93,6 +99,7 @@ class ProviderTransport:
         settings: holds the current :class:`RequestRetryPolicy` (read on every call).
         sleep: waits between attempts (injectable: tests record the waits instead).
         clock: a monotonic clock for the retry time budget.
+        observer: counts requests and retries and calls the request hooks (``None``: none).
     """
 
     def __init__(
@@ -103,8 +110,10 @@ class ProviderTransport:
         settings: RetrySettings,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> None:
         self.client = client
+        self._observer = observer
         self._auth = auth
         self._settings = settings
         self._sleep = sleep
@@ -139,6 +148,7 @@ class ProviderTransport:
         retry: bool = True,
         deadline: float | None = None,
         max_bytes: int | None = None,
+        options: CallOptions | None = None,
     ) -> HttpReply:
         """One whole request with retries; returns a 1xx-3xx reply or raises the typed error.
 
@@ -151,11 +161,15 @@ class ProviderTransport:
             retry: ``False`` for a single attempt (the stale-token refresh still applies).
             deadline: the most seconds the whole call may take, waits included.
             max_bytes: the largest body accepted.
+            options: the call's timeout, retries, extra headers and query (``None``: none).
 
         Raises:
             ProviderError: the typed error of the last failed attempt (``TransportFailure`` for
                 the wire, ``ProviderConnectionError`` past ``deadline``).
         """
+
+        timeout = None if options is None else options.timeout
+        target = url if options is None else _with_query(url, options)
 
         async def once(headers: dict[str, str]) -> HttpReply | _Failed:
             if content_type is not None:
@@ -164,11 +178,12 @@ class ProviderTransport:
                 reply = await send(
                     self.client,
                     method,
-                    url,
+                    target,
                     headers=headers,
                     content=body,
                     provider=provider,
                     what=what,
+                    timeout=timeout,
                     max_bytes=max_bytes,
                 )
             except TransportFailure as exc:
@@ -177,7 +192,9 @@ class ProviderTransport:
                 return reply
             return self._failure(provider, reply.status, reply.headers, reply.raw, what=what, auth=auth)
 
-        run = self._run(provider, once, idempotent=idempotent, auth=auth, retry=retry)
+        run = self._run(
+            provider, once, idempotent=idempotent, auth=auth, retry=retry, options=options, route=what
+        )
         if deadline is None:
             return await run
         try:
@@ -200,21 +217,33 @@ class ProviderTransport:
         body: bytes,
         content_type: str,
         accept: str = "text/event-stream",
+        options: CallOptions | None = None,
     ) -> HttpStream:
         """Send a streamed request; retried (as a billed call) only until the headers arrive.
 
-        The caller owns the returned stream and must ``aclose()`` it.
+        The caller owns the returned stream and must ``aclose()`` it. ``options`` as for
+        :meth:`request` (its ``timeout`` also bounds each read of the body).
 
         Raises:
             ProviderError: the typed error of the last failed attempt.
         """
+
+        timeout = None if options is None else options.timeout
+        target = url if options is None else _with_query(url, options)
 
         async def once(headers: dict[str, str]) -> HttpStream | _Failed:
             headers["Content-Type"] = content_type
             headers["Accept"] = accept
             try:
                 stream = await start_stream(
-                    self.client, method, url, headers=headers, content=body, provider=provider, what=what
+                    self.client,
+                    method,
+                    target,
+                    headers=headers,
+                    content=body,
+                    provider=provider,
+                    what=what,
+                    timeout=timeout,
                 )
             except TransportFailure as exc:
                 return _Failed(exc)
@@ -228,7 +257,9 @@ class ProviderTransport:
                 await stream.aclose()
             return self._failure(provider, stream.status, stream.headers, raw, what=what, auth=True)
 
-        return await self._run(provider, once, idempotent=False, auth=True, retry=True)
+        return await self._run(
+            provider, once, idempotent=False, auth=True, retry=True, options=options, route=what
+        )
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -258,21 +289,38 @@ class ProviderTransport:
         idempotent: bool,
         auth: bool,
         retry: bool,
+        options: CallOptions | None = None,
+        route: str = "request",
     ) -> T:
         """Run ``once(headers)`` until it succeeds or the retry policy gives up.
 
         A stale-token 401 re-signs the session token and resends once, outside the attempt count.
         """
         policy = self._settings.retry if retry else _SINGLE
+        extra = None
+        observer = self._observer
+        if options is not None:
+            extra = options.headers
+            if retry:
+                policy = options.retry(policy)
         started = self._clock()
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
             headers = dict(_BASE_HEADERS)
+            if extra:
+                headers.update(extra)
             if auth and provider is not None:
                 headers.update(await self._auth.get_request_headers(provider))
+            if observer is not None:
+                observer.request(provider, route, attempt)
             outcome = await once(headers)
+            if observer is not None:
+                failed = isinstance(outcome, _Failed)
+                status = getattr(outcome, "status", None)
+                error = type(outcome.error).__name__ if isinstance(outcome, _Failed) else None
+                observer.response(provider, route, attempt, None if failed else status, error)
             if not isinstance(outcome, _Failed):
                 return outcome
             if outcome.stale_token and not refreshed and provider is not None:
@@ -300,6 +348,13 @@ class ProviderTransport:
                 policy.attempts,
             )
             await self._sleep(delay)
+
+
+def _with_query(url: str, options: CallOptions) -> str:
+    """``url`` with the call's extra query parameters appended (marked one-off: not cached)."""
+    if not options.query:
+        return url
+    return one_off_url(url + ("&" if "?" in url else "?") + encode_query(options.query))
 
 
 #: The policy of calls that ask for a single attempt.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,6 +137,8 @@ class RpcClient:
         self._owned = owned
         self.retry = retry or RetryPolicy()
         self.request_count = 0
+        #: requests by JSON-RPC method (a batch counts as ``"batch"``), for ``broker.stats()``
+        self.calls: Counter[str] = Counter()
         provider = w3.provider
         self._pooled: DirectProvider | None = provider if isinstance(provider, DirectProvider) else None
         #: the endpoints with their health, when the provider has several (``rpc_urls``)
@@ -182,6 +185,7 @@ class RpcClient:
     async def _raw(self, method: str, params: list[Any], timeout: float, endpoint: int | None = None) -> Any:
         """One request, cut at ``timeout`` seconds; foreign exceptions translated."""
         self.request_count += 1
+        self.calls[method] += 1
         pinned = self._at(endpoint)
         with anyio.move_on_after(timeout) as scope:
             try:
@@ -213,6 +217,7 @@ class RpcClient:
         self, calls: Sequence[tuple[str, Sequence[Any]]], timeout: float, endpoint: int | None = None
     ) -> list[Any | RPCError | ContractRevertError]:
         self.request_count += 1
+        self.calls["batch"] += 1
         items = [(m, list(p)) for m, p in calls]
         responses: Any = None
         pinned = self._at(endpoint)

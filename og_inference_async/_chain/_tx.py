@@ -53,6 +53,8 @@ from .._exceptions import (
     TransactionNotExecutedError,
     TransactionOutcomeUnknownError,
 )
+from .._observe import Observer
+from .._units import format_og
 from ..types import TxReceipt, TxState
 from ._abi import decode_revert
 from ._nonce import NonceAllocator, Tracked, get_nonce_allocator, reset_nonce_allocators
@@ -118,6 +120,8 @@ class TxSender:
         self.chain_id = chain_id
         self.policy = policy
         self.spawn = spawn
+        #: the broker's observer (``on_transaction``, counters); ``None``: not observed
+        self.observer: Observer | None = None
         self.nonces = nonces if nonces is not None else get_nonce_allocator(chain_id, account.address)
         #: cancellation by replacement and the ``broker.transactions`` resolution API
         self.resolver = TxResolver(self)
@@ -287,6 +291,18 @@ class TxSender:
             record = self.sign_at(nonce, to, data, value, fields, context)
             receipt = await self._drive(record)
             if receipt is not None:
+                log.info(
+                    "%s mined: %s, value %s OG, gas %d, block %d",
+                    context,
+                    receipt.tx_hash,
+                    format_og(value),
+                    receipt.gas_used,
+                    receipt.block_number,
+                )
+                if self.observer is not None:
+                    self.observer.transaction(
+                        context, receipt.tx_hash, value, receipt.block_number, receipt.gas_used
+                    )
                 return receipt
             # The nonce went to another transaction: this one can never execute; sign afresh.
             log.info("nonce %d of %s was used elsewhere; %s is signed again", nonce, self.address, context)

@@ -7,17 +7,20 @@ to the service that does the work (the services and who builds them are listed i
 
 A delegation is a :class:`_Delegate`: looking it up on ``broker.inference`` gives the service's
 bound method itself (its signature, docstring and types), so a call costs what a direct call to
-the service costs. The policies (``verification``, ``retry_policy``) can
-be set before the broker opens; the reads of local state (``local_fees``, ``has_auto_funding``,
-``auto_funding_stats``, ...) work once it has opened, also after it closed; every other call
-needs an open broker (:class:`~og_inference_async.BrokerStateError` otherwise).
+the service costs. ``with_options(...)`` returns a view whose request methods apply default
+call options (timeout, retries, extra headers, query and body), the openai shape. The
+policies (``verification``, ``retry_policy``) can be set before the broker opens; the reads of
+local state (``local_fees``, ``has_auto_funding``, ``auto_funding_stats``, ...) work once it has
+opened, also after it closed; every other call needs an open broker
+(:class:`~og_inference_async.BrokerStateError` otherwise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from .._options import CALL_OPTIONS, CallOptions
 from .._retry import RequestRetryPolicy
 from ._common import RequestPolicies, provider_address
 from ._graph import InferenceServices
@@ -44,6 +47,7 @@ class _HasServices(Protocol):
 
     _s: Callable[[], InferenceServices]
     _state: Callable[[], InferenceServices]
+    _options: CallOptions | None
 
 
 class _Delegate(Generic[P, R]):
@@ -53,14 +57,21 @@ class _Delegate(Generic[P, R]):
         service: the field of :class:`InferenceServices` that holds the service.
         method: the service's method (its name, signature and docstring are the facade's).
         local: a read of local state, allowed once the broker has opened, also after it closed.
+        request: a provider request that takes call options (a ``with_options`` view adds its own).
     """
 
     def __init__(
-        self, service: str, method: Callable[Concatenate[Any, P], R], *, local: bool = False
+        self,
+        service: str,
+        method: Callable[Concatenate[Any, P], R],
+        *,
+        local: bool = False,
+        request: bool = False,
     ) -> None:
         self._service = service
         self._name = method.__name__
         self._local = local
+        self._request = request
         self.__doc__ = method.__doc__
         self.__wrapped__ = method
 
@@ -77,7 +88,22 @@ class _Delegate(Generic[P, R]):
         # costs one broker-state check more than calling the service directly (no wrapper frame).
         services = api._state() if self._local else api._s()
         method: Callable[P, R] = getattr(getattr(services, self._service), self._name)
-        return method
+        if not self._request:
+            return method
+        defaults = api._options
+        return method if defaults is None else _with_defaults(method, defaults)
+
+
+def _with_defaults(method: Callable[P, R], defaults: CallOptions) -> Callable[P, R]:
+    """``method`` called with a view's default call options under the call's own."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        own = {name: kwargs.pop(name) for name in CALL_OPTIONS & kwargs.keys()}
+        merged = defaults.merged(CallOptions.of(own) if own else None)
+        return method(*args, **kwargs, **merged.as_kwargs())
+
+    call.__doc__ = method.__doc__
+    return call
 
 
 class _Alias:
@@ -105,6 +131,7 @@ class InferenceAPI:
         policies: the verification and retry policies, shared with the services.
         state: returns the services for reads of local state, which stay possible after the
             broker closed (default: ``services``).
+        options: default call options of the request methods (a :meth:`with_options` view).
     """
 
     def __init__(
@@ -113,10 +140,57 @@ class InferenceAPI:
         policies: RequestPolicies,
         *,
         state: Callable[[], InferenceServices] | None = None,
+        options: CallOptions | None = None,
     ) -> None:
         self._s = services
         self._state = state or services
         self._policies = policies
+        self._options = options
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> InferenceAPI:
+        """A view of this namespace whose requests use these call options by default (openai's shape).
+
+        The view shares the broker, its pool, caches and policies; only the defaults of the
+        request methods (``chat``, ``chat_stream``, ``generate_image``, ``edit_image``,
+        ``generate_image_async``, ``wait_image_job``, ``transcribe``) differ. A call's own
+        options win; mappings merge key by key. Views of views add up::
+
+            fast = broker.inference.with_options(timeout=10, max_retries=0)
+            result = await fast.chat(provider, messages)
+
+        Args:
+            timeout: seconds each attempt may take (connect, write, pool and each read).
+            max_retries: retries after the first attempt (the attempts of ``retry_policy``
+                become ``max_retries + 1``; only billing-safe retries are ever made).
+            extra_headers: headers added to every request (not ``Authorization``,
+                ``Content-Type``, ``Accept-Encoding``: the SDK sets those).
+            extra_query: query parameters added to every request URL.
+            extra_body: body parameters (form fields for uploads) added to every request.
+
+        Returns:
+            The view (an :class:`InferenceAPI`).
+
+        Raises:
+            ConfigError: a bad value (nothing is sent).
+        """
+        given = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "extra_headers": extra_headers,
+            "extra_query": extra_query,
+            "extra_body": extra_body,
+        }
+        own = CallOptions.of({k: v for k, v in given.items() if v is not None})
+        merged = own if self._options is None else self._options.merged(own)
+        return InferenceAPI(self._s, self._policies, state=self._state, options=merged)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -131,7 +205,12 @@ class InferenceAPI:
 
     @property
     def retry_policy(self) -> RequestRetryPolicy:
-        """The :class:`RequestRetryPolicy` of this broker's provider requests."""
+        """The :class:`RequestRetryPolicy` of this broker's provider requests (settable).
+
+        The one place of provider retry configuration, also given as ``AsyncBroker(request_retry=)``;
+        per call or per :meth:`with_options` view, ``max_retries=`` overrides its attempts. The
+        chain's JSON-RPC retries are another policy: ``AsyncBroker(retry=RetryPolicy(...))``.
+        """
         return self._policies.retry
 
     @retry_policy.setter
@@ -179,14 +258,14 @@ class InferenceAPI:
 
     # -- requests --------------------------------------------------------------------------------
 
-    chat = _Delegate("chat", ChatRequests.chat)
-    chat_stream = _Delegate("chat", ChatRequests.chat_stream)
+    chat = _Delegate("chat", ChatRequests.chat, request=True)
+    chat_stream = _Delegate("chat", ChatRequests.chat_stream, request=True)
     openai_client = _Delegate("chat", ChatRequests.openai_client)
-    generate_image = _Delegate("images", ImageRequests.generate_image)
-    edit_image = _Delegate("images", ImageRequests.edit_image)
-    generate_image_async = _Delegate("images", ImageRequests.generate_image_async)
-    wait_image_job = _Delegate("images", ImageRequests.wait_image_job)
-    transcribe = _Delegate("audio", AudioRequests.transcribe)
+    generate_image = _Delegate("images", ImageRequests.generate_image, request=True)
+    edit_image = _Delegate("images", ImageRequests.edit_image, request=True)
+    generate_image_async = _Delegate("images", ImageRequests.generate_image_async, request=True)
+    wait_image_job = _Delegate("images", ImageRequests.wait_image_job, request=True)
+    transcribe = _Delegate("audio", AudioRequests.transcribe, request=True)
     estimate_fee = _Delegate("estimates", FeeEstimator.estimate_fee)
     router = _Delegate("routing", RouterService.router)
 

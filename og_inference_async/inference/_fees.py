@@ -135,6 +135,10 @@ class LocalFeeBook:
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._max_keys = max_keys
 
+    def totals(self) -> dict[str, int]:
+        """The counted fees of every provider (wei by address), a copy."""
+        return dict(self._fees)
+
     def record(self, provider: str, cost: FeeBreakdown | None, *, once: str | None = None) -> int:
         """Record one request's estimated cost (``None``: unknown, counted as 0); returns its fee.
 

@@ -10,7 +10,7 @@ receives its collaborators in its constructor and nothing else::
     AccountKeeper(contracts, wallet, ledger, auth, directory)
       OnboardingService(contracts, keeper) · SettlementService(contracts, keeper)
       AutoFundingService(contracts, keeper, transport, fees, background)
-    RequestCore(transport, directory, verification, fees, policies, background, funding, budgets)
+    RequestCore(transport, directory, verification, fees, policies, background, funding, budgets, observer)
       ChatRequests(core, auth) · ImageRequests(core) · AudioRequests(core) · FeeEstimator(core)
     DiscoveryService(contracts, directory, transport, status_api)
     RouterService(chat, images, audio, discovery, directory, onboarding)   provider routers
@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._observe import Observer
 from .._runtime import Background, Wallet
 from .._transport import ProviderTransport
 from ._accounts import AccountKeeper
@@ -76,6 +77,7 @@ class InferenceServices:
         background: Background,
         status_api: str | None = None,
         directory: ServiceDirectory | None = None,
+        observer: Observer | None = None,
         budgets: BudgetBook | None = None,
     ) -> InferenceServices:
         """Wire the services from the broker's shared parts.
@@ -90,6 +92,7 @@ class InferenceServices:
             background: the broker's task group.
             status_api: the network's status API, when it has one.
             directory: the service cache (default: a new one reading ``contracts``).
+            observer: the broker's counters (verification outcomes).
             budgets: the broker's spend budgets (default: a new book).
         """
         directory = directory or ServiceDirectory(contracts)
@@ -104,6 +107,7 @@ class InferenceServices:
             fees=fees,
             policies=policies,
             background=background,
+            observer=observer,
             funding=funding,
             budgets=budgets or BudgetBook(),
         )

@@ -27,6 +27,7 @@ from .._exceptions import (
     TransportFailure,
 )
 from .._http import HttpStream, error_for_status
+from .._options import CallOptions
 from .._redact import redact_bytes
 from .._runtime import Background
 from ..types import Service
@@ -53,9 +54,14 @@ class StreamHost(Protocol):
         ...
 
     async def open_stream(
-        self, prov: str, payload: dict[str, Any], spend: tuple[Budget | None, bool | None] = (None, None)
+        self,
+        prov: str,
+        payload: dict[str, Any],
+        spend: tuple[Budget | None, bool | None] = (None, None),
+        options: CallOptions | None = None,
     ) -> tuple[Service, bytes, HttpStream, Hold | None]:
-        """Send the request; the service that answers, the bytes sent, the open stream, the budget hold."""
+        """Send the request (with the call ``options``); the service that answers, the bytes sent,
+        the open stream, the budget hold."""
         ...
 
     async def finish_stream(
@@ -129,12 +135,14 @@ class ChatStream:
         drain_on_exit: bool = True,
         drain_timeout: float = 60.0,
         hold_until_verified: bool = False,
+        options: CallOptions | None = None,
     ) -> None:
         if hold_until_verified and (policy is None or policy.mode != "required"):
             raise ConfigError("hold_until_verified needs the 'required' verification policy")
         self._requests = requests
         self.provider = provider
         self._payload = payload
+        self._options = options
         self._policy = policy
         self._spend = spend
         self._budget_hold: Hold | None = None
@@ -183,7 +191,7 @@ class ChatStream:
         self._done = anyio.Event()
         try:
             self._svc, self._body, self._http, self._budget_hold = await self._requests.open_stream(
-                self.provider, self._payload, self._spend
+                self.provider, self._payload, self._spend, self._options
             )
         except BaseException:
             self._closed = True

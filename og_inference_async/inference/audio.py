@@ -22,7 +22,7 @@ from ._sse import DONE, SSEParser
 from ._uploads import form_fields, load_upload, multipart_upload
 from ._verify import VerificationPolicy
 from .budgets import Budget, Hold
-from .requests import JSON, RequestCore, check_params
+from .requests import JSON, RequestCore, split_params
 from .verification import json_object, sha256_offloaded
 
 __all__ = ["AudioRequests"]
@@ -105,7 +105,10 @@ class AudioRequests:
                 (50 audio tokens and 10 text tokens a second), whichever is more.
             auto_fund: on a refusal for balance, wait for a shared top-up and retry (at most
                 3 times); ``None`` does so while auto-funding runs for the provider.
-            **params: other form fields.
+            **params: form fields of the allow-list (``prompt``, ``temperature``,
+                ``timestamp_granularities``, ``stream``, ...) and the call options ``timeout=``,
+                ``max_retries=``, ``extra_headers=``, ``extra_query=``, ``extra_body=`` (extra
+                form fields); anything else raises ``ConfigError`` before anything is sent.
 
         Raises:
             ConfigError: bad arguments (``audio`` neither bytes nor an existing file, ...),
@@ -122,8 +125,8 @@ class AudioRequests:
             ("content_type", content_type),
         ):
             check_optional_str(name, value)
-        check_params(params)
-        form_fields(params)
+        extra, options = split_params(params, "transcription")
+        form_fields(extra)
         policy = self._core.policy(verify)
         upload, name = await load_upload("audio", audio, filename, "audio.wav")
         charged = self._core.budgets.pick(budget)
@@ -131,7 +134,7 @@ class AudioRequests:
         used = model or svc.model
         mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         fields = form_fields(
-            {"model": used, "language": language, "response_format": response_format, **params}
+            {"model": used, "language": language, "response_format": response_format, **extra}
         )
         body, ctype, request_sha256 = await multipart_upload(fields, "file", name, upload, mime)
         hold = self._core.reserve(
@@ -145,6 +148,7 @@ class AudioRequests:
                 body=body,
                 content_type=ctype,
                 auto_fund=auto_fund,
+                options=options,
             )
             return await self._result(prov, svc, used, reply, request_sha256, policy, hold)
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from .._exceptions import ConfigError, ImageJobTimeoutError, ProviderResponseError, ProviderServerError
 from .._http import HttpReply, retry_after_from
+from .._options import CallOptions, split_params
 from .._validate import check_int, check_optional_str, check_seconds, check_str, shown
 from ..types import Service
 from ..types.inference import GeneratedImage, ImageResult
@@ -25,7 +26,7 @@ from ._fees import fee_breakdown
 from ._uploads import form_fields, load_upload, multipart_upload
 from ._verify import VerificationPolicy
 from .budgets import Budget, Hold
-from .requests import JSON, RequestCore, chat_id_of, check_params, dumps
+from .requests import JSON, RequestCore, chat_id_of, dumps
 from .verification import json_object, sha256_offloaded
 
 __all__ = ["MAX_IMAGES", "ImageRequests"]
@@ -92,16 +93,21 @@ class ImageRequests:
         response_format: Any,
         verify: str | VerificationPolicy | None,
         params: Mapping[str, Any],
-    ) -> VerificationPolicy:
-        """Check the arguments shared by the image methods; returns the verification policy."""
+        endpoint: str,
+    ) -> tuple[VerificationPolicy, dict[str, Any], CallOptions | None]:
+        """Check the arguments shared by the image methods.
+
+        Returns:
+            The verification policy, the body parameters and the call options.
+        """
         check_str("prompt", prompt)
         _check_n(n)
         check_optional_str("size", size)
         check_optional_str("model", model)
         check_optional_str("response_format", response_format)
-        check_params(params)
-        form_fields(params)
-        return self._core.policy(verify)
+        fields, options = split_params(params, endpoint)
+        form_fields(fields)
+        return self._core.policy(verify), fields, options
 
     async def _result(
         self,
@@ -162,7 +168,9 @@ class ImageRequests:
                 images at the input price are reserved before sending.
             auto_fund: on a refusal for balance, wait for a shared top-up and retry (at most
                 3 times); ``None`` does so while auto-funding runs for the provider.
-            **params: other OpenAI image parameters.
+            **params: OpenAI image parameters of the allow-list (``quality``, ``style``, ...) and
+                the call options ``timeout=``, ``max_retries=``, ``extra_headers=``,
+                ``extra_query=``, ``extra_body=`` (see :meth:`ChatRequests.chat`).
 
         Raises:
             ConfigError: bad arguments (a blank prompt, ``n`` not an int in 1..10, ...), checked
@@ -172,11 +180,13 @@ class ImageRequests:
             ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = provider_address(provider)
-        policy = self._check_args(prompt, n, size, model, response_format, verify, params)
+        policy, fields, options = self._check_args(
+            prompt, n, size, model, response_format, verify, params, "image generation"
+        )
         charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "image generation", _GENERATE)
         used = model or svc.model
-        body = _image_request(used, prompt, n, size, response_format, params)
+        body = _image_request(used, prompt, n, size, response_format, fields)
         return await self._send(
             prov,
             svc,
@@ -187,6 +197,7 @@ class ImageRequests:
             policy=policy,
             what="image generation",
             spend=(charged, auto_fund),
+            options=options,
         )
 
     async def _send(
@@ -201,14 +212,22 @@ class ImageRequests:
         policy: VerificationPolicy,
         what: str,
         spend: tuple[Budget | None, bool | None],
+        options: CallOptions | None,
     ) -> ImageResult:
-        """Reserve ``n`` images in the budget, post ``request`` (body, content type, sha256), finish."""
+        """Reserve ``n`` images in the budget, post ``request`` (body, content type, sha256) with the
+        call ``options``, finish."""
         body, ctype, request_sha256 = request
         budget, auto_fund = spend
         hold = self._core.reserve(budget, image_bound(n, svc.input_price), what)
         with self._core.spending(hold):
             reply = await self._core.post(
-                prov, svc.endpoint + path, what=what, body=body, content_type=ctype, auto_fund=auto_fund
+                prov,
+                svc.endpoint + path,
+                what=what,
+                body=body,
+                content_type=ctype,
+                auto_fund=auto_fund,
+                options=options,
             )
             return await self._result(
                 prov, svc, reply, request_sha256, model=model, n=n, policy=policy, what=what, hold=hold
@@ -248,7 +267,8 @@ class ImageRequests:
             verify: the verification policy for this call.
             budget: the spend budget to charge (see :meth:`generate_image`).
             auto_fund: on a refusal for balance, top up (shared) and retry (see :meth:`generate_image`).
-            **params: other form fields.
+            **params: form fields of the allow-list and the call options (as for
+                :meth:`generate_image`; ``extra_body`` adds form fields).
 
         Raises:
             ConfigError: bad arguments (``image`` neither bytes nor an existing file, a blank
@@ -258,7 +278,9 @@ class ImageRequests:
             ResponseVerificationError: under ``required``, the response failed verification.
         """
         prov = provider_address(provider)
-        policy = self._check_args(prompt, n, size, model, response_format, verify, params)
+        policy, extra, options = self._check_args(
+            prompt, n, size, model, response_format, verify, params, "image edit"
+        )
         check_optional_str("content_type", content_type)
         data, name = await load_upload("image", image, filename, "image.png")
         mime = content_type or mimetypes.guess_type(name)[0] or "image/png"
@@ -272,7 +294,7 @@ class ImageRequests:
                 "n": n,
                 "size": size,
                 "response_format": response_format,
-                **params,
+                **extra,
             }
         )
         return await self._send(
@@ -285,6 +307,7 @@ class ImageRequests:
             policy=policy,
             what="image edit",
             spend=(charged, auto_fund),
+            options=options,
         )
 
     # -- async jobs ------------------------------------------------------------------------------
@@ -314,7 +337,8 @@ class ImageRequests:
         The result is verified like any other: its chat id is the ``ZG-Res-Key`` header (else the
         ``chatId`` field) of the poll answer that delivers it, and the provider signs
         ``sha256(submitted request body):sha256(that poll answer's raw body)``. A provider that
-        gives job results no chat id leaves the verification ``UNAVAILABLE``.
+        gives job results no chat id leaves the verification ``UNAVAILABLE``. ``**params`` as
+        for :meth:`generate_image`; the call options apply to the polls too (``extra_body`` aside).
 
         Raises:
             ConfigError: bad arguments, checked before anything is sent.
@@ -325,13 +349,15 @@ class ImageRequests:
             ResponseVerificationError: under ``required``, the result failed verification.
         """
         prov = provider_address(provider)
-        policy = self._check_args(prompt, n, size, model, response_format, verify, params)
+        policy, fields, options = self._check_args(
+            prompt, n, size, model, response_format, verify, params, "image generation"
+        )
         check_seconds("max_wait", max_wait)
         check_int("max_polls", max_polls, minimum=1)
         charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "async image job", _GENERATE)
         used = model or svc.model
-        body = _image_request(used, prompt, n, size, response_format, params)
+        body = _image_request(used, prompt, n, size, response_format, fields)
         hold = self._core.reserve(charged, image_bound(n, svc.input_price), "async image job")
         with self._core.spending(hold):
             return await self._run_job(
@@ -344,6 +370,7 @@ class ImageRequests:
                 limits=(max_wait, max_polls),
                 hold=hold,
                 auto_fund=auto_fund,
+                options=options,
             )
 
     async def _run_job(
@@ -358,6 +385,7 @@ class ImageRequests:
         limits: tuple[float, int],
         hold: Hold | None,
         auto_fund: bool | None,
+        options: CallOptions | None,
     ) -> ImageResult:
         """Submit an image job and wait for its result (the budget hold settles on the result)."""
         max_wait, max_polls = limits
@@ -368,6 +396,7 @@ class ImageRequests:
             body=body,
             content_type=JSON,
             auto_fund=auto_fund,
+            options=options,
         )
         data = json_object(reply, prov, "async image job")
         job_id = data.get("jobId") or data.get("job_id") or data.get("id")
@@ -384,6 +413,7 @@ class ImageRequests:
             n=n,
             model=model,
             request_sha256=await sha256_offloaded(body),
+            **({} if options is None else options.as_kwargs()),
         )
         if hold is not None:
             hold.settle(result.fee)
@@ -391,6 +421,7 @@ class ImageRequests:
 
     async def wait_image_job(
         self,
+        /,
         provider: str,
         job_id: str,
         *,
@@ -400,6 +431,7 @@ class ImageRequests:
         n: int | None = None,
         model: str | None = None,
         request_sha256: str | None = None,
+        **options: Any,
     ) -> ImageResult:
         """Wait for an async image job and return its images.
 
@@ -415,6 +447,8 @@ class ImageRequests:
             request_sha256: hex sha256 of the submitted request body
                 (``ImageJobTimeoutError.request_sha256``): with it a genuine signature verifies
                 ``BOUND``; without it at best ``SIGNED`` (the request side is not compared).
+            **options: call options for the polls (``timeout=``, ``max_retries=``,
+                ``extra_headers=``, ``extra_query=``; ``extra_body`` is ignored: polls have no body).
 
         Raises:
             ConfigError: bad arguments, checked before anything is sent.
@@ -434,6 +468,7 @@ class ImageRequests:
             not isinstance(request_sha256, str) or _SHA256_RE.fullmatch(request_sha256) is None
         ):
             raise ConfigError(f"request_sha256 must be 64 hex characters, got {shown(request_sha256)}")
+        call = CallOptions.of(options) if options else None
         policy = self._core.policy(verify)
         svc = await self._core.service(prov, "async image job", _IMAGE_JOBS)
         url = svc.url.rstrip("/") + "/v1/async/jobs/" + quote(job_id, safe="")
@@ -443,7 +478,7 @@ class ImageRequests:
         retry = transport.retry_policy
         minimum = 0.05 * retry.wait_scale
         for _ in range(max_polls):
-            reply = await self._core.get(prov, url, what="async job status")
+            reply = await self._core.get(prov, url, what="async job status", options=call)
             data = json_object(reply, prov, "async job status")
             status = data.get("status") if isinstance(data.get("status"), str) else None
             if status == "completed":

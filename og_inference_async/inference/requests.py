@@ -11,14 +11,18 @@ async jobs live in ``images``, transcription in ``audio``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError, ProviderInsufficientBalanceError, ServiceTypeMismatchError
 from .._http import HttpReply, HttpStream, SessionAuth
+from .._observe import Observer
+from .._options import CallOptions, split_params
 from .._runtime import Background
 from .._transport import ProviderTransport
+from .._units import format_og
 from .._validate import check_bool, check_int, check_messages, check_optional_str, check_seconds, shown
 from ..types import Service
 from ..types.inference import ChatResult, FeeBreakdown, InferenceResult, VerificationHandle
@@ -37,10 +41,12 @@ from .verification import VerificationService, json_object, sha256_offloaded
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["ChatRequests", "FeeEstimator", "RequestCore", "check_service_type", "dumps"]
+__all__ = ["ChatRequests", "FeeEstimator", "RequestCore", "check_service_type", "dumps", "split_params"]
 
 R = TypeVar("R", bound=InferenceResult)
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 #: Most shared top-ups (each followed by one retry) a request refused for balance waits for.
@@ -120,6 +126,7 @@ class RequestCore:
         fees: the local fee book every result's fee is recorded in.
         policies: the default verification policy (and the retry policy, via the transport).
         background: the broker's task group (for streams drained after their block is left).
+        observer: counts verification outcomes (``None``: not counted).
         funding: tops a sub-account up when the provider refuses a request for balance.
         budgets: the broker's spend budgets.
     """
@@ -135,8 +142,10 @@ class RequestCore:
         background: Background,
         funding: AutoFundingService,
         budgets: BudgetBook,
+        observer: Observer | None = None,
     ) -> None:
         self.transport = transport
+        self._observer = observer
         self.directory = directory
         self.fees = fees
         self.background = background
@@ -164,13 +173,21 @@ class RequestCore:
         body: bytes,
         content_type: str,
         auto_fund: bool | None = None,
+        options: CallOptions | None = None,
     ) -> HttpReply:
         """A billed POST: retried only where the provider provably did not serve it (see :meth:`funded`)."""
         return await self.funded(
             provider,
             auto_fund,
             lambda: self.transport.request(
-                provider, "POST", url, what=what, idempotent=False, body=body, content_type=content_type
+                provider,
+                "POST",
+                url,
+                what=what,
+                idempotent=False,
+                body=body,
+                content_type=content_type,
+                options=options,
             ),
         )
 
@@ -217,9 +234,11 @@ class RequestCore:
                 hold.end(exc)
             raise
 
-    async def get(self, provider: str, url: str, *, what: str) -> HttpReply:
+    async def get(
+        self, provider: str, url: str, *, what: str, options: CallOptions | None = None
+    ) -> HttpReply:
         """An authenticated, idempotent GET (job polls)."""
-        return await self.transport.request(provider, "GET", url, what=what, idempotent=True)
+        return await self.transport.request(provider, "GET", url, what=what, idempotent=True, options=options)
 
     async def finish(
         self,
@@ -255,6 +274,18 @@ class RequestCore:
                 hold.settle(fee)
         result = kind(fee=fee, cost=cost, verification=handle, **fields)
         await self._verification.settle(policy, handle, svc, result)
+        outcome = handle.result
+        status = outcome.status.value if outcome is not None else "pending"
+        if self._observer is not None:
+            self._observer.verified(status)
+        if log.isEnabledFor(logging.INFO):  # format_og is not free: only when the line is kept
+            log.info(
+                "%s answered %s: fee %s OG, verification %s",
+                fields["provider"],
+                fields.get("chat_id"),
+                format_og(fee),
+                status,
+            )
         return result
 
 
@@ -305,14 +336,18 @@ class ChatRequests:
             auto_fund: on a refusal for balance, wait for a top-up shared with concurrent
                 callers, then retry; ``None`` (default) does so while auto-funding runs for the
                 provider.
-            **params: other OpenAI parameters (``max_tokens``, ``temperature``, ``tools``, ...).
+            **params: OpenAI body parameters named in the chat allow-list (``max_tokens``,
+                ``temperature``, ``tools``, ... see ``BODY_PARAMS``), and the call options
+                ``timeout=``, ``max_retries=``, ``extra_headers=``, ``extra_query=``,
+                ``extra_body=`` (never sent in the body; anything else goes in ``extra_body``).
 
         Returns:
             The completion with its chat id, usage, estimated fee and verification outcome.
 
         Raises:
             ConfigError: bad arguments (``messages`` not a non-empty list of dicts with a ``role``,
-                a blank ``model``, parameters that are not JSON), checked before anything is sent.
+                a blank ``model``, parameters that are not JSON, an unknown keyword argument),
+                checked before anything is sent.
             ServiceTypeMismatchError: the provider is not a chatbot.
             NotAcknowledgedError: no (acknowledged) sub-account with the provider.
             InsufficientBalanceError: the provider refused for lack of funds (amounts attached).
@@ -326,14 +361,14 @@ class ChatRequests:
         prov = provider_address(provider)
         checked = check_messages(messages)
         check_optional_str("model", model)
-        check_params(params)
+        fields, options = split_params(params, "chat")
         policy = self._core.policy(verify)
         charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "chat", _CHAT)
         used = model or svc.model
-        body, hold = self.budgeted(svc, {"model": used, "messages": checked, **params}, charged, "chat")
+        body, hold = self.budgeted(svc, {"model": used, "messages": checked, **fields}, charged, "chat")
         with self._core.spending(hold):
-            return await self._chat_result(prov, svc, used, body, policy, hold, auto_fund)
+            return await self._chat_result(prov, svc, used, body, policy, hold, auto_fund, options)
 
     def budgeted(
         self, svc: Service, payload: dict[str, Any], budget: Budget | None, what: str
@@ -368,6 +403,7 @@ class ChatRequests:
         policy: VerificationPolicy,
         hold: Hold | None,
         auto_fund: bool | None,
+        options: CallOptions | None,
     ) -> ChatResult:
         reply = await self._core.post(
             prov,
@@ -376,6 +412,7 @@ class ChatRequests:
             body=body,
             content_type=JSON,
             auto_fund=auto_fund,
+            options=options,
         )
         data = json_object(reply, prov, "chat")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
@@ -437,7 +474,8 @@ class ChatRequests:
             budget: the spend budget to charge (see :meth:`chat`); a stream that ends without
                 its usage keeps its whole reservation.
             auto_fund: on a refusal for balance, top up (shared) and retry (see :meth:`chat`).
-            **params: other OpenAI parameters.
+            **params: OpenAI body parameters of the chat allow-list and the call options, as
+                for :meth:`chat` (``timeout=`` also bounds each read of the stream).
 
         Returns:
             The :class:`ChatStream` (nothing is sent before ``async with``).
@@ -490,10 +528,10 @@ class ChatRequests:
         check_bool("drain_on_exit", drain_on_exit)
         check_seconds("drain_timeout", drain_timeout)
         check_bool("hold_until_verified", hold_until_verified)
-        check_params(params)
+        fields, options = split_params(params, "chat")
         policy = self._core.policy(verify)
-        payload: dict[str, Any] = {"model": model, "messages": checked, **params, "stream": True}
-        if include_usage and "stream_options" not in params:
+        payload: dict[str, Any] = {"model": model, "messages": checked, **fields, "stream": True}
+        if include_usage and "stream_options" not in fields:
             payload["stream_options"] = {"include_usage": True}
         charged = self._core.budgets.pick(budget)
         if prov:  # a router picks the provider when the stream opens
@@ -507,15 +545,20 @@ class ChatRequests:
             drain_on_exit=drain_on_exit,
             drain_timeout=drain_timeout,
             hold_until_verified=hold_until_verified,
+            options=options,
         )
 
     async def open_stream(
-        self, prov: str, payload: dict[str, Any], spend: tuple[Budget | None, bool | None] = (None, None)
+        self,
+        prov: str,
+        payload: dict[str, Any],
+        spend: tuple[Budget | None, bool | None] = (None, None),
+        options: CallOptions | None = None,
     ) -> tuple[Service, bytes, HttpStream, Hold | None]:
         """Send a streaming chat request; retried only until the response headers arrive.
 
         ``spend`` is the stream's budget and ``auto_fund``; the returned hold is the budget
-        reservation, settled when the stream finishes.
+        reservation, settled when the stream finishes. ``options`` are the call options.
         """
         budget, auto_fund = spend
         svc = await self._core.service(prov, "chat stream", _CHAT)
@@ -528,7 +571,7 @@ class ChatRequests:
                 prov,
                 auto_fund,
                 lambda: self._core.transport.open_stream(
-                    prov, "POST", url, what="chat stream", body=body, content_type=JSON
+                    prov, "POST", url, what="chat stream", body=body, content_type=JSON, options=options
                 ),
             )
         return svc, body, stream, hold

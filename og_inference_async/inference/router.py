@@ -45,6 +45,7 @@ from .._exceptions import (
     ServiceNotFoundError,
 )
 from .._http import HttpStream
+from .._options import CallOptions
 from .._retry import provably_not_served
 from .._runtime import Background
 from .._units import Amount, to_wei
@@ -476,10 +477,14 @@ class _RoutedStreams:
         return self._chat.background
 
     async def open_stream(
-        self, prov: str, payload: dict[str, Any], spend: tuple[Budget | None, bool | None] = (None, None)
+        self,
+        prov: str,
+        payload: dict[str, Any],
+        spend: tuple[Budget | None, bool | None] = (None, None),
+        options: CallOptions | None = None,
     ) -> tuple[Service, bytes, HttpStream, Hold | None]:
         """Open the stream on the best available provider (``prov`` is ignored)."""
-        return await self._router.run(lambda p: self._chat.open_stream(p, payload, spend))
+        return await self._router.run(lambda p: self._chat.open_stream(p, payload, spend, options))
 
     async def finish_stream(
         self, stream: ChatStream, svc: Service, policy: VerificationPolicy, hold: Hold | None = None
