@@ -112,8 +112,13 @@ class Events:
                 await self._changed.wait()
 
 
-async def test_top_up_and_settlement_progress_hooks(devnet: Devnet, on_demand: ProviderHandle) -> None:
-    """Auto-funding fires on_top_up and counts by provider; wait_settled reports progress until settled."""
+async def test_top_up_and_settlement_progress_hooks(
+    devnet: Devnet, on_demand: ProviderHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Auto-funding fires on_top_up and counts by provider; wait_settled reports progress until settled;
+    the lines logged meanwhile (DEBUG included) and the events carry no secret."""
+    caplog.set_level(logging.DEBUG, logger="og_inference_async")
+    key = devnet.accounts[USER].private_key
     events = Events()
     hooks = Hooks(on_top_up=events.hook("top_up"), on_progress=events.hook("progress"))
     prov = on_demand.address
@@ -121,6 +126,7 @@ async def test_top_up_and_settlement_progress_hooks(devnet: Devnet, on_demand: P
         await broker.inference.ensure_ready(
             prov, min_balance=og("4"), create_ledger=True, ledger_amount=og("30")
         )
+        token = (await broker.inference.get_request_headers(prov))["Authorization"].split(" ", 1)[1]
         broker.inference.verification = "background"
         result = await broker.inference.chat(prov, HELLO, max_tokens=8)
         stats = await broker.inference.start_auto_funding(prov, interval=60, buffer=og("5"))
@@ -145,3 +151,7 @@ async def test_top_up_and_settlement_progress_hooks(devnet: Devnet, on_demand: P
         await result.verification  # the background check ends: its outcome is counted, not "pending"
         outcomes = broker.stats().verification
     assert "pending" not in outcomes and sum(outcomes.values()) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"auto-funding topped up provider {prov} by " in m and " OG (check;" in m for m in messages)
+    texts = [*messages, repr(events.seen)]
+    assert not any(key[2:] in t or token in t or "app-sk-" in t for t in texts)  # secrets never
