@@ -551,7 +551,8 @@ class AsyncBroker:
 
         Returns:
             JSON-RPC calls by method, provider requests by route and retries, transactions by
-            kind, fees counted by provider, verification outcomes, session-token cache hits.
+            kind, fees counted by provider, verification outcomes, session-token cache hits,
+            top-ups by provider.
         """
         obs = self._observer
         graph = self._graph
@@ -565,6 +566,7 @@ class AsyncBroker:
             verification=dict(obs.verification),
             session_token_hits=tokens.hits if tokens is not None else 0,
             session_token_misses=tokens.misses if tokens is not None else 0,
+            top_ups=dict(obs.top_ups),
         )
 
     async def get_wallet_balance(self) -> int:

@@ -2,8 +2,9 @@
 
 One :class:`Observer` per broker is handed to the layers that do the work: the provider
 transport (requests by route, retries, ``on_request`` / ``on_response``), the request services
-(fees by provider, verification outcomes), and the transaction sender (``on_transaction``). The
-JSON-RPC calls by method are the RPC client's own counter, read when a snapshot is taken.
+(fees by provider, verification outcomes), the transaction sender (``on_transaction``, receipt
+waits for ``on_progress``), auto-funding (``on_top_up``) and settlement waits (``on_progress``).
+The JSON-RPC calls by method are the RPC client's own counter, read when a snapshot is taken.
 
 Counting is a dict increment; a hook that is not set costs one ``is None`` test. A hook that
 raises is logged at WARNING and otherwise ignored: observing never breaks a request.
@@ -15,10 +16,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigError
 from ._validate import shown
+
+if TYPE_CHECKING:
+    from .types.funding import TopUpEvent
+    from .types.inference import VerificationHandle
 
 __all__ = ["BrokerStats", "Hooks", "Observer"]
 
@@ -41,6 +46,13 @@ class Hooks:
             ``{"provider", "route", "error", "attempt"}`` when the attempt failed.
         on_transaction: after a transaction was mined: ``{"kind", "tx_hash", "value_wei", "block",
             "gas_used"}``.
+        on_top_up: after auto-funding topped a sub-account up: ``{"provider", "amount_wei",
+            "reason", "tx_hash", "deficit_wei", "unsettled_fee_wei", "fee_source"}``
+            (``reason`` is ``"check"`` or ``"refusal"``).
+        on_progress: while waiting, after each poll that found nothing yet:
+            ``{"kind": "receipt", "tx_hash", "elapsed", "polls"}`` for a transaction's receipt,
+            ``{"kind": "settlement", "provider", "elapsed", "polls"}`` in ``wait_settled``
+            (``elapsed`` in seconds).
 
     Raises:
         ConfigError: a hook that is not callable.
@@ -49,9 +61,11 @@ class Hooks:
     on_request: Hook | None = None
     on_response: Hook | None = None
     on_transaction: Hook | None = None
+    on_top_up: Hook | None = None
+    on_progress: Hook | None = None
 
     def __post_init__(self) -> None:
-        for name in ("on_request", "on_response", "on_transaction"):
+        for name in ("on_request", "on_response", "on_transaction", "on_top_up", "on_progress"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(f"{name} must be callable, got {shown(value)}")
@@ -71,6 +85,7 @@ class BrokerStats:
         verification: verification outcomes by status (``"bound"``, ``"skipped"``, ...).
         session_token_hits: session-token cache hits (a token reused without signing).
         session_token_misses: session tokens signed.
+        top_ups: auto-funding top-ups by provider (periodic checks and refills after a refusal).
     """
 
     rpc_calls: Mapping[str, int] = field(default_factory=dict)
@@ -81,6 +96,7 @@ class BrokerStats:
     verification: Mapping[str, int] = field(default_factory=dict)
     session_token_hits: int = 0
     session_token_misses: int = 0
+    top_ups: Mapping[str, int] = field(default_factory=dict)
 
 
 class Observer:
@@ -96,6 +112,7 @@ class Observer:
         self.retries = 0
         self.transactions: Counter[str] = Counter()
         self.verification: Counter[str] = Counter()
+        self.top_ups: Counter[str] = Counter()
 
     def call(self, hook: Hook | None, event: dict[str, Any]) -> None:
         """Run ``hook`` on ``event``; a failing hook is logged, never raised."""
@@ -133,3 +150,36 @@ class Observer:
     def verified(self, status: str) -> None:
         """A verification outcome is known."""
         self.verification[status] += 1
+
+    def verified_when_done(self, handle: VerificationHandle) -> None:
+        """Count ``handle``'s outcome when it is known (now, or when a background check ends)."""
+        handle.add_done_callback(lambda outcome: self.verified(outcome.status.value))
+
+    def top_up(self, event: TopUpEvent) -> None:
+        """Auto-funding topped a sub-account up."""
+        self.top_ups[event.provider] += 1
+        if self.hooks.on_top_up is not None:
+            self.call(
+                self.hooks.on_top_up,
+                {
+                    "provider": event.provider,
+                    "amount_wei": event.amount,
+                    "reason": event.reason,
+                    "tx_hash": event.tx_hash,
+                    "deficit_wei": event.deficit,
+                    "unsettled_fee_wei": event.unsettled_fee,
+                    "fee_source": event.fee_source,
+                },
+            )
+
+    @property
+    def watching_progress(self) -> bool:
+        """Whether an ``on_progress`` hook is set (waits build no event otherwise)."""
+        return self.hooks.on_progress is not None
+
+    def progress(self, kind: str, key: str, subject: str, elapsed: float, polls: int) -> None:
+        """A wait of ``kind`` for ``subject`` (named ``key`` in the event) polled ``polls`` times
+        in ``elapsed`` seconds and goes on."""
+        if self.hooks.on_progress is not None:
+            event = {"kind": kind, key: subject, "elapsed": elapsed, "polls": polls}
+            self.call(self.hooks.on_progress, event)

@@ -14,6 +14,7 @@ different one for the same intent.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,8 @@ import anyio.lowlevel
 
 from .._singleflight import SingleFlight
 from ..types import TxReceipt, TxRecord, TxState
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "NonceAllocator",
@@ -142,6 +145,7 @@ class NonceAllocator:
                 inflight = [r.nonce for r in self._records.values() if not r.state.is_final]
                 self._next = max([count, *(n + 1 for n in inflight)])
                 self._returned.clear()
+                log.debug("nonce counter seeded at %d (node pending count %d)", self._next, count)
 
     async def allocate(self, read_pending: Callable[[], Awaitable[int]]) -> int:
         """Reserve the next nonce, seeding from the node when needed."""
@@ -178,6 +182,7 @@ class NonceAllocator:
 
     def resync(self) -> None:
         """Forget the counter; the next allocation reseeds from the node."""
+        log.debug("nonce counter forgotten; the next nonce is read from the node again")
         with self._lock:
             self._next = None
             self._returned.clear()
@@ -304,6 +309,7 @@ class SharedNonceAllocator(NonceAllocator):
                 with self._lock:
                     self._stale = True
                 raise
+            log.debug("shared nonce counter reseeded from the node; generation %d", generation)
             self._adopt(generation)
         nonce, generation = await self._counter.take(read_pending)
         self._adopt(generation)

@@ -545,13 +545,15 @@ class TxSender:
             ``None`` when the time ran out.
         """
         policy = self.policy
-        now = time.monotonic()
+        now = started = time.monotonic()
         timers = {
             "send": now + policy.rebroadcast_interval,
             "gap": policy.rebroadcast_interval,
             "heal": now + policy.gap_heal_after,
         }
         backoff = wait_exponential(multiplier=policy.receipt_poll_interval, max=MAX_SLEEP)
+        observer = self.observer if self.observer is not None and self.observer.watching_progress else None
+        polls = [0]
 
         def wait(state: RetryCallState) -> float:
             return max(0.0, min(backoff(state), deadline - time.monotonic()))
@@ -562,6 +564,9 @@ class TxSender:
             if parse_receipt(receipt) is not None:
                 return receipt
             now = time.monotonic()
+            if observer is not None:
+                polls[0] += 1
+                observer.progress("receipt", "tx_hash", record.tx_hash, now - started, polls[0])
             if now >= timers["send"] and now < deadline:
                 outcome, _ = await self.send_once(
                     record, max(0.05, min(self.rpc.retry.attempt_timeout, deadline - now))

@@ -20,6 +20,7 @@ from anyio.abc import TaskStatus
 
 from .._exceptions import FundingCapError
 from .._redact import redact
+from .._units import format_og
 from ..types.funding import AutoFundingStats, FeeSource, TopUpEvent
 
 __all__ = [
@@ -246,16 +247,18 @@ class AutoFunder:
             self.refills += 1
         self.topped_up_total += event.amount
         self.last_top_up_at = time.time()
-        log.info(
-            "auto-funding topped up provider %s by %d wei (%s; deficit %d, unsettled %d from %s) in %s",
-            self.provider,
-            event.amount,
-            event.reason,
-            event.deficit,
-            event.unsettled_fee,
-            event.fee_source,
-            event.tx_hash,
-        )
+        if log.isEnabledFor(logging.INFO):  # format_og is not free: only when the line is kept
+            log.info(
+                "auto-funding topped up provider %s by %s OG (%s; deficit %s OG, unsettled %s OG from %s) "
+                "in %s",
+                self.provider,
+                format_og(event.amount),
+                event.reason,
+                format_og(event.deficit),
+                format_og(event.unsettled_fee),
+                event.fee_source,
+                event.tx_hash,
+            )
         await self._callback(self._on_top_up, event)
 
     async def _callback(self, fn: Callable[[Any], Any] | None, arg: Any) -> None:

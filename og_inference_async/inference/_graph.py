@@ -92,14 +92,14 @@ class InferenceServices:
             background: the broker's task group.
             status_api: the network's status API, when it has one.
             directory: the service cache (default: a new one reading ``contracts``).
-            observer: the broker's counters (verification outcomes).
+            observer: the broker's counters and hooks (verification outcomes, top-ups, settlement waits).
             budgets: the broker's spend budgets (default: a new book).
         """
         directory = directory or ServiceDirectory(contracts)
         fees = LocalFeeBook()
         verification = VerificationService(transport, directory, policies, fees, background)
         keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
-        funding = AutoFundingService(contracts, keeper, transport, fees, background)
+        funding = AutoFundingService(contracts, keeper, transport, fees, background, observer)
         core = RequestCore(
             transport=transport,
             directory=directory,
@@ -128,7 +128,7 @@ class InferenceServices:
             estimates=FeeEstimator(core),
             onboarding=onboarding,
             funding=funding,
-            settlement=SettlementService(contracts, keeper),
+            settlement=SettlementService(contracts, keeper, observer),
             routing=RouterService(
                 chat=chat,
                 images=images,

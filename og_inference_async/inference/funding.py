@@ -26,6 +26,7 @@ import anyio
 
 from .._config import checksum
 from .._exceptions import FundingCapError, ProviderInsufficientBalanceError, ProviderResponseError
+from .._observe import Observer
 from .._runtime import Background
 from .._singleflight import SingleFlight
 from .._transport import ProviderTransport
@@ -72,6 +73,7 @@ class AutoFundingService:
         transport: reads the provider's unsettled fee.
         fees: the local fee book (the fallback when the provider cannot say).
         background: the broker's task group the loops run in.
+        observer: the broker's counters and ``on_top_up`` hook (``None``: not observed).
     """
 
     def __init__(
@@ -81,12 +83,14 @@ class AutoFundingService:
         transport: ProviderTransport,
         fees: LocalFeeBook,
         background: Background,
+        observer: Observer | None = None,
     ) -> None:
         self._contracts = contracts
         self._keeper = keeper
         self._transport = transport
         self._fees = fees
         self._background = background
+        self._observer = observer
         self._funders: dict[str, AutoFunder] = {}
         self._funder_locks: dict[str, anyio.Lock] = {}
         self._refills: SingleFlight[str, None] = SingleFlight()
@@ -354,6 +358,8 @@ class AutoFundingService:
             reason=reason,
             spend_rate=rate,
         )
+        if self._observer is not None:
+            self._observer.top_up(event)
         return dataclasses.replace(seen, top_up=event)
 
     def _within_caps(

@@ -273,11 +273,11 @@ class RequestCore:
             else:
                 hold.settle(fee)
         result = kind(fee=fee, cost=cost, verification=handle, **fields)
+        if self._observer is not None:  # counted when known: now, or when a background check ends
+            self._observer.verified_when_done(handle)
         await self._verification.settle(policy, handle, svc, result)
         outcome = handle.result
         status = outcome.status.value if outcome is not None else "pending"
-        if self._observer is not None:
-            self._observer.verified(status)
         if log.isEnabledFor(logging.INFO):  # format_og is not free: only when the line is kept
             log.info(
                 "%s answered %s: fee %s OG, verification %s",

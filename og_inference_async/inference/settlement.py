@@ -22,6 +22,7 @@ from tenacity import (
 
 from .._config import checksum
 from .._exceptions import AccountNotExistsError, ContractRevertError, RPCError, SettlementTimeoutError
+from .._observe import Observer
 from .._validate import check_seconds
 from ..types import Account
 from ..types.funding import (
@@ -47,11 +48,15 @@ class SettlementService:
     Args:
         contracts: the chain's contracts.
         keeper: the wallet, the ledger namespace and the cache of account reads.
+        observer: the broker's ``on_progress`` hook for settlement waits (``None``: not observed).
     """
 
-    def __init__(self, contracts: ChainReader, keeper: AccountKeeper) -> None:
+    def __init__(
+        self, contracts: ChainReader, keeper: AccountKeeper, observer: Observer | None = None
+    ) -> None:
         self._contracts = contracts
         self._keeper = keeper
+        self._observer = observer
 
     async def wait_settled(
         self,
@@ -104,6 +109,8 @@ class SettlementService:
             return account is None or account.nonce > before.nonce or account.balance < before.balance
 
         after: Account | None = None
+        observer = self._observer if self._observer is not None and self._observer.watching_progress else None
+        polls = 0
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(max(1, math.ceil(limit / every)) + 1) | stop_after_delay(limit),
@@ -115,6 +122,9 @@ class SettlementService:
                     after = await chain.account_at(user, prov)
                 if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
                     attempt.retry_state.set_result(after)
+                polls += 1
+                if observer is not None and not landed(after):
+                    observer.progress("settlement", "provider", prov, anyio.current_time() - started, polls)
         except RetryError:
             waited = anyio.current_time() - started
             raise SettlementTimeoutError(

@@ -339,3 +339,25 @@ def test_one_allocator_serves_several_event_loops() -> None:
     for t in threads:
         t.join()
     assert sorted(got) == list(range(7, 207))
+
+
+async def test_receipt_wait_reports_progress_to_the_observer() -> None:
+    """Each poll without a receipt calls on_progress with the hash, the polls so far and the time waited."""
+    from og_inference_async import Hooks
+    from og_inference_async._observe import Observer
+
+    polls = 0
+
+    def receipt(p: list[Any]) -> Any:
+        nonlocal polls
+        polls += 1
+        return _receipt() if polls > 3 else None
+
+    events: list[dict[str, Any]] = []
+    tx = _sender(_node(eth_getTransactionReceipt=receipt))
+    tx.observer = Observer(Hooks(on_progress=events.append))
+    receipt_ = await tx.send(TO, b"\x01")
+    assert [e["polls"] for e in events] == [1, 2, 3]
+    assert all(e["kind"] == "receipt" and e["tx_hash"] == receipt_.tx_hash for e in events)
+    assert all(isinstance(e["elapsed"], float) and e["elapsed"] >= 0 for e in events)
+    assert [e["elapsed"] for e in events] == sorted(e["elapsed"] for e in events)
