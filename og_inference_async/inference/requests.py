@@ -597,6 +597,28 @@ class ChatRequests:
             finish_reason=finish,
         )
 
+    async def proxy(
+        self, provider: str, method: str, target: str, body: bytes, *, content_type: str, accept: str
+    ) -> HttpStream:
+        """Send a raw OpenAI-style request to ``provider``'s proxy (``target``: path and query after it).
+
+        Session-authenticated and retried like a stream (only while provably not served); the
+        caller owns the returned stream. Not counted or verified (as with :meth:`openai_client`).
+
+        Raises:
+            ProviderError: the provider's typed error (status, body) or a transport failure.
+        """
+        svc = await self._core.directory.cached(provider)
+        return await self._core.transport.open_stream(
+            provider,
+            method,
+            svc.endpoint + target,
+            what="openai request",
+            body=body,
+            content_type=content_type,
+            accept=accept,
+        )
+
     async def openai_client(
         self, /, provider: str, *, api_key: str | None = None, **kwargs: Any
     ) -> openai.AsyncOpenAI:
