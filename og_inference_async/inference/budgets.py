@@ -26,7 +26,7 @@ import logging
 import secrets
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -215,18 +215,7 @@ class Budget:
             hold.release()
             index, left = refused
             level = shared[index]
-            assert level.limit is not None  # the store refuses only at a level with a limit
-            for counted in hold._chain:
-                counted.refusals += 1
-            raise BudgetExceededError(
-                f"{what} could cost up to {amount} wei, more than the {left} wei left of shared budget "
-                f"{level.shared!r} (limit {level.limit} wei); nothing was sent",
-                required=amount,
-                remaining=left,
-                limit=level.limit,
-                tag=level.tag,
-                hint="raise the budget, or lower max_tokens / n for this request",
-            )
+            raise _refuse(hold._chain, level, what, amount, left, f"shared budget {level.shared!r}")
         hold._shared = (store, [level.shared or "" for level in shared], hold_id)
         return hold
 
@@ -258,18 +247,7 @@ class Budget:
         for level in chain:
             left = level.remaining
             if left is not None and amount > left:
-                for counted in chain:
-                    counted.refusals += 1
-                assert level.limit is not None
-                raise BudgetExceededError(
-                    f"{what} could cost up to {amount} wei, more than the {left} wei left of budget "
-                    f"{level.tag or 'untagged'} (limit {level.limit} wei); nothing was sent",
-                    required=amount,
-                    remaining=left,
-                    limit=level.limit,
-                    tag=level.tag,
-                    hint="raise the budget, or lower max_tokens / n for this request",
-                )
+                raise _refuse(chain, level, what, amount, left, f"budget {level.tag or 'untagged'}")
         for level in chain:
             level.reserved += amount
             level.requests += 1
@@ -285,6 +263,22 @@ class Budget:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _current.reset(self._tokens.pop())
+
+
+def _refuse(chain: list[Budget], level: Budget, what: str, amount: int, left: int, name: str) -> Exception:
+    """Count a refusal along ``chain`` and build its error (``level`` is the budget that has too little)."""
+    for counted in chain:
+        counted.refusals += 1
+    assert level.limit is not None  # only a budget with a limit refuses
+    return BudgetExceededError(
+        f"{what} could cost up to {amount} wei, more than the {left} wei left of {name} "
+        f"(limit {level.limit} wei); nothing was sent",
+        required=amount,
+        remaining=left,
+        limit=level.limit,
+        tag=level.tag,
+        hint="raise the budget, or lower max_tokens / n for this request",
+    )
 
 
 class Hold:
@@ -367,26 +361,13 @@ class BudgetBook:
     def __init__(self, store: SharedBudgetStore | None = None) -> None:
         self._store = store
 
-    def budget(
-        self,
-        limit: Amount | None,
-        *,
-        tag: str | None = None,
-        default_max_tokens: int = DEFAULT_MAX_TOKENS,
-        shared: str | None = None,
-        hold_ttl: float = DEFAULT_HOLD_TTL,
-    ) -> Budget:
-        """A new budget, nested in the current budget of this broker when there is one."""
-        return Budget(
-            limit,
-            tag=tag,
-            parent=self.current(),
-            default_max_tokens=default_max_tokens,
-            owner=self,
-            shared=shared,
-            store=self._store,
-            hold_ttl=hold_ttl,
-        )
+    def budget(self, limit: Amount | None, **options: Any) -> Budget:
+        """A new budget, nested in the current budget of this broker when there is one.
+
+        ``options`` are :class:`Budget`'s keyword arguments (``tag``, ``default_max_tokens``,
+        ``shared``, ``hold_ttl``); a shared budget uses this book's store.
+        """
+        return Budget(limit, parent=self.current(), owner=self, store=self._store, **options)
 
     def current(self) -> Budget | None:
         """This broker's budget made current by the innermost ``async with`` (``None`` outside any)."""

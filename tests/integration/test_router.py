@@ -22,6 +22,17 @@ async def three(proxied_provider: Any) -> tuple[list[Any], list[Any]]:
     return handles, proxies
 
 
+async def _router(broker: AsyncBroker, handles: list[Any]) -> Any:
+    """A router over ``handles`` on a funded broker that never resends a request itself."""
+    await broker.inference.ensure_ready(
+        handles[0].address, min_balance=og("3"), create_ledger=True, ledger_amount=og("20")
+    )
+    broker.inference.retry_policy = RequestRetryPolicy(attempts=1)
+    return broker.inference.router(
+        model=handles[0].model, providers=[h.address for h in handles], min_balance=og("3")
+    )
+
+
 async def test_router_example_answers_everything_and_bills_nothing_twice(
     devnet: Any, proxied_provider: Any
 ) -> None:
@@ -42,16 +53,9 @@ async def test_router_streams_fail_over_before_the_body_and_a_502_is_not_resent(
 ) -> None:
     """A stream opens on the next provider after a 503; a 502 (maybe billed) reaches the caller."""
     handles, proxies = await three(proxied_provider)
-    user = devnet.accounts[17]
-    async with AsyncBroker(user.private_key, network=devnet.network) as broker:
-        await broker.inference.ensure_ready(
-            handles[0].address, min_balance=og("3"), create_ledger=True, ledger_amount=og("20")
-        )
+    async with AsyncBroker(devnet.accounts[17].private_key, network=devnet.network) as broker:
         broker.inference.verification = "off"
-        broker.inference.retry_policy = RequestRetryPolicy(attempts=1)
-        router = broker.inference.router(
-            model=handles[0].model, providers=[h.address for h in handles], min_balance=og("3")
-        )
+        router = await _router(broker, handles)
         proxies[0].error_statuses = (503,)
         proxies[0].error_rate = 1.0
         proxies[1].error_statuses = (503,)
@@ -80,15 +84,8 @@ async def test_router_openai_client_fails_over_a_503_and_names_the_provider(
     from og_inference_async.inference.router import PROVIDER_HEADER
 
     handles, proxies = await three(proxied_provider)
-    user = devnet.accounts[18]
-    async with AsyncBroker(user.private_key, network=devnet.network) as broker:
-        await broker.inference.ensure_ready(
-            handles[0].address, min_balance=og("3"), create_ledger=True, ledger_amount=og("20")
-        )
-        broker.inference.retry_policy = RequestRetryPolicy(attempts=1)
-        router = broker.inference.router(
-            model=handles[0].model, providers=[h.address for h in handles], min_balance=og("3")
-        )
+    async with AsyncBroker(devnet.accounts[21].private_key, network=devnet.network) as broker:
+        router = await _router(broker, handles)
         client = router.openai_client()
         messages: Any = [{"role": "user", "content": "hello router"}]
         answer = await client.chat.completions.create(model=handles[0].model, messages=messages)
