@@ -51,7 +51,7 @@ from ._units import Amount
 from .coordination import Coordinator, InProcessCoordinator
 from .inference import InferenceAPI, InferenceServices, RequestPolicies
 from .inference.auth import ApiKeyRegistry, AuthManager
-from .inference.budgets import DEFAULT_MAX_TOKENS, Budget, BudgetBook
+from .inference.budgets import DEFAULT_HOLD_TTL, DEFAULT_MAX_TOKENS, Budget, BudgetBook
 from .ledger import LedgerAPI
 from .transactions import TransactionsAPI
 from .types import RpcEndpointHealth
@@ -279,7 +279,7 @@ class AsyncBroker:
         self._hosted: _HostedTaskGroup | None = None
         self._policies = RequestPolicies(retry=request_retry)
         self._observer = Observer(hooks)
-        self._budgets = BudgetBook()
+        self._budgets = BudgetBook(self.coordinator.budget_store())
         self._graph: _Graph | None = None
 
     # -- identity --------------------------------------------------------------------------------
@@ -590,7 +590,13 @@ class AsyncBroker:
         return TransactionsAPI(lambda: self._sender)
 
     def budget(
-        self, limit: Amount | None, *, tag: str | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS
+        self,
+        limit: Amount | None,
+        *,
+        tag: str | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        shared: str | None = None,
+        hold_ttl: float = DEFAULT_HOLD_TTL,
     ) -> Budget:
         """A spend budget for this broker's requests; ``async with`` makes it current.
 
@@ -611,15 +617,24 @@ class AsyncBroker:
             tag: the name its spending is totalled under (``Budget.spent_by_tag()``).
             default_max_tokens: the output cap given to a chat that names none (lowered to what
                 the budget can still pay for); default 1024.
+            shared: a name that makes the budget shared by every process whose broker names it
+                (needs a coordinator that shares budgets, e.g. ``RedisCoordinator``): each
+                reservation is then also one atomic step in the coordinator, over this budget and
+                every enclosing shared one, so N processes never overspend it together.
+            hold_ttl: seconds a shared reservation lasts if its process never settles it (it
+                crashed); default 600.
 
         Returns:
             The :class:`Budget` (building it does no I/O; the broker need not be open).
 
         Raises:
             InvalidAmountError: a bad ``limit``.
-            ConfigError: a bad ``tag`` or ``default_max_tokens``.
+            ConfigError: a bad ``tag``, ``default_max_tokens`` or ``hold_ttl``, or ``shared``
+                without a coordinator that shares budgets.
         """
-        return self._budgets.budget(limit, tag=tag, default_max_tokens=default_max_tokens)
+        return self._budgets.budget(
+            limit, tag=tag, default_max_tokens=default_max_tokens, shared=shared, hold_ttl=hold_ttl
+        )
 
     @cached_property
     def inference(self) -> InferenceAPI:

@@ -56,12 +56,14 @@ __all__ = [
     "HttpReply",
     "HttpStream",
     "OneOffURL",
+    "RawReply",
     "SessionAuth",
     "TransportFailure",
     "encode_multipart",
     "encode_query",
     "error_code",
     "error_for_status",
+    "handler_client",
     "make_http_client",
     "map_transport_errors",
     "one_off_url",
@@ -651,3 +653,59 @@ class SessionAuth(httpx.Auth):
         self._forget()
         request.headers["Authorization"] = await self._get()
         yield request
+
+
+@dataclass
+class RawReply:
+    """What a :func:`handler_client` handler answers: a status, headers, and a body (bytes or a stream)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | HttpStream
+
+
+#: ``handler(method, target, headers, body)``: ``target`` is the request's path and query.
+RawHandler = Callable[[str, str, dict[str, str], bytes], Awaitable[RawReply]]
+
+
+class _StreamBody(httpx.AsyncByteStream):
+    """An open :class:`HttpStream` as the body of another response."""
+
+    def __init__(self, stream: HttpStream) -> None:
+        self._stream = stream
+        self._started = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._started:  # read once; a second pass (a drain after the end) finds nothing more
+            return
+        self._started = True
+        async for chunk in self._stream.iter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _HandlerTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that hands every request to an async function instead of a network."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self._handler = handler
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        target = request.url.raw_path.decode("ascii")
+        reply = await self._handler(request.method, target, dict(request.headers), body)
+        if isinstance(reply.body, HttpStream):
+            return httpx.Response(
+                reply.status, headers=reply.headers, stream=_StreamBody(reply.body), request=request
+            )
+        return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
+
+
+def handler_client(handler: RawHandler, *, base_url: str) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose requests are answered by ``handler`` (no connection of its own).
+
+    The handler sends them on (through the broker's transport); closing this client closes nothing else.
+    """
+    return httpx.AsyncClient(transport=_HandlerTransport(handler), base_url=base_url, timeout=None)

@@ -13,6 +13,12 @@ also run on a Redis Cluster). Each step is one Lua script, atomic on the server:
   it with a 0-value self-transfer (the in-process gap healing).
 * API key ids (:class:`RedisApiKeyRegistry`) are a set per (user, provider, generation); a claim
   is one ``SADD`` (:data:`_CLAIM_ID`), so two processes never issue one id.
+* Shared budgets (:class:`RedisBudgetStore`) are three keys per budget: a hash of ``spent`` and
+  ``reserved``, a hash of open holds (id -> amount) and a sorted set of their deadlines. A
+  reservation is one script (:data:`_RESERVE`) over every level of a nested budget: it frees the
+  expired holds (a crashed process's), checks ``limit - spent - reserved >= amount`` at every
+  level, then holds the amount at all of them. Wei amounts are kept as two base-10**15 limbs
+  (``"hi:lo"``): Lua numbers are doubles, exact only below 2**53.
 * Leases (:meth:`RedisCoordinator.lease`) are ``SET NX PX`` with a random token; only the holder
   of the token releases it (:data:`_UNLOCK`), and the expiry frees it if the holder crashed.
 """
@@ -119,6 +125,87 @@ for id = 0, 254 do
 end
 return -1
 """
+
+#: Lua helpers of the budget scripts: wei amounts as two base-10**15 limbs, expired holds freed.
+_LIMBS = (
+    _NOW_MS
+    + """
+local B = 1000000000000000
+local function norm(h, l)
+  while l < 0 do l = l + B; h = h - 1 end
+  while l >= B do l = l - B; h = h + 1 end
+  return h, l
+end
+local function fmt(h, l) return string.format('%.0f:%.0f', h, l) end
+local function parse(v)
+  if not v then return 0, 0 end
+  local i = string.find(v, ':')
+  return tonumber(string.sub(v, 1, i - 1)), tonumber(string.sub(v, i + 1))
+end
+local function add(key, field, h, l)
+  local oh, ol = parse(redis.call('HGET', key, field))
+  redis.call('HSET', key, field, fmt(norm(oh + h, ol + l)))
+end
+local function drop(base, id)
+  local h, l = parse(redis.call('HGET', KEYS[base + 2], id))
+  if redis.call('HDEL', KEYS[base + 2], id) == 1 then add(KEYS[base + 1], 'reserved', -h, -l) end
+  redis.call('ZREM', KEYS[base + 3], id)
+end
+local function purge(base)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[base + 3], '-inf', now)) do drop(base, id) end
+end
+"""
+)
+
+#: KEYS (state, holds, deadlines) per level, innermost first; ARGV id, ttl_ms, amount hi, lo, then
+#: per level limit hi, lo ('-' for none). -> {-1, ''} held, or {level index, remaining 'hi:lo'}
+_RESERVE = (
+    _LIMBS
+    + """
+local levels = #KEYS / 3
+local id, ah, al = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 0, levels - 1 do purge(3 * i) end
+for i = 0, levels - 1 do
+  if ARGV[5 + 2 * i] ~= '-' then
+    local sh, sl = parse(redis.call('HGET', KEYS[3 * i + 1], 'spent'))
+    local rh, rl = parse(redis.call('HGET', KEYS[3 * i + 1], 'reserved'))
+    local h, l = norm(tonumber(ARGV[5 + 2 * i]) - sh - rh, tonumber(ARGV[6 + 2 * i]) - sl - rl)
+    if h < ah or (h == ah and l < al) then return {i, fmt(h, l)} end
+  end
+end
+for i = 0, levels - 1 do
+  add(KEYS[3 * i + 1], 'reserved', ah, al)
+  redis.call('HSET', KEYS[3 * i + 2], id, fmt(ah, al))
+  redis.call('ZADD', KEYS[3 * i + 3], now + tonumber(ARGV[2]), id)
+end
+return {-1, ''}
+"""
+)
+
+#: KEYS as _RESERVE; ARGV id, fee hi, lo. The hold (if not expired) is dropped, the fee counted as spent.
+_SETTLE = (
+    _LIMBS
+    + """
+for i = 0, #KEYS / 3 - 1 do
+  drop(3 * i, ARGV[1])
+  add(KEYS[3 * i + 1], 'spent', tonumber(ARGV[2]), tonumber(ARGV[3]))
+end
+return 1
+"""
+)
+
+#: KEYS state, holds, deadlines of one budget. -> {spent, reserved} as 'hi:lo' (expired holds freed)
+_TOTALS = (
+    _LIMBS
+    + """
+purge(0)
+return {fmt(parse(redis.call('HGET', KEYS[1], 'spent'))), fmt(parse(redis.call('HGET', KEYS[1], 'reserved')))}
+"""
+)
+
+#: The limb base of the budget scripts, and the largest amount they keep exactly.
+_LIMB = 10**15
+_MAX_BUDGET_WEI = 2**53 * _LIMB - 1
 
 #: How many handed-out nonces an account's ``taken`` set remembers.
 _KEEP_TAKEN = 10_000
@@ -248,6 +335,12 @@ class RedisCoordinator(Coordinator):
         """The registry of issued API key ids shared through Redis (a set per user, provider, generation)."""
         return RedisApiKeyRegistry(self)
 
+    # -- shared budgets --------------------------------------------------------------------------
+
+    def budget_store(self) -> RedisBudgetStore:
+        """The store of shared budgets in this server and namespace."""
+        return RedisBudgetStore(self)
+
     # -- leases ----------------------------------------------------------------------------------
 
     def lease(
@@ -360,3 +453,65 @@ class RedisApiKeyRegistry:
         args = [-1 if token_id is None else token_id, *revoked]
         found = int(await self._owner._script("claim an API key id", _CLAIM_ID, [key], args))
         return None if found < 0 else found
+
+
+def _limbs(wei: int) -> list[int]:
+    if not 0 <= wei <= _MAX_BUDGET_WEI:
+        raise ConfigError(f"a shared budget keeps amounts up to {_MAX_BUDGET_WEI} wei, got {wei}")
+    return list(divmod(wei, _LIMB))
+
+
+def _wei(limbs: str) -> int:
+    hi, lo = limbs.split(":")
+    return int(hi) * _LIMB + int(lo)
+
+
+class RedisBudgetStore:
+    """Shared spend budgets in Redis: each reservation, settlement and read is one atomic script.
+
+    Args:
+        owner: the coordinator whose server and namespace it uses.
+    """
+
+    def __init__(self, owner: RedisCoordinator) -> None:
+        self._owner = owner
+
+    def __repr__(self) -> str:
+        return f"RedisBudgetStore(namespace={self._owner.namespace!r})"
+
+    def _keys(self, names: list[str]) -> list[str]:
+        base = [f"{self._owner.namespace}:budget:{name}" for name in names]
+        return [f"{b}:{part}" for b in base for part in ("state", "holds", "deadlines")]
+
+    async def reserve(
+        self, levels: list[tuple[str, int | None]], hold_id: str, amount: int, ttl: float
+    ) -> tuple[int, int] | None:
+        """Hold ``amount`` at every level, or nothing: ``None`` when held, else ``(level, remaining)``.
+
+        Raises:
+            CoordinatorError: Redis cannot be reached (nothing was held, nothing is sent).
+        """
+        args: list[Any] = [hold_id, max(1, int(ttl * 1000)), *_limbs(amount)]
+        for _, limit in levels:
+            args.extend(["-", "-"] if limit is None else _limbs(limit))
+        keys = self._keys([name for name, _ in levels])
+        level, left = await self._owner._script("reserve a shared budget", _RESERVE, keys, args)
+        return None if int(level) < 0 else (int(level), _wei(left))
+
+    async def settle(self, names: list[str], hold_id: str, fee: int) -> None:
+        """Replace the hold by ``fee`` spent at every level (a hold that expired counts the fee only).
+
+        Raises:
+            CoordinatorError: Redis cannot be reached (the hold then expires on its own).
+        """
+        args = [hold_id, *_limbs(fee)]
+        await self._owner._script("settle a shared budget", _SETTLE, self._keys(names), args)
+
+    async def totals(self, name: str) -> tuple[int, int]:
+        """``(spent, reserved)`` in wei of one shared budget, as every process sees it.
+
+        Raises:
+            CoordinatorError: Redis cannot be reached.
+        """
+        spent, reserved = await self._owner._script("read a shared budget", _TOTALS, self._keys([name]), [])
+        return _wei(spent), _wei(reserved)

@@ -5,7 +5,9 @@ A :class:`Coordinator` provides what must be agreed on by everyone who signs for
 * the nonce allocator of each (chain, account);
 * exclusive leases: one holder at a time for a name (an onboarding, a top-up), with an expiry so a
   crashed holder never blocks the others;
-* optionally, a registry of issued API key ids (two processes never issue one id twice).
+* optionally, a registry of issued API key ids (two processes never issue one id twice);
+* optionally, shared spend budgets (:class:`SharedBudgetStore`): reservations made atomically
+  against a budget every process charges (``broker.budget(limit, shared="name")``).
 
 :class:`InProcessCoordinator` is the default and keeps the process-wide behaviour (nonces from the
 process's allocator, leases that are always granted because the SDK's single-flights already
@@ -22,7 +24,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._chain._nonce import NonceAllocator, get_nonce_allocator
 
@@ -30,7 +32,26 @@ if TYPE_CHECKING:
     from ._redis import RedisCoordinator
     from .inference.auth import ApiKeyRegistry
 
-__all__ = ["Coordinator", "InProcessCoordinator", "RedisCoordinator"]
+__all__ = ["Coordinator", "InProcessCoordinator", "RedisCoordinator", "SharedBudgetStore"]
+
+
+class SharedBudgetStore(Protocol):
+    """Where shared budgets live: each call is one atomic step on the store.
+
+    ``levels`` are ``(name, limit)`` pairs, the innermost budget first (``limit`` ``None``: no limit).
+    """
+
+    async def reserve(
+        self, levels: list[tuple[str, int | None]], hold_id: str, amount: int, ttl: float
+    ) -> tuple[int, int] | None:
+        """Hold ``amount`` in every level, or nothing: ``None`` when held, else ``(level index, remaining)``
+        of the first level that has less than ``amount`` left. The hold expires after ``ttl`` seconds."""
+
+    async def settle(self, names: list[str], hold_id: str, fee: int) -> None:
+        """Replace the hold ``hold_id`` by ``fee`` spent in every level (``fee`` 0: a release)."""
+
+    async def totals(self, name: str) -> tuple[int, int]:
+        """``(spent, reserved)`` of one shared budget in wei (expired holds not counted)."""
 
 
 class Coordinator(abc.ABC):
@@ -57,6 +78,10 @@ class Coordinator(abc.ABC):
 
         The broker uses it when it was not given ``api_key_registry=``.
         """
+        return None
+
+    def budget_store(self) -> SharedBudgetStore | None:
+        """The store of shared budgets, if this coordinator shares them across processes (default: none)."""
         return None
 
     @abc.abstractmethod

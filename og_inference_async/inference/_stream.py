@@ -241,7 +241,7 @@ class ChatStream:
             return
         self._closed = True
         if self._budget_hold is not None:
-            self._budget_hold.keep()  # no result: the provider may have billed the whole answer
+            await self._budget_hold.akeep()  # no result: the provider may have billed the whole answer
         http, self._http = self._http, None
         try:
             if http is not None:

@@ -137,10 +137,10 @@ class AudioRequests:
             {"model": used, "language": language, "response_format": response_format, **extra}
         )
         body, ctype, request_sha256 = await multipart_upload(fields, "file", name, upload, mime)
-        hold = self._core.reserve(
+        hold = await self._core.reserve(
             charged, audio_bound(upload, svc.input_price, svc.output_price), "transcription"
         )
-        with self._core.spending(hold):
+        async with self._core.spending(hold):
             reply = await self._core.post(
                 prov,
                 svc.endpoint + "/audio/transcriptions",

@@ -218,8 +218,8 @@ class ImageRequests:
         call ``options``, finish."""
         body, ctype, request_sha256 = request
         budget, auto_fund = spend
-        hold = self._core.reserve(budget, image_bound(n, svc.input_price), what)
-        with self._core.spending(hold):
+        hold = await self._core.reserve(budget, image_bound(n, svc.input_price), what)
+        async with self._core.spending(hold):
             reply = await self._core.post(
                 prov,
                 svc.endpoint + path,
@@ -358,8 +358,8 @@ class ImageRequests:
         svc = await self._core.service(prov, "async image job", _GENERATE)
         used = model or svc.model
         body = _image_request(used, prompt, n, size, response_format, fields)
-        hold = self._core.reserve(charged, image_bound(n, svc.input_price), "async image job")
-        with self._core.spending(hold):
+        hold = await self._core.reserve(charged, image_bound(n, svc.input_price), "async image job")
+        async with self._core.spending(hold):
             return await self._run_job(
                 prov,
                 svc,
@@ -416,7 +416,7 @@ class ImageRequests:
             **({} if options is None else options.as_kwargs()),
         )
         if hold is not None:
-            hold.settle(result.fee)
+            await hold.asettle(result.fee)
         return result
 
     async def wait_image_job(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigError, ProviderInsufficientBalanceError, ServiceTypeMismatchError
@@ -216,22 +216,23 @@ class RequestCore:
                 await self.funding.refill(provider, refusal)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def reserve(self, budget: Budget | None, bound: FeeBreakdown, what: str) -> Hold | None:
+    async def reserve(self, budget: Budget | None, bound: FeeBreakdown, what: str) -> Hold | None:
         """Hold ``bound.fee`` in ``budget`` (and its enclosing budgets) before sending; ``None`` without one.
 
         Raises:
             BudgetExceededError: the worst case is more than what is left.
+            CoordinatorError: a shared budget's store cannot be reached (nothing is sent).
         """
-        return None if budget is None else budget.reserve(bound.fee, what=what)
+        return None if budget is None else await budget.areserve(bound.fee, what=what)
 
-    @contextmanager
-    def spending(self, hold: Hold | None) -> Iterator[None]:
+    @asynccontextmanager
+    async def spending(self, hold: Hold | None) -> AsyncIterator[None]:
         """Close ``hold`` when the request fails: kept if the provider may have billed, else released."""
         try:
             yield
         except BaseException as exc:
             if hold is not None:
-                hold.end(exc)
+                await hold.aend(exc)
             raise
 
     async def get(
@@ -268,10 +269,7 @@ class RequestCore:
         job = fields.get("job_id")  # an async job waited on twice is billed (and counted) once
         fee = self.fees.record(fields["provider"], cost, once=job if isinstance(job, str) else None)
         if hold is not None:
-            if cost is None:
-                hold.keep()
-            else:
-                hold.settle(fee)
+            await hold.asettle(hold.amount if cost is None else fee)
         result = kind(fee=fee, cost=cost, verification=handle, **fields)
         if self._observer is not None:  # counted when known: now, or when a background check ends
             self._observer.verified_when_done(handle)
@@ -366,11 +364,11 @@ class ChatRequests:
         charged = self._core.budgets.pick(budget)
         svc = await self._core.service(prov, "chat", _CHAT)
         used = model or svc.model
-        body, hold = self.budgeted(svc, {"model": used, "messages": checked, **fields}, charged, "chat")
-        with self._core.spending(hold):
+        body, hold = await self.budgeted(svc, {"model": used, "messages": checked, **fields}, charged, "chat")
+        async with self._core.spending(hold):
             return await self._chat_result(prov, svc, used, body, policy, hold, auto_fund, options)
 
-    def budgeted(
+    async def budgeted(
         self, svc: Service, payload: dict[str, Any], budget: Budget | None, what: str
     ) -> tuple[bytes, Hold | None]:
         """The request body, and its worst-case fee held in ``budget`` (when there is one).
@@ -392,7 +390,7 @@ class ChatRequests:
                 payload["max_tokens"] = min(budget.default_max_tokens, affordable)
         body = dumps(payload)
         bound = chat_bound(body, output_cap(payload), svc.input_price, svc.output_price)
-        return body, self._core.reserve(budget, bound, what)
+        return body, await self._core.reserve(budget, bound, what)
 
     async def _chat_result(
         self,
@@ -564,9 +562,9 @@ class ChatRequests:
         svc = await self._core.service(prov, "chat stream", _CHAT)
         if payload.get("model") is None:
             payload["model"] = svc.model
-        body, hold = self.budgeted(svc, payload, budget, "chat stream")
+        body, hold = await self.budgeted(svc, payload, budget, "chat stream")
         url = svc.endpoint + "/chat/completions"
-        with self._core.spending(hold):
+        async with self._core.spending(hold):
             stream = await self._core.funded(
                 prov,
                 auto_fund,
@@ -597,6 +595,28 @@ class ChatRequests:
             content=content,
             message={"role": "assistant", "content": content},
             finish_reason=finish,
+        )
+
+    async def proxy(
+        self, provider: str, method: str, target: str, body: bytes, *, content_type: str, accept: str
+    ) -> HttpStream:
+        """Send a raw OpenAI-style request to ``provider``'s proxy (``target``: path and query after it).
+
+        Session-authenticated and retried like a stream (only while provably not served); the
+        caller owns the returned stream. Not counted or verified (as with :meth:`openai_client`).
+
+        Raises:
+            ProviderError: the provider's typed error (status, body) or a transport failure.
+        """
+        svc = await self._core.directory.cached(provider)
+        return await self._core.transport.open_stream(
+            provider,
+            method,
+            svc.endpoint + target,
+            what="openai request",
+            body=body,
+            content_type=content_type,
+            accept=accept,
         )
 
     async def openai_client(

@@ -40,11 +40,12 @@ from .._exceptions import (
     NotAcknowledgedError,
     OGError,
     ProviderAuthError,
+    ProviderError,
     ProviderInsufficientBalanceError,
     ResponseVerificationError,
     ServiceNotFoundError,
 )
-from .._http import HttpStream
+from .._http import HttpStream, RawReply, handler_client
 from .._options import CallOptions
 from .._retry import provably_not_served
 from .._runtime import Background
@@ -65,7 +66,9 @@ from .requests import ChatRequests
 if TYPE_CHECKING:
     import os
 
-__all__ = ["CircuitBreaker", "ProviderRouter", "RouterService", "may_fail_over"]
+    import openai
+
+__all__ = ["PROVIDER_HEADER", "CircuitBreaker", "ProviderRouter", "RouterService", "may_fail_over"]
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +465,80 @@ class ProviderRouter:
     async def transcribe(self, audio: bytes | str | os.PathLike[str], **kwargs: Any) -> TranscriptionResult:
         """``broker.inference.transcribe`` on the best available provider (same arguments)."""
         return await self.run(lambda prov: self._s.audio.transcribe(prov, audio, **kwargs))
+
+    def openai_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
+        """An ``openai.AsyncOpenAI`` whose every request goes through this router.
+
+        Each request (``client.chat.completions.create(...)``, streamed or not, ``models.list()``,
+        ...) picks a provider like :meth:`run`, with a fresh session token for it, and fails over
+        by the same rules: only refusals and failures before the request reached the model go to
+        another provider. The response header ``x-og-provider`` names the provider that answered
+        (``client.chat.completions.with_raw_response.create(...)`` shows it). A refusal that no
+        provider could get past is answered with its status and body, so openai raises its usual
+        ``APIStatusError``. As with ``broker.inference.openai_client``, these requests are not
+        counted, budgeted or verified by the SDK, and openai's ``max_retries`` defaults to 0.
+
+        Args:
+            **kwargs: more ``AsyncOpenAI`` arguments (``timeout``, ``max_retries``, ...);
+                ``base_url`` and ``api_key`` are the router's.
+
+        Raises:
+            ConfigError: the ``openai`` package is not installed, or ``base_url``/``api_key`` given.
+        """
+        for name in ("base_url", "api_key", "http_client"):
+            if name in kwargs:
+                raise ConfigError(f"{name} is set by the router's openai_client()")
+        try:
+            from ._openai import build_openai_client
+        except ImportError as exc:
+            raise ConfigError(
+                "the OpenAI adapter needs the openai package", hint="pip install 'og-inference-async[openai]'"
+            ) from exc
+        return build_openai_client(
+            base_url=_ROUTER_BASE,
+            http_client=handler_client(self._forward, base_url=_ROUTER_BASE),
+            auth=None,
+            api_key=None,
+            **kwargs,
+        )
+
+    async def _forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> RawReply:
+        """One request of :meth:`openai_client`, sent through :meth:`run` to the chosen provider."""
+        content_type = headers.get("content-type", "application/json")
+        accept = headers.get("accept", "application/json")
+
+        async def send(prov: str) -> tuple[str, HttpStream]:
+            stream = await self._s.chat.proxy(
+                prov, method, target, body, content_type=content_type, accept=accept
+            )
+            return prov, stream
+
+        try:
+            prov, stream = await self.run(send)
+        except NoProviderAvailableError as exc:
+            last = exc.failures[-1][1] if exc.failures else None
+            if isinstance(last, ProviderError) and last.status_code is not None:
+                return _error_reply(last)
+            raise
+        except ProviderError as exc:
+            if exc.status_code is None:
+                raise
+            return _error_reply(exc)
+        return RawReply(stream.status, {**stream.headers, PROVIDER_HEADER: prov}, stream)
+
+
+#: The response header of a router's OpenAI client naming the provider that answered.
+PROVIDER_HEADER = "x-og-provider"
+#: The (never contacted) base URL of a router's OpenAI client: its transport rewrites every request.
+_ROUTER_BASE = "http://router.og.invalid"
+
+
+def _error_reply(error: ProviderError) -> RawReply:
+    """A provider's error answer handed to openai (status and the redacted body)."""
+    headers = {"content-type": "application/json"}
+    if error.provider:
+        headers[PROVIDER_HEADER] = error.provider
+    return RawReply(error.status_code or 502, headers, (error.body or "").encode())
 
 
 class _RoutedStreams:

@@ -7,6 +7,9 @@ key in the ``OG_WORKER_KEY`` environment variable (never on the command line). M
   hashes, the errors by type and the final states of this process's transactions.
 * ``autofund <provider>``: waits until ``OG_WORKER_PROCESSES`` workers are ready (a Redis counter),
   then starts auto-funding ``provider`` (buffer ``OG_WORKER_WEI``) and prints its statistics.
+* ``budget <count>``: that many concurrent reservations on the shared budget ``swarm`` (limit
+  ``OG_WORKER_WEI``), then settles each to its whole amount (nothing goes back, so the sum held
+  is the sum spent); prints what was held and refused.
 
 Namespace ``-`` runs without the coordinator (each process on its own: what the tests rule out).
 Prints one JSON line.
@@ -22,7 +25,7 @@ from typing import Any
 import anyio
 import redis.asyncio as aioredis
 
-from og_inference_async import AsyncBroker, OGError, TxPolicy
+from og_inference_async import AsyncBroker, BudgetExceededError, OGError, TxPolicy
 from og_inference_async.coordination import RedisCoordinator
 
 
@@ -60,6 +63,25 @@ async def _autofund(broker: AsyncBroker, redis_url: str, namespace: str, provide
     return {"top_ups": stats.top_ups, "total": stats.topped_up_total, "errors": stats.errors}
 
 
+async def _budget(broker: AsyncBroker, count: int, limit: int) -> dict[str, Any]:
+    budget = broker.budget(limit, shared="swarm")
+    holds: list[Any] = []
+    refused: list[str] = []
+
+    async def reserve(i: int) -> None:
+        try:
+            holds.append(await budget.areserve(limit // 97 + i * 1_000_003))
+        except BudgetExceededError as exc:
+            refused.append(type(exc).__name__)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(reserve, i)
+    for hold in holds:
+        await hold.akeep()
+    return {"held": sum(h.amount for h in holds), "holds": len(holds), "refused": refused}
+
+
 async def main(argv: list[str]) -> None:
     mode, rpc_url, redis_url, namespace, arg = argv
     policy = TxPolicy(receipt_timeout=30.0, receipt_poll_interval=0.02, gap_heal_after=1.0)
@@ -74,6 +96,8 @@ async def main(argv: list[str]) -> None:
         async with broker:
             if mode == "deposits":
                 report = await _deposits(broker, int(arg), int(os.environ["OG_WORKER_WEI"]))
+            elif mode == "budget":
+                report = await _budget(broker, int(arg), int(os.environ["OG_WORKER_WEI"]))
             else:
                 report = await _autofund(broker, redis_url, namespace, arg)
     print(json.dumps(report))

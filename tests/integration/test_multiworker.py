@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -19,11 +21,12 @@ import anyio
 import httpx
 import pytest
 
-from og_inference_async import ApiKeyError, AsyncBroker, og
+from og_inference_async import ApiKeyError, AsyncBroker, CoordinatorError, og
 from og_inference_async.coordination import RedisCoordinator
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle
 
+from ..redis_server import _answers_ping, _free_port
 from .chain_helpers import register_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -103,6 +106,57 @@ async def test_four_processes_auto_funding_one_provider_top_up_once(
     reports = await _run_workers(devnet, redis_url, namespace, "autofund", chatbot.address, og(2))
     assert [r["errors"] for r in reports] == [0] * PROCESSES
     assert sum(r["top_ups"] for r in reports) == 1
+
+
+async def test_four_processes_never_overspend_one_shared_budget(devnet: Devnet, redis_url: str) -> None:
+    """4 processes x 50 concurrent reservations on one shared budget: never past it, by one wei."""
+    namespace = "sb-" + uuid.uuid4().hex
+    limit = og(1) + 12_345
+    reports = await _run_workers(devnet, redis_url, namespace, "budget", "50", limit)
+    async with RedisCoordinator(redis_url, namespace=namespace) as coordinator:
+        budget = AsyncBroker(devnet.accounts[ACCOUNT].private_key, coordinator=coordinator).budget(
+            limit, shared="swarm"
+        )
+        spent, reserved = await budget.totals()
+    holds = sum(r["holds"] for r in reports)
+    refused = [name for r in reports for name in r["refused"]]
+    assert holds + len(refused) == PROCESSES * 50 and refused  # more asked than the budget holds
+    assert set(refused) == {"BudgetExceededError"}
+    held = sum(r["held"] for r in reports)  # every hold was kept whole: nothing went back
+    assert held == spent <= limit and reserved == 0
+    assert limit - spent < limit // 97 + 50 * 1_000_003  # refused only when the next one did not fit
+
+
+async def test_chats_charge_a_shared_budget_and_redis_down_sends_nothing(
+    devnet: Devnet, chatbot: ProviderHandle
+) -> None:
+    """A chat settles the shared budget to its fee; with Redis gone, the next chat is refused unsent."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    command = [binary, "--port", str(port), "--save", "", "--appendonly", "no"]
+    async with await anyio.open_process(command, stdout=subprocess.DEVNULL) as server:
+        with anyio.fail_after(HANG_BOUND):
+            while not _answers_ping(port):  # noqa: ASYNC110 (waits for the server to accept)
+                await anyio.sleep(0.02)
+            coordinator = RedisCoordinator(f"redis://127.0.0.1:{port}/0", timeout=1.0)
+            key = devnet.accounts[16].private_key  # used by no other test
+            async with AsyncBroker(key, network=devnet.network, coordinator=coordinator) as broker:
+                await broker.inference.ensure_ready(
+                    chatbot.address, min_balance=og(3), create_ledger=True, ledger_amount=og(10)
+                )
+                messages = [{"role": "user", "content": "hi"}]
+                async with broker.budget(og(1), shared="chats") as budget:
+                    result = await broker.inference.chat(chatbot.address, messages)
+                    assert await budget.totals() == (result.fee, 0) and result.fee > 0
+                    server.terminate()
+                    await server.wait()
+                    served = chatbot.requests_served
+                    with pytest.raises(CoordinatorError):
+                        await broker.inference.chat(chatbot.address, messages)
+                    assert chatbot.requests_served == served and budget.reserved == 0
+            await coordinator.aclose()
 
 
 async def test_two_processes_never_issue_one_api_key_id(devnet: Devnet, redis_url: str) -> None:

@@ -22,6 +22,17 @@ async def three(proxied_provider: Any) -> tuple[list[Any], list[Any]]:
     return handles, proxies
 
 
+async def _router(broker: AsyncBroker, handles: list[Any]) -> Any:
+    """A router over ``handles`` on a funded broker that never resends a request itself."""
+    await broker.inference.ensure_ready(
+        handles[0].address, min_balance=og("3"), create_ledger=True, ledger_amount=og("20")
+    )
+    broker.inference.retry_policy = RequestRetryPolicy(attempts=1)
+    return broker.inference.router(
+        model=handles[0].model, providers=[h.address for h in handles], min_balance=og("3")
+    )
+
+
 async def test_router_example_answers_everything_and_bills_nothing_twice(
     devnet: Any, proxied_provider: Any
 ) -> None:
@@ -42,16 +53,9 @@ async def test_router_streams_fail_over_before_the_body_and_a_502_is_not_resent(
 ) -> None:
     """A stream opens on the next provider after a 503; a 502 (maybe billed) reaches the caller."""
     handles, proxies = await three(proxied_provider)
-    user = devnet.accounts[17]
-    async with AsyncBroker(user.private_key, network=devnet.network) as broker:
-        await broker.inference.ensure_ready(
-            handles[0].address, min_balance=og("3"), create_ledger=True, ledger_amount=og("20")
-        )
+    async with AsyncBroker(devnet.accounts[17].private_key, network=devnet.network) as broker:
         broker.inference.verification = "off"
-        broker.inference.retry_policy = RequestRetryPolicy(attempts=1)
-        router = broker.inference.router(
-            model=handles[0].model, providers=[h.address for h in handles], min_balance=og("3")
-        )
+        router = await _router(broker, handles)
         proxies[0].error_statuses = (503,)
         proxies[0].error_rate = 1.0
         proxies[1].error_statuses = (503,)
@@ -69,3 +73,42 @@ async def test_router_streams_fail_over_before_the_body_and_a_502_is_not_resent(
         seen = [p.requests_seen - b for p, b in zip(proxies, before, strict=True)]
         assert seen[2] == 1 and sum(seen) == 1 + seen[0] + seen[1]
         assert sum(h.requests_served for h in handles) == 1
+
+
+async def test_router_openai_client_fails_over_a_503_and_names_the_provider(
+    devnet: Any, proxied_provider: Any
+) -> None:
+    """The official openai client through the router: a 503 goes to the next provider, a 502 does not."""
+    import openai
+
+    from og_inference_async.inference.router import PROVIDER_HEADER
+
+    handles, proxies = await three(proxied_provider)
+    async with AsyncBroker(devnet.accounts[21].private_key, network=devnet.network) as broker:
+        router = await _router(broker, handles)
+        client = router.openai_client()
+        messages: Any = [{"role": "user", "content": "hello router"}]
+        answer = await client.chat.completions.create(model=handles[0].model, messages=messages)
+        assert answer.choices[0].message.content.startswith("Echo: hello router")
+        for proxy in proxies[:2]:
+            proxy.error_statuses = (503,)
+            proxy.error_rate = 1.0
+        served = [h.requests_served for h in handles]
+        for _ in range(3):
+            raw = await client.chat.completions.with_raw_response.create(
+                model=handles[0].model, messages=messages
+            )
+            assert raw.headers[PROVIDER_HEADER] == handles[2].address
+            assert raw.parse().choices[0].message.content.startswith("Echo: hello router")
+        stream = await client.chat.completions.create(model=handles[0].model, messages=messages, stream=True)
+        text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+        assert text.startswith("Echo: hello router")
+        assert [h.requests_served - s for h, s in zip(handles, served, strict=True)] == [0, 0, 4]
+        proxies[2].error_statuses = (502,)
+        proxies[2].error_rate = 1.0
+        before = [p.requests_seen for p in proxies]
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(model=handles[0].model, messages=messages)
+        assert info.value.status_code == 502  # maybe billed: never re-sent to another provider
+        assert [p.requests_seen - b for p, b in zip(proxies, before, strict=True)][2] == 1
+        await client.close()

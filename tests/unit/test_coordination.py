@@ -6,6 +6,7 @@ processes: they share nothing but the server. Time bounds are hang detectors, ne
 
 from __future__ import annotations
 
+import random
 import socket
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from eth_account import Account
 
 from og_inference_async import (
     AsyncBroker,
+    BudgetExceededError,
     ConfigError,
     CoordinatorError,
     InProcessCoordinator,
@@ -263,3 +265,84 @@ async def test_a_crashed_holder_loses_its_lease_when_it_expires(redis_url: str, 
             pass
     for c in (crashed, alive):
         await c.aclose()
+
+
+# -- shared budgets ------------------------------------------------------------------------------
+
+BIG = 10**30  # beyond what a Lua double keeps exactly: the store counts in two limbs
+
+
+def _shared_budget(url: str, namespace: str, limit: int | None, **kwargs: Any) -> Any:
+    broker = AsyncBroker(KEY, network="hardhat", coordinator=_coordinator(url, namespace, **kwargs))
+    return broker, broker.budget(limit, shared="swarm")
+
+
+async def test_shared_budget_is_charged_by_every_process(redis_url: str, namespace: str) -> None:
+    """Two brokers (two processes) on one shared budget: 200 concurrent holds never pass the limit."""
+    limit = BIG + 1_000_003
+    pairs = [_shared_budget(redis_url, namespace, limit) for _ in range(2)]
+    rng = random.Random(3)
+    amounts = [BIG // 100 + rng.randrange(1, 10**6) for _ in range(200)]
+    holds: list[Any] = []
+    refusals: list[BudgetExceededError] = []
+
+    async def take(budget: Any, amount: int) -> None:
+        try:
+            holds.append(await budget.areserve(amount))
+        except BudgetExceededError as exc:
+            refusals.append(exc)
+
+    with anyio.fail_after(HANG_BOUND):
+        async with anyio.create_task_group() as tg:
+            for i, amount in enumerate(amounts):
+                tg.start_soon(take, pairs[i % 2][1], amount)
+        held = sum(h.amount for h in holds)
+        assert held <= limit and len(holds) + len(refusals) == 200 and refusals
+        assert all(r.limit == limit and r.required > r.remaining for r in refusals)
+        budget = pairs[0][1]
+        assert await budget.totals() == (0, held)
+        for i, hold in enumerate(holds):
+            await (hold.asettle(hold.amount // 2) if i % 2 else hold.akeep())
+        spent = sum(h.amount if i % 2 == 0 else h.amount // 2 for i, h in enumerate(holds))
+        assert await budget.totals() == (spent, 0)
+        assert pairs[0][1].spent + pairs[1][1].spent == spent  # each process's own share
+    for broker, _ in pairs:
+        await broker.coordinator.aclose()
+
+
+async def test_nested_shared_budgets_and_expiry(redis_url: str, namespace: str) -> None:
+    """An enclosing shared budget limits its nested one; a crashed process's hold expires."""
+    broker = AsyncBroker(KEY, network="hardhat", coordinator=_coordinator(redis_url, namespace))
+    with anyio.fail_after(HANG_BOUND):
+        async with broker.budget(100, shared="team") as team:
+            agent = broker.budget(80, shared="agent-1")
+            await (await agent.areserve(70)).asettle(60)
+            other = AsyncBroker(KEY, network="hardhat", coordinator=_coordinator(redis_url, namespace))
+            async with other.budget(100, shared="team"):  # the same team, in another process
+                with pytest.raises(BudgetExceededError, match="shared budget 'team'") as info:
+                    await other.budget(None, shared="agent-2").areserve(41)
+            assert info.value.remaining == 40 and team.reserved == 0
+            await other.coordinator.aclose()
+        assert await team.totals() == (60, 0) and await agent.totals() == (60, 0)
+        crashed = broker.budget(100, shared="crash", hold_ttl=0.05)
+        await crashed.areserve(100)  # never settled: its process "crashed"
+        while (await crashed.totals())[1]:  # noqa: ASYNC110 (the server's clock expires it)
+            await anyio.sleep(0.02)
+        fresh = AsyncBroker(KEY, network="hardhat", coordinator=broker.coordinator)
+        await (await fresh.budget(100, shared="crash").areserve(100)).asettle(0)
+    await broker.coordinator.aclose()
+
+
+async def test_shared_budget_needs_a_sharing_coordinator_and_redis(redis_url: str) -> None:
+    """No store: ConfigError at once. Redis down: CoordinatorError, nothing held in the process."""
+    with pytest.raises(ConfigError, match="shared budget"):
+        AsyncBroker(KEY, network="hardhat").budget(10, shared="x")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    broker, budget = _shared_budget(f"redis://127.0.0.1:{port}/0", "down", 10, timeout=1.0)
+    with anyio.fail_after(HANG_BOUND):
+        with pytest.raises(CoordinatorError, match="shared budget"):
+            await budget.areserve(5)
+    assert budget.reserved == 0 and budget.spent == 0
+    await broker.coordinator.aclose()
