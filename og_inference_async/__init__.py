@@ -33,7 +33,7 @@ if _typing.TYPE_CHECKING:
     from ._apikeys import ApiKey
     from ._broker import AsyncBroker
     from ._chain import reset_nonce_allocators
-    from ._observe import BrokerStats, Hooks
+    from ._observe import BrokerStats, Hooks, combine_hooks
     from .coordination import Coordinator, InProcessCoordinator
     from .inference import ApiKeyRegistry, InMemoryApiKeyRegistry
     from .inference._stream import ChatStream
@@ -102,6 +102,7 @@ _LAZY: dict[str, str] = {
     "FeeBreakdown": ".types.inference",
     "GeneratedImage": ".types.inference",
     "Hooks": "._observe",
+    "combine_hooks": "._observe",
     "ImageResult": ".types.inference",
     "InMemoryApiKeyRegistry": ".inference",
     "InProcessCoordinator": ".coordination",
@@ -291,6 +292,7 @@ __all__ = [
     "WEI_PER_OG",
     "ZeroAddressNotAllowedError",
     "ZeroAmountNotAllowedError",
+    "combine_hooks",
     "format_og",
     "get_network",
     "og",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .types.funding import TopUpEvent
     from .types.inference import VerificationHandle
 
-__all__ = ["BrokerStats", "Hooks", "Observer"]
+__all__ = ["BrokerStats", "Hooks", "Observer", "combine_hooks"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class Hooks:
             ``{"kind": "receipt", "tx_hash", "elapsed", "polls"}`` for a transaction's receipt,
             ``{"kind": "settlement", "provider", "elapsed", "polls"}`` in ``wait_settled``
             (``elapsed`` in seconds).
+        on_billed: after a request's fee was counted locally (what ``local_fees`` adds up):
+            ``{"provider", "fee_wei"}``; an async job fetched twice is billed once.
 
     Raises:
         ConfigError: a hook that is not callable.
@@ -63,12 +65,46 @@ class Hooks:
     on_transaction: Hook | None = None
     on_top_up: Hook | None = None
     on_progress: Hook | None = None
+    on_billed: Hook | None = None
 
     def __post_init__(self) -> None:
-        for name in ("on_request", "on_response", "on_transaction", "on_top_up", "on_progress"):
+        for name in HOOK_NAMES:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(f"{name} must be callable, got {shown(value)}")
+
+
+#: The event names of :class:`Hooks`, in declaration order.
+HOOK_NAMES = ("on_request", "on_response", "on_transaction", "on_top_up", "on_progress", "on_billed")
+
+
+def combine_hooks(*hooks: Hooks | None) -> Hooks:
+    """One :class:`Hooks` running every given set's callback of each event, in the order given.
+
+    A callback that raises is logged at WARNING and the others still run (as for a single hook).
+
+    Args:
+        *hooks: the sets to combine (``None`` entries are skipped).
+    """
+    sets = [h for h in hooks if h is not None]
+    fields: dict[str, Hook | None] = {}
+    for name in HOOK_NAMES:
+        chain = [fn for fn in (getattr(h, name) for h in sets) if fn is not None]
+        fields[name] = chain[0] if len(chain) == 1 else _chained(chain) if chain else None
+    return Hooks(**fields)
+
+
+def _chained(chain: list[Hook]) -> Hook:
+    """A hook calling each of ``chain`` in turn, each failure logged and isolated."""
+
+    def run(event: dict[str, Any]) -> None:
+        for fn in chain:
+            try:
+                fn(event)
+            except Exception:
+                log.warning("an event hook raised; ignored", exc_info=True)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -171,6 +207,11 @@ class Observer:
                     "fee_source": event.fee_source,
                 },
             )
+
+    def billed(self, provider: str, fee: int) -> None:
+        """A request's fee (wei) was counted locally for ``provider``."""
+        if self.hooks.on_billed is not None:
+            self.call(self.hooks.on_billed, {"provider": provider, "fee_wei": fee})
 
     @property
     def watching_progress(self) -> bool:

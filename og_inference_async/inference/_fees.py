@@ -121,13 +121,21 @@ class LocalFeeBook:
     Args:
         clock: a monotonic clock in seconds (tests pass their own).
         max_keys: how many billed identities are remembered.
+        on_add: called with ``(provider, fee)`` for each fee counted (the broker's ``on_billed`` event).
     """
 
     #: Seconds of history kept for :meth:`rate`.
     RATE_HORIZON = 600
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, *, max_keys: int = 10_000) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_keys: int = 10_000,
+        on_add: Callable[[str, int], None] | None = None,
+    ) -> None:
         self._clock = clock
+        self._on_add = on_add
         self._fees: dict[str, int] = {}
         self._counts: dict[str, int] = {}
         self._recent: dict[str, deque[list[int]]] = {}
@@ -176,6 +184,8 @@ class LocalFeeBook:
             buckets.append([second, fee])
         while buckets and buckets[0][0] <= second - self.RATE_HORIZON:
             buckets.popleft()
+        if self._on_add is not None:
+            self._on_add(provider, fee)
 
     def total(self, provider: str) -> int:
         """Fees recorded for ``provider``."""

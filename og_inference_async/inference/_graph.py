@@ -5,7 +5,7 @@ group) and calls :meth:`InferenceServices.build`; unit tests call it with fakes.
 receives its collaborators in its constructor and nothing else::
 
     ServiceDirectory(contracts)                              services, cached
-    LocalFeeBook()                                           fees counted locally
+    LocalFeeBook(observer.billed)                            fees counted locally
     VerificationService(transport, directory, policies, fees, background)
     AccountKeeper(contracts, wallet, ledger, auth, directory)
       OnboardingService(contracts, keeper) · SettlementService(contracts, keeper)
@@ -96,7 +96,7 @@ class InferenceServices:
             budgets: the broker's spend budgets (default: a new book).
         """
         directory = directory or ServiceDirectory(contracts)
-        fees = LocalFeeBook()
+        fees = LocalFeeBook(on_add=observer.billed if observer is not None else None)
         verification = VerificationService(transport, directory, policies, fees, background)
         keeper = AccountKeeper(contracts, wallet, ledger, auth, directory)
         funding = AutoFundingService(contracts, keeper, transport, fees, background, observer)
