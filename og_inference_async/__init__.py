@@ -102,7 +102,6 @@ _LAZY: dict[str, str] = {
     "FeeBreakdown": ".types.inference",
     "GeneratedImage": ".types.inference",
     "Hooks": "._observe",
-    "combine_hooks": "._observe",
     "ImageResult": ".types.inference",
     "InMemoryApiKeyRegistry": ".inference",
     "InProcessCoordinator": ".coordination",
@@ -137,6 +136,7 @@ _LAZY: dict[str, str] = {
     "VerificationResult": ".types.inference",
     "VerificationStatus": ".types.inference",
     "VerificationStep": ".types.inference",
+    "combine_hooks": "._observe",
     "reset_nonce_allocators": "._chain",
 }
 

@@ -88,7 +88,7 @@ def test_progress_events_and_a_failing_hook(caplog: pytest.LogCaptureFixture) ->
     assert sum("an event hook raised" in r.getMessage() for r in caplog.records) == 2
 
 
-@pytest.mark.parametrize("name", ["on_top_up", "on_progress"])
+@pytest.mark.parametrize("name", ["on_top_up", "on_progress", "on_billed"])
 def test_new_hooks_must_be_callable(name: str) -> None:
     """A hook that is not callable is a ConfigError."""
     with pytest.raises(ConfigError, match=name):
