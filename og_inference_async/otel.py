@@ -43,7 +43,7 @@ import anyio
 from opentelemetry import metrics, trace
 
 from ._exceptions import ConfigError
-from ._observe import Hooks
+from ._observe import HOOK_NAMES, Hooks
 from ._validate import shown
 
 __all__ = ["REQUEST_SPAN", "TRANSACTION_SPAN", "otel_hooks"]
@@ -111,14 +111,8 @@ class _Telemetry:
         self._max_open = max_open_spans
 
     def hooks(self) -> Hooks:
-        """The hooks feeding this telemetry."""
-        return Hooks(
-            on_request=self.on_request,
-            on_response=self.on_response,
-            on_transaction=self.on_transaction,
-            on_top_up=self.on_top_up,
-            on_billed=self.on_billed,
-        )
+        """The hooks feeding this telemetry (every event it has a method for)."""
+        return Hooks(**{name: getattr(self, name) for name in HOOK_NAMES if hasattr(self, name)})
 
     def on_request(self, event: dict[str, Any]) -> None:
         """Open the attempt's span (ending one its task left open)."""
