@@ -35,30 +35,28 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
-from eth_account import Account as _EthAccount
-from eth_account.signers.local import LocalAccount
 
-from ._chain import ChainReader, RpcClient, TxSender
-from ._chain._fallback import display_url
 from ._config import Network, RetryPolicy, SessionPolicy, TxPolicy, checksum, get_network
 from ._exceptions import BrokerStateError, ConfigError, NetworkMismatchError, RPCError
-from ._http import make_http_client, rpc_poster
 from ._observe import BrokerStats, Hooks, Observer
 from ._retry import RequestRetryPolicy
 from ._runtime import Background, Wallet
-from ._transport import ProviderTransport
 from ._units import Amount
 from .coordination import Coordinator, InProcessCoordinator
-from .inference import InferenceAPI, InferenceServices, RequestPolicies
-from .inference.auth import ApiKeyRegistry, AuthManager
+from .inference._common import RequestPolicies
 from .inference.budgets import DEFAULT_HOLD_TTL, DEFAULT_MAX_TOKENS, Budget, BudgetBook
-from .ledger import LedgerAPI
-from .transactions import TransactionsAPI
-from .types import RpcEndpointHealth
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the chain and HTTP layers load in open(): constructing a broker stays light
     import httpx
+    from eth_account.signers.local import LocalAccount
     from web3 import AsyncWeb3
+
+    from ._chain import ChainReader, RpcClient, TxSender
+    from .inference import InferenceAPI, InferenceServices
+    from .inference.auth import ApiKeyRegistry
+    from .ledger import LedgerAPI
+    from .transactions import TransactionsAPI
+    from .types import RpcEndpointHealth
 
 __all__ = ["AsyncBroker"]
 
@@ -77,12 +75,16 @@ class _State(enum.Enum):
 def _load_account(private_key: str | LocalAccount | None) -> LocalAccount | None:
     if private_key is None:
         return None
+    # eth-account loads only for a wallet: deriving the address checks the key at construction
+    from eth_account import Account
+    from eth_account.signers.local import LocalAccount
+
     if isinstance(private_key, LocalAccount):
         return private_key
     if not isinstance(private_key, str):
         raise ConfigError("private_key must be a hex string or an eth_account LocalAccount")
     try:
-        acct: LocalAccount = _EthAccount.from_key(private_key)
+        acct: LocalAccount = Account.from_key(private_key)
     except Exception:  # eth-account boundary; never echo the key
         raise ConfigError("private_key is not a valid secp256k1 private key") from None
     return acct
@@ -329,6 +331,9 @@ class AsyncBroker:
         if self._state is not _State.UNOPENED:
             raise BrokerStateError(f"broker is {self._state.value}; a broker opens once")
         self._state = _State.OPENED
+        from ._chain import ChainReader, RpcClient, TxSender
+        from ._http import make_http_client, rpc_poster
+
         stack = AsyncExitStack()
         try:
             if self._borrowed_http is not None:
@@ -374,6 +379,8 @@ class AsyncBroker:
 
     async def _check_chain_ids(self, rpc: RpcClient) -> int:
         """The chain id every endpoint serves, checked against the network's."""
+        from ._chain._fallback import display_url
+
         expected = self.network.chain_id
         if rpc.endpoints is None:
             actual = await rpc.chain_id()
@@ -441,6 +448,11 @@ class AsyncBroker:
         self, http: httpx.AsyncClient, contracts: ChainReader, sender: TxSender | None, group: TaskGroup
     ) -> _Graph:
         """Build the object graph of the open broker, once: each part gets what it needs."""
+        from ._transport import ProviderTransport
+        from .inference import InferenceServices
+        from .inference.auth import AuthManager
+        from .ledger import LedgerAPI
+
         wallet = Wallet(self._account, sender, self.coordinator)
         registry = self._api_key_registry or self.coordinator.api_key_registry()
         auth = AuthManager(contracts, wallet, registry=registry, policy=self.session_policy)
@@ -587,6 +599,8 @@ class AsyncBroker:
     @cached_property
     def transactions(self) -> TransactionsAPI:
         """Transactions this wallet signed: in doubt, recent, and their resolution."""
+        from .transactions import TransactionsAPI
+
         return TransactionsAPI(lambda: self._sender)
 
     def budget(
@@ -642,4 +656,6 @@ class AsyncBroker:
 
         Its policies (``verification``, ``retry_policy``) can be set before the broker opens.
         """
+        from .inference import InferenceAPI
+
         return InferenceAPI(self._inference_services, self._policies, state=self._inference_state)

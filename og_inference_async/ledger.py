@@ -35,7 +35,7 @@ from ._exceptions import (
 from ._runtime import Wallet
 from ._units import Amount, format_og, to_wei
 from ._validate import shown
-from .inference import _Delegate
+from .inference._facade import _Delegate
 from .inference.settlement import SettlementService
 from .types import Account, Ledger, ProviderBalance, TxReceipt
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from .._exceptions import ConfigError, ResponseVerificationError, VerificationError
 from .._redact import redact
-from .._tokens import recover_personal_signer
 from .._validate import check_bool, check_callable, check_int, check_seconds, shown
 from ..types import Service
 from ..types.inference import (
@@ -247,6 +246,8 @@ def check_signature(
             reason="the contract owner has not acknowledged this service's TEE signer",
             **base,
         )
+    from .._tokens import recover_personal_signer  # eth-account: not loaded by AsyncBroker(...)
+
     try:
         signer = recover_personal_signer(text, signature)
     except VerificationError as exc:

@@ -60,17 +60,69 @@ def test_units_errors_and_networks_work_without_the_heavy_dependencies() -> None
 
 
 def test_async_broker_and_the_models_resolve_on_first_access() -> None:
-    """Touching ``AsyncBroker`` imports it (and what it needs); a model name loads pydantic only."""
+    """Touching ``AsyncBroker`` imports it, not the chain and HTTP layers; a model name loads pydantic."""
     broker = _loaded_after(
         "import og_inference_async as o\n"
         "from og_inference_async import AsyncBroker\n"
         "out = [AsyncBroker.__name__, o.AsyncBroker is AsyncBroker, 'AsyncBroker' in vars(o)]"
     )
     assert broker["out"] == ["AsyncBroker", True, True]
-    assert {"web3", "httpx"} <= set(broker["heavy"])
+    assert not {"web3", "httpx", "aiohttp"} & set(broker["heavy"])
     model = _loaded_after("import og_inference_async as o\nout = o.Ledger.__name__")
     assert model["out"] == "Ledger"
     assert "web3" not in model["heavy"] and "httpx" not in model["heavy"]
+
+
+CHAIN_AND_HTTP = {"web3", "httpx", "aiohttp"}
+KEY = "0x" + "11" * 32
+
+
+def test_constructing_a_broker_loads_neither_web3_nor_httpx_nor_aiohttp() -> None:
+    """``AsyncBroker(...)`` checks its arguments (and loads a key) without the chain and HTTP layers."""
+    read_only = _loaded_after(
+        "import og_inference_async as o\n"
+        "b = o.AsyncBroker(network='testnet')\n"
+        "out = [b.state, b.is_read_only]"
+    )
+    assert read_only["out"] == ["unopened", True]
+    assert not (CHAIN_AND_HTTP | {"eth_account"}) & set(read_only["heavy"])  # no key, no signing
+    wallet = _loaded_after(
+        f"import og_inference_async as o\nb = o.AsyncBroker({KEY!r}, network='testnet')\nout = b.address"
+    )
+    assert isinstance(wallet["out"], str) and wallet["out"].startswith("0x")
+    assert not CHAIN_AND_HTTP & set(wallet["heavy"])
+    assert "eth_account" in wallet["heavy"]  # deriving the address is what a key needs
+
+
+def test_opening_a_broker_loads_the_chain_and_http_layers() -> None:
+    """``open()`` imports web3, httpx and aiohttp (here against an unreachable RPC: it fails typed)."""
+    loaded = _loaded_after(
+        "import anyio, og_inference_async as o\n"
+        "b = o.AsyncBroker(network='testnet', rpc_url='http://127.0.0.1:9',"
+        " retry=o.RetryPolicy(attempts=1))\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await b.open()\n"
+        "    except o.OGError as exc:\n"
+        "        return type(exc).__name__\n"
+        "    finally:\n"
+        "        await b.aclose()\n"
+        "out = anyio.run(main)"
+    )
+    assert loaded["out"] == "RPCError"
+    assert CHAIN_AND_HTTP <= set(loaded["heavy"])
+
+
+def test_the_chain_and_inference_packages_export_their_names_lazily() -> None:
+    """``_chain`` and ``inference`` serve each name of their tables from its submodule."""
+    from importlib import import_module
+
+    for package in ("og_inference_async._chain", "og_inference_async.inference"):
+        module = import_module(package)
+        for name, submodule in module._LAZY.items():
+            assert getattr(module, name) is getattr(import_module(submodule, package), name), name
+            assert name in dir(module)
+        assert not hasattr(module, "NoSuchThing")
 
 
 def test_unknown_names_raise_attribute_error() -> None:
