@@ -84,8 +84,10 @@ async def _budget(broker: AsyncBroker, count: int, limit: int) -> dict[str, Any]
 
 async def main(argv: list[str]) -> None:
     mode, rpc_url, redis_url, namespace, arg = argv
-    policy = TxPolicy(receipt_timeout=30.0, receipt_poll_interval=0.02, gap_heal_after=1.0)
-    async with RedisCoordinator(redis_url, namespace=namespace) as shared:
+    # A nonce another worker took and never sent is filled once its lease (5 s) runs out, well inside the
+    # receipt bound, so a transaction held behind such a gap is never cancelled for it.
+    policy = TxPolicy(receipt_timeout=90.0, receipt_poll_interval=0.02, gap_heal_after=1.0)
+    async with RedisCoordinator(redis_url, namespace=namespace, nonce_lease=5.0) as shared:
         broker = AsyncBroker(
             os.environ["OG_WORKER_KEY"],
             network="hardhat",
