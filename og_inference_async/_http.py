@@ -270,6 +270,25 @@ class HttpReply:
             ) from None
 
 
+async def _open(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    content: bytes | None,
+    timeout: float | None,
+) -> httpx.Response:
+    """Build and send one request, returning the response with its body not yet read."""
+    request = client.build_request(
+        method,
+        _url(url),
+        headers=headers,
+        content=content,
+        timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+    )
+    return await client.send(request, stream=True)
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -294,14 +313,7 @@ async def send(
         ProviderResponseError: the body is longer than ``max_bytes``.
     """
     with map_transport_errors(provider=provider, what=what):
-        request = client.build_request(
-            method,
-            _url(url),
-            headers=headers,
-            content=content,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
-        response = await client.send(request, stream=True)
+        response = await _open(client, method, url, headers, content, timeout)
         try:
             raw = await _read_raw(response, max_bytes, provider=provider, what=what)
         finally:
@@ -428,14 +440,7 @@ async def start_stream(
         TransportFailure: the request failed before the headers arrived.
     """
     with map_transport_errors(provider=provider, what=what):
-        request = client.build_request(
-            method,
-            _url(url),
-            headers=headers,
-            content=content,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
-        response = await client.send(request, stream=True)
+        response = await _open(client, method, url, headers, content, timeout)
     return HttpStream(response, provider=provider, what=what)
 
 
