@@ -49,6 +49,13 @@ async def _kill(proxy: RpcFaultProxy) -> None:
     await proxy.aclose()
 
 
+def _ranking(broker: AsyncBroker) -> list[int]:
+    """The endpoints in the order the broker would try them now (its own ranking, read without I/O)."""
+    rpc = broker._rpc  # noqa: SLF001 (the test needs the live ranking, not a rounded snapshot of it)
+    assert rpc is not None and rpc.endpoints is not None
+    return rpc.endpoints.health.ranked()
+
+
 async def _nonce(dn: Devnet, address: str) -> int:
     return int(await dn.rpc("eth_getTransactionCount", [address, "latest"]), 16)
 
@@ -90,14 +97,11 @@ async def test_reads_and_deposits_survive_a_killed_and_a_rate_limiting_endpoint(
                     await chaos_done.wait()
 
         async def chaos() -> None:
-            await _wait_for(lambda: len(deposits) >= 3)
-            health = broker.rpc_health()
-            requests = [h.requests for h in health]
-            roles["killed"] = killed = requests.index(max(requests))  # the one serving the reads
-            # the survivor the reads fail over to first: best score bucket, then the earlier URL
-            survivors = [i for i in range(3) if i != killed]
-            roles["limited"] = limited = min(survivors, key=lambda i: (-round(health[i].score / 0.1), i))
-            roles["spare"] = 3 - killed - limited
+            # wait until every reader and the depositor are parked: nothing in flight, so the ranking
+            # read here is the order the next requests will follow
+            await _wait_for(lambda: len(deposits) >= 3 and reads["ok"] >= 90)
+            killed, limited, spare = _ranking(broker)  # the one serving the reads, then its successors
+            roles.update(killed=killed, limited=limited, spare=spare)
             proxies[limited].json_rate_limit_fraction = 0.5
             proxies[limited].rate_limit_rate = 1.0  # every request refused: half HTTP 429, half -32005
             await _kill(proxies[killed])
@@ -127,8 +131,7 @@ async def test_a_send_in_doubt_on_a_dead_endpoint_is_found_by_hash_not_resent(de
     transaction by hash through another endpoint and never sends it through one."""
     async with _endpoints(devnet) as proxies, _broker(devnet, 15, proxies) as broker:
         await broker.ledger.add_ledger(og("3"))
-        health = broker.rpc_health()
-        pin = min(range(3), key=lambda i: (-round(health[i].score / 0.1), i))  # where the send goes first
+        pin = _ranking(broker)[0]  # where the send goes first
         others = [i for i in range(3) if i != pin]
         proxies[pin].methods = {"eth_sendRawTransaction"}
         proxies[pin].forward_then_drop_rate = 1.0
@@ -162,8 +165,7 @@ async def test_a_send_refused_by_a_rate_limited_pin_moves_after_a_lookup(devnet:
         address = broker.address
         assert address is not None
         before = await _nonce(devnet, address)
-        health = broker.rpc_health()
-        pin = min(range(3), key=lambda i: (-round(health[i].score / 0.1), i))  # where the send goes first
+        pin = _ranking(broker)[0]  # where the send goes first
         others = [i for i in range(3) if i != pin]
         proxies[pin].methods = {"eth_sendRawTransaction"}
         proxies[pin].rate_limit_rate = 1.0
