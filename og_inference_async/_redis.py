@@ -11,6 +11,11 @@ also run on a Redis Cluster). Each step is one Lua script, atomic on the server:
   crashes between taking a nonce and sending it leaves a gap; once the lease ran out,
   :data:`_CLAIM` gives that nonce to a worker whose transaction waits behind the gap, which fills
   it with a 0-value self-transfer (the in-process gap healing).
+* ``free`` holds nonces given back (their transaction definitely not held by the node):
+  :data:`_GIVE_BACK` moves a nonce from ``taken`` to ``free`` only while it is still leased
+  there (so one claimed meanwhile is never handed out twice); :data:`_TAKE` hands the lowest free
+  nonce out before a fresh one, and :data:`_CLAIM` gives free ones to a waiting worker too. A
+  reseed drops free nonces below the node's ``pending`` count (spent elsewhere).
 * API key ids (:class:`RedisApiKeyRegistry`) are a set per (user, provider, generation); a claim
   is one ``SADD`` (:data:`_CLAIM_ID`), so two processes never issue one id.
 * Shared budgets (:class:`RedisBudgetStore`) are three keys per budget: a hash of ``spent`` and
@@ -57,21 +62,40 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS next, gen, taken; ARGV lease_ms, keep. -> {nonce or -1, gen}
+#: KEYS next, gen, taken, free; ARGV lease_ms, keep. -> {nonce or -1, gen}
 _TAKE = (
     _NOW_MS
     + """
-local n = redis.call('GET', KEYS[1])
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
-if not n then return {-1, gen} end
-redis.call('INCR', KEYS[1])
+local n
+local free = redis.call('ZRANGE', KEYS[4], 0, 0)
+if #free > 0 then
+  n = free[1]
+  redis.call('ZREM', KEYS[4], n)
+else
+  n = redis.call('GET', KEYS[1])
+  if not n then return {-1, gen} end
+  redis.call('INCR', KEYS[1])
+end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), n)
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[2]) - 1)
 return {tonumber(n), gen}
 """
 )
 
-#: KEYS next, gen; ARGV pending, reseed ('1' or '0'). -> gen
+#: KEYS taken, free; ARGV nonces. -> how many went back (a nonce no longer leased, e.g. claimed, does not)
+_GIVE_BACK = """
+local back = 0
+for i = 1, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[i]), ARGV[i])
+    back = back + 1
+  end
+end
+return back
+"""
+
+#: KEYS next, gen, free; ARGV pending, reseed ('1' or '0'). -> gen
 _SEED = """
 local cur = redis.call('GET', KEYS[1])
 local pending = tonumber(ARGV[1])
@@ -79,12 +103,14 @@ if not cur then
   redis.call('SET', KEYS[1], pending)
 elseif ARGV[2] == '1' then
   if pending > tonumber(cur) then redis.call('SET', KEYS[1], pending) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. pending)
   redis.call('INCR', KEYS[2])
 end
 return tonumber(redis.call('GET', KEYS[2]) or '0')
 """
 
-#: KEYS taken; ARGV nonce, floor. -> expired nonces in [floor, nonce) (removed); spent ones pruned.
+#: KEYS taken, free; ARGV nonce, floor. -> nonces in [floor, nonce) given back or whose lease ran out
+#: (removed: claimed once); entries below floor are pruned.
 _CLAIM = (
     _NOW_MS
     + """
@@ -100,6 +126,11 @@ for i = 1, #items, 2 do
     redis.call('ZREM', KEYS[1], items[i])
     table.insert(out, v)
   end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. floor)
+for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], floor, '(' .. top)) do
+  redis.call('ZREM', KEYS[2], v)
+  table.insert(out, tonumber(v))
 end
 return out
 """
@@ -380,11 +411,12 @@ class _RedisNonceCounter:
 
     def __init__(self, owner: RedisCoordinator, prefix: str) -> None:
         self._owner = owner
-        self._keys = [f"{prefix}:next", f"{prefix}:gen", f"{prefix}:taken"]
+        self._keys = [f"{prefix}:next", f"{prefix}:gen", f"{prefix}:taken", f"{prefix}:free"]
         self._seeds: dict[object, SingleFlight[str, None]] = {}
 
     async def take(self, read_pending: Callable[[], Awaitable[int]]) -> tuple[int, int]:
-        """``(nonce, generation)``, seeding the counter from ``read_pending`` first when it has none."""
+        """``(nonce, generation)``: a given-back nonce first, else the next one (the counter is
+        seeded from ``read_pending`` first when it has none)."""
         lease_ms = int(self._owner.nonce_lease * 1000)
         while True:
             with anyio.CancelScope(shield=True):  # a nonce taken in Redis is never dropped on the floor
@@ -398,21 +430,27 @@ class _RedisNonceCounter:
 
     async def _seed(self, read_pending: Callable[[], Awaitable[int]]) -> None:
         """Set the counter to the node's ``pending`` count unless another process did (once per loop)."""
-        await self._owner._script("seed the nonce counter", _SEED, self._keys[:2], [await read_pending(), 0])
+        keys = [self._keys[0], self._keys[1], self._keys[3]]
+        await self._owner._script("seed the nonce counter", _SEED, keys, [await read_pending(), 0])
+
+    async def give_back(self, nonces: list[int]) -> None:
+        """Return nonces this process took and will not send (each only while still leased to it)."""
+        await self._owner._script("give nonces back", _GIVE_BACK, self._keys[2:], list(nonces))
 
     async def reseed(self, pending: int) -> int:
-        """``next = max(pending, next)`` and a new generation (returned)."""
-        return int(await self._owner._script("reseed the nonce counter", _SEED, self._keys[:2], [pending, 1]))
+        """``next = max(pending, next)``, given-back nonces below ``pending`` dropped, a new generation."""
+        keys = [self._keys[0], self._keys[1], self._keys[3]]
+        return int(await self._owner._script("reseed the nonce counter", _SEED, keys, [pending, 1]))
 
     async def generation(self) -> int:
-        """The current generation (the fencing token)."""
+        """The current generation (it changes on every reseed)."""
         gen = await self._owner._call(
             "read the nonce generation", lambda: self._owner._client.get(self._keys[1])
         )
         return int(gen or 0)
 
     async def claim_expired(self, nonce: int, floor: int) -> list[int]:
-        """Nonces in ``[floor, nonce)`` whose taker's lease ran out."""
+        """Nonces in ``[floor, nonce)`` given back or whose taker's lease ran out."""
         found = await self._owner._script("claim nonce gaps", _CLAIM, self._keys[2:], [nonce, floor])
         return sorted(int(n) for n in found)
 

@@ -184,12 +184,15 @@ class Devnet:
         anvil consumes the id: a snapshot can be reverted to once. Take a new snapshot after
         reverting if you need to go back again. Account nonces go back too, so the SDK's
         nonce counters for this chain are told to reseed from the node
-        (:func:`og_inference_async.reset_nonce_allocators`).
+        (:func:`og_inference_async.reset_nonce_allocators`). anvil keeps its transaction pool
+        across a revert; the pool is emptied (``anvil_dropAllTransactions``), so a transaction
+        left queued behind a nonce gap cannot execute in a later test at a nonce reused there.
 
         Raises:
             DevnetError: the id is unknown or was already used.
         """
         reverted = await self.rpc("evm_revert", [snapshot_id])
+        await self.rpc("anvil_dropAllTransactions", [])
         reset_nonce_allocators(self.chain_id)
         if not reverted:
             raise DevnetError(f"cannot revert to snapshot {snapshot_id}: unknown or already used")

@@ -48,6 +48,7 @@ A test of your own::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,8 @@ __all__ = [
     "og_devnet_snapshot",
     "og_providers",
 ]
+
+log = logging.getLogger("og_inference_devnet")
 
 #: ``await og_broker_factory(account=None, **options)``: an open broker on the devnet.
 BrokerFactory = Callable[..., Awaitable["AsyncBroker"]]
@@ -92,7 +95,7 @@ async def og_devnet(og_devnet_options: dict[str, Any]) -> AsyncIterator[Devnet]:
 
 
 @pytest.fixture
-async def og_devnet_snapshot(og_devnet: Devnet) -> AsyncIterator[Devnet]:
+async def og_devnet_snapshot(og_devnet: Devnet, request: pytest.FixtureRequest) -> AsyncIterator[Devnet]:
     """The session devnet, returned to its state before the test when the test ends.
 
     anvil consumes a snapshot id when reverting, so every test takes its own snapshot.
@@ -101,6 +104,12 @@ async def og_devnet_snapshot(og_devnet: Devnet) -> AsyncIterator[Devnet]:
     try:
         yield og_devnet
     finally:
+        pool = await og_devnet.rpc("txpool_status", [])
+        left = sum(int(pool.get(k, "0x0"), 16) for k in ("pending", "queued"))
+        if left:
+            log.warning(
+                "%s left %d transaction(s) in the pool; the revert drops them", request.node.nodeid, left
+            )
         await og_devnet.revert(snapshot_id)
 
 

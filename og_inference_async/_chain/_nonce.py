@@ -104,6 +104,9 @@ class NonceAllocator:
         address: the account.
     """
 
+    #: whether nonces come from a counter other processes share (given-back ones must be flushed to it)
+    shared = False
+
     def __init__(self, chain_id: int, address: str) -> None:
         self.chain_id = chain_id
         self.address = address
@@ -180,6 +183,9 @@ class NonceAllocator:
         """Nonces in ``[floor, nonce)`` nobody will send any more (to be filled); here the given-back ones."""
         return self.claim_returned_below(nonce, floor)
 
+    async def flush(self) -> None:
+        """Hand given-back nonces to where other processes can use them (nothing to do in process)."""
+
     def resync(self) -> None:
         """Forget the counter; the next allocation reseeds from the node."""
         log.debug("nonce counter forgotten; the next nonce is read from the node again")
@@ -235,7 +241,12 @@ class SharedNonceCounter(Protocol):
     """
 
     async def take(self, read_pending: Callable[[], Awaitable[int]]) -> tuple[int, int]:
-        """``(nonce, generation)``: the next nonce, seeding the counter from the node when it has none."""
+        """``(nonce, generation)``: the lowest given-back nonce, else the next one (seeding the
+        counter from the node when it has none)."""
+        ...
+
+    async def give_back(self, nonces: list[int]) -> None:
+        """Make nonces this process took and will not send available to every process again."""
         ...
 
     async def reseed(self, pending: int) -> int:
@@ -243,22 +254,23 @@ class SharedNonceCounter(Protocol):
         ...
 
     async def generation(self) -> int:
-        """The current generation (the fencing token)."""
+        """The current generation (it changes on every reseed)."""
         ...
 
     async def claim_expired(self, nonce: int, floor: int) -> list[int]:
-        """Nonces in ``[floor, nonce)`` taken by a worker whose lease on them ran out (it crashed)."""
+        """Nonces in ``[floor, nonce)`` nobody will send: given back, or taken by a worker whose
+        lease on them ran out (it crashed). Each is claimed by one caller only."""
         ...
 
 
 class SharedNonceAllocator(NonceAllocator):
     """A :class:`NonceAllocator` whose counter is shared by every process using one wallet.
 
-    Fresh nonces come from ``counter`` (one atomic step there, nothing local held across the
-    await). Nonces this process gives back stay here, are used first and fill gaps as in the
-    in-process allocator. The counter's generation is a fencing token: it changes on every
-    reseed, and the nonces set aside under an older generation are dropped, not used (they may
-    be spent).
+    Every nonce comes from ``counter`` (one atomic step there, nothing local held across the
+    await). A nonce given back (its transaction definitely not held by the node) goes back to
+    the counter, never stays here: the next take by any process uses it first, or a process
+    whose transaction waits behind it fills it. So no process keeps a gap to itself, and no
+    nonce is handed to two processes.
 
     Args:
         chain_id: the chain.
@@ -266,42 +278,35 @@ class SharedNonceAllocator(NonceAllocator):
         counter: the shared counter.
     """
 
+    shared = True
+
     def __init__(self, chain_id: int, address: str, counter: SharedNonceCounter) -> None:
         super().__init__(chain_id, address)
         self._counter = counter
         self._stale = False
+        self._outbox: list[int] = []
         self.generation: int | None = None
 
     def __repr__(self) -> str:
         return f"SharedNonceAllocator(chain_id={self.chain_id}, address={self.address})"
 
     def try_take(self) -> int | None:
-        """A nonce this process gave back, or ``None`` (fresh ones need the shared counter)."""
-        with self._lock:
-            if not self._returned:
-                return None
-            nonce = min(self._returned)
-            self._returned.discard(nonce)
-            self.allocated += 1
-            return nonce
+        """Always ``None``: every nonce comes from the shared counter."""
+        return None
 
     async def seed(self, read_pending: Callable[[], Awaitable[int]]) -> None:
         """Nothing to seed locally: the shared counter seeds itself on first use."""
 
     async def allocate(self, read_pending: Callable[[], Awaitable[int]]) -> int:
-        """A given-back nonce, else the next one of the shared counter (reseeded first after a resync).
+        """The shared counter's lowest given-back nonce, else its next one (reseeded first after a
+        resync).
 
         Raises:
             CoordinatorError: the counter cannot be reached; nothing was signed.
         """
+        await self.flush()
         with self._lock:
             stale, self._stale = self._stale, False
-            returned = bool(self._returned)
-        if returned and not stale:
-            self._adopt(await self._counter.generation())  # a reseed elsewhere voids them
-            nonce = self.try_take()
-            if nonce is not None:
-                return nonce
         if stale:
             try:
                 generation = await self._counter.reseed(await read_pending())
@@ -310,40 +315,53 @@ class SharedNonceAllocator(NonceAllocator):
                     self._stale = True
                 raise
             log.debug("shared nonce counter reseeded from the node; generation %d", generation)
-            self._adopt(generation)
-        nonce, generation = await self._counter.take(read_pending)
-        self._adopt(generation)
+            self.generation = generation
+        nonce, self.generation = await self._counter.take(read_pending)
         with self._lock:
             self.allocated += 1
         return nonce
 
-    def _adopt(self, generation: int) -> None:
-        with self._lock:
-            if self.generation is not None and generation != self.generation:
-                self._returned.clear()
-            self.generation = generation
-
     def release(self, nonce: int) -> None:
-        """Keep ``nonce`` to be used next by this process (or to fill a gap)."""
+        """Queue ``nonce`` to go back to the shared counter (on the next :meth:`flush`)."""
         with self._lock:
-            self._returned.add(nonce)
+            self._outbox.append(nonce)
+
+    async def flush(self) -> None:
+        """Give the queued nonces back to the shared counter (best effort, finished even when cancelled).
+
+        One attempt only: a nonce whose give-back failed stays leased to this process until the
+        lease runs out, then a waiting process claims it. Trying again could hand out a nonce that
+        was given back and taken by another process meanwhile.
+        """
+        with self._lock:
+            nonces, self._outbox = self._outbox, []
+        if not nonces:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._counter.give_back(nonces)
+            except Exception as exc:  # the counter is unreachable: the leases free them later
+                log.warning(
+                    "could not give nonces %s back to the shared counter (%s); their leases free them",
+                    nonces,
+                    type(exc).__name__,
+                )
 
     async def claim_gaps(self, nonce: int, floor: int) -> list[int]:
-        """Given-back nonces below ``nonce``, and those whose taker's lease ran out (best effort)."""
-        own = self.claim_returned_below(nonce, floor)
+        """Nonces in ``[floor, nonce)`` nobody will send (given back, or their lease ran out); best effort."""
+        await self.flush()
         try:
-            expired = await self._counter.claim_expired(nonce, floor)
-        except Exception:  # the counter is unreachable: fill what is known locally
-            return own
+            claimed = await self._counter.claim_expired(nonce, floor)
+        except Exception:  # the counter is unreachable: nothing to claim now
+            return []
         with self._lock:
-            self.allocated += len(expired)
-        return sorted({*own, *expired})
+            self.allocated += len(claimed)
+        return sorted(claimed)
 
     def resync(self) -> None:
         """Reseed the shared counter from the node (``max(pending, counter)``) before the next nonce."""
         with self._lock:
             self._stale = True
-            self._returned.clear()
 
 
 _ALLOCATORS: dict[tuple[int, str], NonceAllocator] = {}

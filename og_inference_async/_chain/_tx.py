@@ -223,14 +223,14 @@ class TxSender:
             raw = bytes(self._account.sign_transaction(tx).raw_transaction)
         except Exception as exc:  # eth-account boundary: a field it cannot serialise
             if owns_nonce:
-                self.nonces.release(nonce)
+                self._give_back(nonce)
             raise ConfigError(
                 f"{context}: the transaction could not be signed ({type(exc).__name__}); nothing was sent",
                 hint="check TxPolicy / FeePolicy values",
             ) from None
         except BaseException:
             if owns_nonce:
-                self.nonces.release(nonce)
+                self._give_back(nonce)
             raise
         record = Tracked(
             tx_hash="0x" + keccak(raw).hex(),
@@ -323,12 +323,22 @@ class TxSender:
                 self._abandon(record)
             raise
 
+    def _give_back(self, nonce: int) -> None:
+        """Give back a nonce without awaiting (cancelled or failing); a shared counter hears of it
+        from a background task, else on this process's next allocation or gap claim."""
+        self.nonces.release(nonce)
+        if self.nonces.shared and self.spawn is not None:
+            try:
+                self.spawn(self.nonces.flush)
+            except RuntimeError:  # the broker is closing: the next allocation (or the lease) frees it
+                log.debug("nonce %d given back; its hand-back to the shared counter is deferred", nonce)
+
     def _abandon(self, record: Tracked) -> None:
         """The caller went away: never leave the nonce held, never lose a maybe-sent transaction."""
         if record.state.is_final:
             return
         if not record.maybe_sent:
-            self.nonces.release(record.nonce)
+            self._give_back(record.nonce)
             self.nonces.finish(record, TxState.DISCARDED)
             return
         record.caller_gave_up = True
@@ -495,6 +505,7 @@ class TxSender:
                         return outcome
                     self.nonces.release(record.nonce)
                     self.nonces.finish(record, TxState.REFUSED)
+                    await self.nonces.flush()
                     if outcome == FUNDS:
                         raise InsufficientBalanceError(
                             f"{record.context}: the wallet cannot pay for value plus gas",
@@ -596,22 +607,34 @@ class TxSender:
         return await retrying(attempt)
 
     async def _heal_gaps(self, record: Tracked, deadline: float) -> None:
-        """Fill nonces this process gave back below ``record`` and re-send abandoned ones."""
-        try:
-            latest = await self.rpc.request_int(
-                "eth_getTransactionCount",
-                [self.address, "latest"],
-                retry=False,
-                timeout=max(0.05, min(self.rpc.retry.attempt_timeout, deadline - time.monotonic())),
-            )
-        except (RPCError, ContractRevertError):
-            return
-        if latest >= record.nonce:
-            return
+        """Re-send abandoned transactions below ``record`` and fill the nonces nobody will send.
+
+        Only nonces at or above the node's ``pending`` count are filled: below it the node holds a
+        transaction at every nonce (with several processes, one sent by another may be waiting
+        there), and a filler must never replace a transaction the node holds.
+        """
+        counts: list[int] = []
+        for tag in ("latest", "pending"):
+            try:
+                counts.append(
+                    await self.rpc.request_int(
+                        "eth_getTransactionCount",
+                        [self.address, tag],
+                        retry=False,
+                        timeout=self.attempt_timeout(deadline),
+                    )
+                )
+            except (RPCError, ContractRevertError):
+                return
+            if counts[0] >= record.nonce:
+                return
+        latest, pending = counts
         for other in self.nonces.open_records():
             if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
                 await self.send_once(other, self.attempt_timeout(deadline))
-        for nonce in await self.nonces.claim_gaps(record.nonce, latest):
+        if pending > record.nonce:
+            return  # no gap below this transaction: the node holds every nonce before it
+        for nonce in await self.nonces.claim_gaps(record.nonce, max(latest, pending)):
             filler = self.sign_at(
                 nonce,
                 self.address,
@@ -626,6 +649,7 @@ class TxSender:
             if outcome in (FUNDS, REFUSED):
                 self.nonces.release(nonce)
                 self.nonces.finish(filler, TxState.REFUSED)
+                await self.nonces.flush()
             elif outcome in (NONCE_USED, TAKEN):
                 self.nonces.finish(filler, TxState.REPLACED)
             else:

@@ -331,3 +331,17 @@ async def test_revert_reseeds_the_sdk_nonce_counters(devnet: Devnet) -> None:
             await broker.ledger.add_ledger(og("3"))
         assert int(await devnet.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16) == before + 1
         assert (await broker.ledger.get_ledger()).total == og("3")
+
+
+async def test_revert_empties_the_transaction_pool(devnet: Devnet) -> None:
+    """A transaction queued behind a nonce gap does not outlive a revert (anvil keeps its pool otherwise),
+    so it can never execute later at a nonce another test reuses."""
+    sender = Account.from_key(devnet.accounts[6].private_key)
+    snapshot = await devnet.snapshot()
+    latest = int(await devnet.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16)
+    tx = {"to": sender.address, "value": 0, "gas": 21_000, "gasPrice": 10**10, "nonce": latest + 2}
+    raw = sender.sign_transaction({**tx, "chainId": devnet.chain_id}).raw_transaction
+    await devnet.rpc("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+    assert int((await devnet.rpc("txpool_status", []))["queued"], 16) == 1
+    await devnet.revert(snapshot)
+    assert await devnet.rpc("txpool_status", []) == {"pending": "0x0", "queued": "0x0"}

@@ -7,6 +7,7 @@ sum, and no nonce error reaches a caller. Time bounds are hang detectors, not sp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,13 +22,13 @@ import anyio
 import httpx
 import pytest
 
-from og_inference_async import ApiKeyError, AsyncBroker, CoordinatorError, og
+from og_inference_async import ApiKeyError, AsyncBroker, CoordinatorError, FeePolicy, og
 from og_inference_async.coordination import RedisCoordinator
 from og_inference_devnet import Devnet
 from og_inference_devnet.provider import ProviderHandle
 
 from ..redis_server import _answers_ping, _free_port
-from .chain_helpers import register_provider
+from .chain_helpers import FAST_TX, register_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -92,6 +93,60 @@ async def test_four_processes_share_one_wallet_through_redis(devnet: Devnet, red
     async with AsyncBroker(key, network=devnet.network) as broker:
         after = (await broker.ledger.get_ledger()).total
     assert after - before == PROCESSES * PER_PROCESS * AMOUNT
+
+
+async def test_a_gap_filler_never_replaces_another_workers_pending_transaction(
+    devnet: Devnet, redis_url: str
+) -> None:
+    """Worker A's deposit waits unmined past its nonce lease; worker B's next deposit (at a 3x gas price)
+    looks for gaps below it: the node holds A's nonce, so B fills nothing and A's deposit is not replaced."""
+    namespace = "gap-" + uuid.uuid4().hex
+    key = devnet.accounts[ACCOUNT].private_key
+    gwei = 10**9
+
+    def broker(coordinator: RedisCoordinator, price: int) -> AsyncBroker:
+        policy = dataclasses.replace(FAST_TX, gap_heal_after=0.1, fees=FeePolicy(gas_price=price))
+        return AsyncBroker(key, network=devnet.network, coordinator=coordinator, tx_policy=policy)
+
+    async with (
+        RedisCoordinator(redis_url, namespace=namespace, nonce_lease=0.1) as shared_a,
+        RedisCoordinator(redis_url, namespace=namespace, nonce_lease=0.1) as shared_b,
+        broker(shared_a, 2 * gwei) as a,
+        broker(shared_b, 6 * gwei) as b,
+    ):
+        if not await a.ledger.has_ledger():
+            await a.ledger.add_ledger(og(3))
+        before = (await a.ledger.get_ledger()).total
+        receipts: dict[str, Any] = {}
+
+        async def deposit(name: str, who: AsyncBroker) -> None:
+            receipts[name] = await who.ledger.deposit_fund(AMOUNT)
+
+        await devnet.rpc("evm_setAutomine", [False])
+        try:
+            with anyio.fail_after(HANG_BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(deposit, "a", a)
+                    while not a.transactions.in_doubt() and not a.transactions.recent(1):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)  # until A's deposit is signed and sent
+                    await anyio.sleep(0.3)  # A's nonce lease runs out while its deposit waits in the pool
+                    tg.start_soon(deposit, "b", b)
+                    while len(b.transactions.recent(10)) < 1:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                    await anyio.sleep(1.0)  # B looks for gaps below its nonce several times
+                    await devnet.rpc("evm_setAutomine", [True])
+                    await devnet.rpc("evm_mine", [])
+        finally:
+            await devnet.rpc("evm_setAutomine", [True])
+        contexts = [r.context for w in (a, b) for r in w.transactions.recent(10)]
+        assert not [c for c in contexts if "gap filler" in c]
+        assert receipts["a"].status == receipts["b"].status == 1
+        a_nonce, b_nonce = [
+            int((await devnet.rpc("eth_getTransactionByHash", [receipts[n].tx_hash]))["nonce"], 16)
+            for n in ("a", "b")
+        ]
+        assert b_nonce == a_nonce + 1
+        assert (await a.ledger.get_ledger()).total == before + 2 * AMOUNT
 
 
 async def test_four_processes_auto_funding_one_provider_top_up_once(

@@ -145,23 +145,49 @@ async def test_two_processes_share_one_counter_seeded_once(redis_url: str, names
         await c.aclose()
 
 
-async def test_given_back_nonces_are_used_first_and_dropped_on_a_new_generation(
+async def test_a_given_back_nonce_goes_to_the_next_taker_of_any_process(
     redis_url: str, namespace: str
 ) -> None:
-    """A released nonce is reused locally; a reseed elsewhere (new generation) drops it."""
+    """A released nonce goes back to Redis: the next take of ANY process gets it first, no process keeps
+    it to itself, and a reseed (the node moved on) drops the given-back ones it spent."""
     first, second = _coordinator(redis_url, namespace), _coordinator(redis_url, namespace)
     a, b = first.nonce_allocator(1, ADDRESS), second.nonce_allocator(1, ADDRESS)
     assert isinstance(a, SharedNonceAllocator) and isinstance(b, SharedNonceAllocator)
     pending = _Pending(3)
     assert [await a.allocate(pending), await a.allocate(pending)] == [3, 4]
     a.release(3)
-    assert await a.allocate(pending) == 3
+    assert await a.allocate(pending) == 3  # the give-back is flushed before the take
     a.release(3)
+    await a.flush()
+    assert await b.allocate(pending) == 3  # the other process takes it: no gap held by a
+    assert await a.allocate(pending) == 5
+    b.release(3)
+    await b.flush()
     b.resync()
-    pending.value = 10  # the node moved on (another tool used the wallet)
-    assert await b.allocate(pending) == 10  # reseeded to max(pending, counter)
-    assert await a.allocate(pending) == 11  # the fresh take shows a new generation...
-    assert await a.allocate(pending) == 12  # ...so 3 (maybe spent) is never handed out again
+    pending.value = 10  # the node moved on (another tool used the wallet, nonce 3 too)
+    assert await b.allocate(pending) == 10  # reseeded to max(pending, counter), 3 dropped
+    assert await a.allocate(pending) == 11
+    for c in (first, second):
+        await c.aclose()
+
+
+async def test_a_given_back_nonce_is_claimed_once_and_never_handed_out_again(
+    redis_url: str, namespace: str
+) -> None:
+    """A waiting worker claims a given-back nonce to fill it; it is then neither claimable nor taken again,
+    and a late give-back of a nonce claimed meanwhile does not put it back."""
+    first, second = _coordinator(redis_url, namespace), _coordinator(redis_url, namespace)
+    a, b = first.nonce_allocator(1, ADDRESS), second.nonce_allocator(1, ADDRESS)
+    pending = _Pending(0)
+    assert [await a.allocate(pending) for _ in range(3)] == [0, 1, 2]
+    a.release(0)
+    await a.flush()
+    assert await b.claim_gaps(2, 0) == [0]
+    assert await b.claim_gaps(2, 0) == []
+    a.release(0)  # a stale give-back (already claimed): ignored
+    await a.flush()
+    assert await b.allocate(pending) == 3
+    assert await b.claim_gaps(3, 1) == []  # 1 and 2 are still leased to a
     for c in (first, second):
         await c.aclose()
 
