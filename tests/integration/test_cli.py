@@ -20,6 +20,7 @@ import pytest
 
 from og_inference_async import AsyncBroker, og
 from og_inference_devnet import Devnet
+from og_inference_devnet.faultproxy import start_rpc_fault_proxy
 from og_inference_devnet.provider import ProviderHandle
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -193,3 +194,41 @@ async def test_a_terminal_sees_the_spinner_while_waiting_for_the_receipt(devnet:
     assert "Depositing 1 OG; waiting for the receipt" in text  # the spinner's line
     assert "\x1b[" in text  # drawn with terminal control sequences (and erased when done)
     assert "Deposited 1 OG" in text
+
+
+async def test_settle_wait_reports_the_settlement_it_waited_for(
+    devnet: Devnet, chatbot: ProviderHandle
+) -> None:
+    """``settle wait --json`` blocks until the provider settles, then reports the fee, balances and tx."""
+    await _ready(devnet, chatbot.address)
+    await cli(devnet, "chat", chatbot.address, "a billed question")
+    key = devnet.accounts[USER].private_key
+    async with start_rpc_fault_proxy(
+        devnet.rpc_url
+    ) as rpc:  # no faults: it shows when the CLI read its baseline
+        env = {**_env(devnet, key), "OG_RPC_URL": rpc.url}
+        result: dict[str, Any] = {}
+
+        async def wait() -> None:
+            result["proc"] = await anyio.run_process(
+                [sys.executable, "-m", "og_inference_async.cli", "settle", "wait", chatbot.address, "--json"]
+                + ["--timeout", "60", "--poll-interval", "0.1"],
+                env=env,
+                check=False,
+            )
+
+        with anyio.fail_after(90):  # a hang detector
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                while rpc.calls["eth_call"] < 1:  # noqa: ASYNC110 (another process's progress)
+                    await anyio.sleep(0.02)  # the baseline (block number, then the account) is read
+                assert await chatbot.settle_now()
+    proc = result["proc"]
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    _check_clean(out + err, key)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["fee_settled"] > 0
+    assert report["balance_before"] - report["balance_after"] == report["fee_settled"]
+    assert report["nonce_after"] > report["nonce_before"]
+    assert len(report["tx_hashes"]) == 1 and report["tx_hashes"][0].startswith("0x")
