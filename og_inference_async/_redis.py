@@ -11,11 +11,14 @@ also run on a Redis Cluster). Each step is one Lua script, atomic on the server:
   crashes between taking a nonce and sending it leaves a gap; once the lease ran out,
   :data:`_CLAIM` gives that nonce to a worker whose transaction waits behind the gap, which fills
   it with a 0-value self-transfer (the in-process gap healing).
-* ``free`` holds nonces given back (their transaction definitely not held by the node):
-  :data:`_GIVE_BACK` moves a nonce from ``taken`` to ``free`` only while it is still leased
-  there (so one claimed meanwhile is never handed out twice); :data:`_TAKE` hands the lowest free
-  nonce out before a fresh one, and :data:`_CLAIM` gives free ones to a waiting worker too. A
-  reseed drops free nonces below the node's ``pending`` count (spent elsewhere).
+* ``owner`` maps each nonce in ``taken`` to the token of the worker it is leased to (a take or a
+  claim leases it). ``free`` holds nonces given back (their transaction definitely not held by
+  the node): :data:`_GIVE_BACK` moves a nonce from ``taken`` to ``free`` only while it is leased
+  to the caller (so one claimed by another worker meanwhile is never handed out twice);
+  :data:`_TAKE` hands the lowest free nonce out before a fresh one, and :data:`_CLAIM` gives free
+  ones to a waiting worker too. :data:`_CLAIM` takes only nonces at or above the floor it is
+  given (the node's ``pending`` count) and prunes those below it. A reseed drops free nonces
+  below the node's ``pending`` count (spent elsewhere).
 * API key ids (:class:`RedisApiKeyRegistry`) are a set per (user, provider, generation); a claim
   is one ``SADD`` (:data:`_CLAIM_ID`), so two processes never issue one id.
 * Shared budgets (:class:`RedisBudgetStore`) are three keys per budget: a hash of ``spent`` and
@@ -62,7 +65,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS next, gen, taken, free; ARGV lease_ms, keep. -> {nonce or -1, gen}
+#: KEYS next, gen, taken, free, owner; ARGV lease_ms, keep, token. -> {nonce or -1, gen}
 _TAKE = (
     _NOW_MS
     + """
@@ -78,17 +81,24 @@ else
   redis.call('INCR', KEYS[1])
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), n)
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[2]) - 1)
+redis.call('HSET', KEYS[5], n, ARGV[3])
+for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, -tonumber(ARGV[2]) - 1)) do
+  redis.call('ZREM', KEYS[3], old)
+  redis.call('HDEL', KEYS[5], old)
+end
 return {tonumber(n), gen}
 """
 )
 
-#: KEYS taken, free; ARGV nonces. -> how many went back (a nonce no longer leased, e.g. claimed, does not)
+#: KEYS taken, free, owner; ARGV token, nonces. -> how many went back (only nonces still leased to the
+#: caller: one claimed by another worker meanwhile is not handed out twice)
 _GIVE_BACK = """
 local back = 0
-for i = 1, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], tonumber(ARGV[i]), ARGV[i])
+for i = 2, #ARGV do
+  local n = ARGV[i]
+  if redis.call('HGET', KEYS[3], n) == ARGV[1] and redis.call('ZREM', KEYS[1], n) == 1 then
+    redis.call('HDEL', KEYS[3], n)
+    redis.call('ZADD', KEYS[2], tonumber(n), n)
     back = back + 1
   end
 end
@@ -109,8 +119,9 @@ end
 return tonumber(redis.call('GET', KEYS[2]) or '0')
 """
 
-#: KEYS taken, free; ARGV nonce, floor. -> nonces in [floor, nonce) given back or whose lease ran out
-#: (removed: claimed once); entries below floor are pruned.
+#: KEYS taken, free, owner; ARGV nonce, floor, lease_ms, token. -> nonces in [floor, nonce) given back or
+#: whose lease ran out, each now leased to the claimer (it can give one back; a crashed claimer's is
+#: claimed again); entries below floor (the node holds those nonces) are pruned.
 _CLAIM = (
     _NOW_MS
     + """
@@ -122,8 +133,8 @@ for i = 1, #items, 2 do
   local v = tonumber(items[i])
   if v < floor then
     redis.call('ZREM', KEYS[1], items[i])
+    redis.call('HDEL', KEYS[3], items[i])
   elseif v < top and tonumber(items[i + 1]) <= now then
-    redis.call('ZREM', KEYS[1], items[i])
     table.insert(out, v)
   end
 end
@@ -131,6 +142,10 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. floor)
 for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], floor, '(' .. top)) do
   redis.call('ZREM', KEYS[2], v)
   table.insert(out, tonumber(v))
+end
+for _, v in ipairs(out) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), v)
+  redis.call('HSET', KEYS[3], v, ARGV[4])
 end
 return out
 """
@@ -407,21 +422,31 @@ class RedisCoordinator(Coordinator):
 
 
 class _RedisNonceCounter:
-    """The :class:`~og_inference_async._chain._nonce.SharedNonceCounter` of one account in Redis."""
+    """The :class:`~og_inference_async._chain._nonce.SharedNonceCounter` of one account in Redis.
+
+    Each counter object has a random token: a nonce taken or claimed is leased to it, and only it
+    can give that nonce back.
+    """
 
     def __init__(self, owner: RedisCoordinator, prefix: str) -> None:
         self._owner = owner
-        self._keys = [f"{prefix}:next", f"{prefix}:gen", f"{prefix}:taken", f"{prefix}:free"]
+        names = ("next", "gen", "taken", "free", "owner")
+        self._next, self._gen, self._taken, self._free, self._owners = (f"{prefix}:{n}" for n in names)
+        self._token = secrets.token_hex(8)
         self._seeds: dict[object, SingleFlight[str, None]] = {}
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self._owner.nonce_lease * 1000)
 
     async def take(self, read_pending: Callable[[], Awaitable[int]]) -> tuple[int, int]:
         """``(nonce, generation)``: a given-back nonce first, else the next one (the counter is
         seeded from ``read_pending`` first when it has none)."""
-        lease_ms = int(self._owner.nonce_lease * 1000)
+        keys = [self._next, self._gen, self._taken, self._free, self._owners]
         while True:
             with anyio.CancelScope(shield=True):  # a nonce taken in Redis is never dropped on the floor
                 nonce, gen = await self._owner._script(
-                    "take a nonce", _TAKE, self._keys, [lease_ms, _KEEP_TAKEN]
+                    "take a nonce", _TAKE, keys, [self._lease_ms, _KEEP_TAKEN, self._token]
                 )
             if int(nonce) >= 0:
                 return int(nonce), int(gen)
@@ -430,28 +455,29 @@ class _RedisNonceCounter:
 
     async def _seed(self, read_pending: Callable[[], Awaitable[int]]) -> None:
         """Set the counter to the node's ``pending`` count unless another process did (once per loop)."""
-        keys = [self._keys[0], self._keys[1], self._keys[3]]
+        keys = [self._next, self._gen, self._free]
         await self._owner._script("seed the nonce counter", _SEED, keys, [await read_pending(), 0])
 
     async def give_back(self, nonces: list[int]) -> None:
-        """Return nonces this process took and will not send (each only while still leased to it)."""
-        await self._owner._script("give nonces back", _GIVE_BACK, self._keys[2:], list(nonces))
+        """Return nonces this counter took or claimed and will not send (each only while leased to it)."""
+        keys = [self._taken, self._free, self._owners]
+        await self._owner._script("give nonces back", _GIVE_BACK, keys, [self._token, *nonces])
 
     async def reseed(self, pending: int) -> int:
         """``next = max(pending, next)``, given-back nonces below ``pending`` dropped, a new generation."""
-        keys = [self._keys[0], self._keys[1], self._keys[3]]
+        keys = [self._next, self._gen, self._free]
         return int(await self._owner._script("reseed the nonce counter", _SEED, keys, [pending, 1]))
 
     async def generation(self) -> int:
         """The current generation (it changes on every reseed)."""
-        gen = await self._owner._call(
-            "read the nonce generation", lambda: self._owner._client.get(self._keys[1])
-        )
+        gen = await self._owner._call("read the nonce generation", lambda: self._owner._client.get(self._gen))
         return int(gen or 0)
 
     async def claim_expired(self, nonce: int, floor: int) -> list[int]:
-        """Nonces in ``[floor, nonce)`` given back or whose taker's lease ran out."""
-        found = await self._owner._script("claim nonce gaps", _CLAIM, self._keys[2:], [nonce, floor])
+        """Nonces in ``[floor, nonce)`` given back or whose taker's lease ran out (now leased to this one)."""
+        keys = [self._taken, self._free, self._owners]
+        args = [nonce, floor, self._lease_ms, self._token]
+        found = await self._owner._script("claim nonce gaps", _CLAIM, keys, args)
         return sorted(int(n) for n in found)
 
 

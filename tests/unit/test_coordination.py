@@ -184,10 +184,13 @@ async def test_a_given_back_nonce_is_claimed_once_and_never_handed_out_again(
     await a.flush()
     assert await b.claim_gaps(2, 0) == [0]
     assert await b.claim_gaps(2, 0) == []
-    a.release(0)  # a stale give-back (already claimed): ignored
+    a.release(0)  # a stale give-back (b claimed it meanwhile): ignored
     await a.flush()
     assert await b.allocate(pending) == 3
-    assert await b.claim_gaps(3, 1) == []  # 1 and 2 are still leased to a
+    assert await b.claim_gaps(3, 0) == []  # 0 is leased to b now, 1 and 2 still to a
+    b.release(0)  # b's filler at 0 was refused: b gives the nonce it claimed back
+    await b.flush()
+    assert await a.allocate(pending) == 0
     for c in (first, second):
         await c.aclose()
 
