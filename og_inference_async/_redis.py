@@ -65,11 +65,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS next, gen, taken, free, owner; ARGV lease_ms, keep, token. -> {nonce or -1, gen}
+#: KEYS next, gen, taken, free, owner, request; ARGV lease_ms, keep, token. -> {nonce or -1, gen}
+#: ``request`` (one key per take, kept for the lease) makes a retried take return the same nonce.
 _TAKE = (
     _NOW_MS
     + """
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
+local done = redis.call('GET', KEYS[6])
+if done then return {tonumber(done), gen} end
 local n
 local free = redis.call('ZRANGE', KEYS[4], 0, 0)
 if #free > 0 then
@@ -86,6 +89,7 @@ for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, -tonumber(ARGV[2]) - 1)) d
   redis.call('ZREM', KEYS[3], old)
   redis.call('HDEL', KEYS[5], old)
 end
+redis.call('SET', KEYS[6], n, 'PX', tonumber(ARGV[1]))
 return {tonumber(n), gen}
 """
 )
@@ -431,6 +435,7 @@ class _RedisNonceCounter:
     def __init__(self, owner: RedisCoordinator, prefix: str) -> None:
         self._owner = owner
         names = ("next", "gen", "taken", "free", "owner")
+        self._prefix = prefix
         self._next, self._gen, self._taken, self._free, self._owners = (f"{prefix}:{n}" for n in names)
         self._token = secrets.token_hex(8)
         self._seeds: dict[object, SingleFlight[str, None]] = {}
@@ -442,12 +447,17 @@ class _RedisNonceCounter:
     async def take(self, read_pending: Callable[[], Awaitable[int]]) -> tuple[int, int]:
         """``(nonce, generation)``: a given-back nonce first, else the next one (the counter is
         seeded from ``read_pending`` first when it has none)."""
-        keys = [self._next, self._gen, self._taken, self._free, self._owners]
+        request = f"{self._prefix}:take:{secrets.token_hex(8)}"
+        keys = [self._next, self._gen, self._taken, self._free, self._owners, request]
+        args = [self._lease_ms, _KEEP_TAKEN, self._token]
         while True:
             with anyio.CancelScope(shield=True):  # a nonce taken in Redis is never dropped on the floor
-                nonce, gen = await self._owner._script(
-                    "take a nonce", _TAKE, keys, [self._lease_ms, _KEEP_TAKEN, self._token]
-                )
+                try:
+                    nonce, gen = await self._owner._script("take a nonce", _TAKE, keys, args)
+                except CoordinatorError:
+                    # the answer may be lost after Redis ran the take: asking again with the same
+                    # request key returns that nonce instead of leaving it taken and unsent
+                    nonce, gen = await self._owner._script("take a nonce", _TAKE, keys, args)
             if int(nonce) >= 0:
                 return int(nonce), int(gen)
             flights = self._seeds.setdefault(anyio.lowlevel.current_token(), SingleFlight())

@@ -195,6 +195,39 @@ async def test_a_given_back_nonce_is_claimed_once_and_never_handed_out_again(
         await c.aclose()
 
 
+async def test_a_take_whose_answer_was_lost_returns_the_same_nonce_when_asked_again(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis runs a take but its answer is lost (a client time-out): the take is asked again with the same
+    request key and gets the nonce Redis handed out, so no nonce is left taken and never sent."""
+    coordinator, other = _coordinator(redis_url, namespace), _coordinator(redis_url, namespace)
+    alloc = coordinator.nonce_allocator(1, ADDRESS)
+    pending = _Pending(0)
+    assert await alloc.allocate(pending) == 0
+    real = coordinator._call
+    lost: list[str] = []
+
+    async def answer_lost_once(what: str, run: Any) -> Any:
+        result = await real(what, run)  # Redis ran it...
+        if what == "take a nonce" and not lost:
+            lost.append(what)
+            raise CoordinatorError("the answer was lost")  # ...and the answer never came
+        return result
+
+    monkeypatch.setattr(coordinator, "_call", answer_lost_once)
+    assert await alloc.allocate(pending) == 1
+    assert lost == ["take a nonce"]
+    monkeypatch.setattr(coordinator, "_call", real)
+    assert await alloc.allocate(pending) == 2
+    alloc.release(0)
+    alloc.release(1)
+    alloc.release(2)
+    await alloc.flush()  # every nonce taken so far is leased to this worker: all three go back
+    assert await other.nonce_allocator(1, ADDRESS).claim_gaps(3, 0) == [0, 1, 2]
+    for c in (coordinator, other):
+        await c.aclose()
+
+
 async def test_a_nonce_left_by_a_crashed_worker_is_claimed_after_its_lease(
     redis_url: str, namespace: str
 ) -> None:
