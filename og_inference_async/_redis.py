@@ -478,11 +478,6 @@ class _RedisNonceCounter:
         keys = [self._next, self._gen, self._free]
         return int(await self._owner._script("reseed the nonce counter", _SEED, keys, [pending, 1]))
 
-    async def generation(self) -> int:
-        """The current generation (it changes on every reseed)."""
-        gen = await self._owner._call("read the nonce generation", lambda: self._owner._client.get(self._gen))
-        return int(gen or 0)
-
     async def claim_expired(self, nonce: int, floor: int) -> list[int]:
         """Nonces in ``[floor, nonce)`` given back or whose taker's lease ran out (now leased to this one)."""
         keys = [self._taken, self._free, self._owners]

@@ -171,17 +171,13 @@ class NonceAllocator:
             elif nonce < self._next:
                 self._returned.add(nonce)
 
-    def claim_returned_below(self, nonce: int, floor: int) -> list[int]:
-        """Take the given-back nonces in ``[floor, nonce)``: gaps that hold ``nonce`` back."""
+    async def claim_gaps(self, nonce: int, floor: int) -> list[int]:
+        """Nonces in ``[floor, nonce)`` nobody will send any more (to be filled); here the given-back ones."""
         with self._lock:
             taken = sorted(n for n in self._returned if floor <= n < nonce)
             self._returned.difference_update(taken)
             self.allocated += len(taken)
             return taken
-
-    async def claim_gaps(self, nonce: int, floor: int) -> list[int]:
-        """Nonces in ``[floor, nonce)`` nobody will send any more (to be filled); here the given-back ones."""
-        return self.claim_returned_below(nonce, floor)
 
     async def flush(self) -> None:
         """Hand given-back nonces to where other processes can use them (nothing to do in process)."""
@@ -251,10 +247,6 @@ class SharedNonceCounter(Protocol):
 
     async def reseed(self, pending: int) -> int:
         """Raise the counter to at least ``pending`` and start a new generation (returned)."""
-        ...
-
-    async def generation(self) -> int:
-        """The current generation (it changes on every reseed)."""
         ...
 
     async def claim_expired(self, nonce: int, floor: int) -> list[int]:

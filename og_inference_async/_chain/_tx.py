@@ -606,6 +606,15 @@ class TxSender:
         )
         return await retrying(attempt)
 
+    async def _count(self, block: str, deadline: float) -> int:
+        """The account's transaction count at ``block`` (one attempt, cut at the deadline)."""
+        return await self.rpc.request_int(
+            "eth_getTransactionCount",
+            [self.address, block],
+            retry=False,
+            timeout=self.attempt_timeout(deadline),
+        )
+
     async def _heal_gaps(self, record: Tracked, deadline: float) -> None:
         """Re-send abandoned transactions below ``record`` and fill the nonces nobody will send.
 
@@ -613,22 +622,13 @@ class TxSender:
         transaction at every nonce (with several processes, one sent by another may be waiting
         there), and a filler must never replace a transaction the node holds.
         """
-        counts: list[int] = []
-        for tag in ("latest", "pending"):
-            try:
-                counts.append(
-                    await self.rpc.request_int(
-                        "eth_getTransactionCount",
-                        [self.address, tag],
-                        retry=False,
-                        timeout=self.attempt_timeout(deadline),
-                    )
-                )
-            except (RPCError, ContractRevertError):
+        try:
+            latest = await self._count("latest", deadline)
+            if latest >= record.nonce:
                 return
-            if counts[0] >= record.nonce:
-                return
-        latest, pending = counts
+            pending = await self._count("pending", deadline)
+        except (RPCError, ContractRevertError):
+            return
         for other in self.nonces.open_records():
             if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
                 await self.send_once(other, self.attempt_timeout(deadline))
