@@ -317,7 +317,7 @@ class TxSender:
             if outcome in (NONCE_USED, TAKEN):
                 self.nonces.finish(record, TxState.REPLACED)
                 return None
-            return await self._settle(record, start, cancel=self.policy.cancel_on_timeout)
+            return await self._settle(record, start, cancel=self.policy.cancel_on_timeout, resign=True)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # cancelled (or interrupted) mid-flight
                 self._abandon(record)
@@ -357,6 +357,7 @@ class TxSender:
         record.owned = True
         try:
             receipt = await self._settle(record, time.monotonic(), cancel=self.policy.cancel_on_timeout)
+            assert receipt is not None  # without ``resign`` it returns a receipt or raises
             log.info(
                 "%s (%s) finished in the background: mined in block %d",
                 record.context,
@@ -593,7 +594,9 @@ class TxSender:
                 timers["send"] = time.monotonic() + timers["gap"]
             now = time.monotonic()
             if now >= timers["heal"] and now < deadline:
-                await self._heal_gaps(record, deadline)
+                spent = await self._heal_gaps(record, deadline)
+                if spent is not None:
+                    return spent
                 timers["heal"] = time.monotonic() + policy.gap_heal_after
             return None
 
@@ -615,25 +618,74 @@ class TxSender:
             timeout=self.attempt_timeout(deadline),
         )
 
-    async def _heal_gaps(self, record: Tracked, deadline: float) -> None:
+    async def _spent_elsewhere(self, record: Tracked, deadline: float) -> Any:
+        """``NONCE_USED`` when a mined block used ``record``'s nonce for another transaction, its
+        receipt when it was ``record`` after all, ``None`` when the node cannot tell (yet).
+
+        One endpoint answers, about one block it already has: the account's count at that block,
+        and ``record``'s receipt. A node holding that block holds the receipts of its
+        transactions, so a count above the nonce with no receipt is proof that ``record`` can
+        never be mined, even when the node still keeps it in its pool (anvil does).
+        """
+        timeout = self.attempt_timeout(deadline)
+        try:
+            head = await self.rpc.request_int(
+                "eth_blockNumber", [], retry=False, timeout=timeout, endpoint=record.endpoint
+            )
+            count, receipt = await self.rpc.batch(
+                [
+                    ("eth_getTransactionCount", [self.address, hex(head)]),
+                    ("eth_getTransactionReceipt", [record.tx_hash]),
+                ],
+                retry=False,
+                timeout=self.attempt_timeout(deadline),
+                endpoint=record.endpoint,
+            )
+        except (RPCError, ContractRevertError):
+            return None
+        if parse_receipt(receipt) is not None:
+            return receipt
+        if receipt is not None or isinstance(count, Exception):
+            return None  # junk or an error: no proof either way
+        try:
+            spent = as_int(count, "eth_getTransactionCount") > record.nonce
+        except RPCError:
+            return None
+        if spent:
+            log.info(
+                "nonce %d of %s was used by another transaction; %s (%s) can never be mined",
+                record.nonce,
+                self.address,
+                record.context,
+                record.tx_hash,
+            )
+        return NONCE_USED if spent else None
+
+    async def _heal_gaps(self, record: Tracked, deadline: float) -> Any:
         """Re-send abandoned transactions below ``record`` and fill the nonces nobody will send.
 
         Only nonces at or above the node's ``pending`` count are filled: below it the node holds a
         transaction at every nonce (with several processes, one sent by another may be waiting
         there), and a filler must never replace a transaction the node holds.
+
+        Returns:
+            What :meth:`_spent_elsewhere` found when the chain is past ``record``'s nonce, else
+            ``None``.
         """
         try:
             latest = await self._count("latest", deadline)
-            if latest >= record.nonce:
-                return
+            if latest > record.nonce:
+                return await self._spent_elsewhere(record, deadline)
+            if latest == record.nonce:
+                return None
             pending = await self._count("pending", deadline)
         except (RPCError, ContractRevertError):
-            return
+            return None
         for other in self.nonces.open_records():
             if latest <= other.nonce < record.nonce and not other.owned and other.maybe_sent:
                 await self.send_once(other, self.attempt_timeout(deadline))
         if pending > record.nonce:
-            return  # no gap below this transaction: the node holds every nonce before it
+            return None  # no gap below this transaction: the node holds every nonce before it
         for nonce in await self.nonces.claim_gaps(record.nonce, max(latest, pending)):
             filler = self.sign_at(
                 nonce,
@@ -657,10 +709,20 @@ class TxSender:
                 if self.spawn is not None:
                     self.spawn(partial(self._finish_in_background, filler))
 
-    async def _settle(self, record: Tracked, start: float, *, cancel: bool) -> TxReceipt:
-        """Wait for the receipt; on time-out cancel (if asked) so the outcome becomes definite."""
+    async def _settle(
+        self, record: Tracked, start: float, *, cancel: bool, resign: bool = False
+    ) -> TxReceipt | None:
+        """Wait for the receipt; on time-out cancel (if asked) so the outcome becomes definite.
+
+        With ``resign``, a nonce that went to another transaction while waiting (``record`` can
+        never be mined, and no cancellation of ours was involved) returns ``None``: the caller
+        may sign the same call afresh.
+        """
         raw = await self.wait_receipt(record, start + self.policy.receipt_timeout)
         if raw == NONCE_USED:
+            if resign and record.replacement_hash is None:
+                self.nonces.finish(record, TxState.REPLACED)
+                return None
             return self.lost_nonce(record)
         if raw is not None:
             return await self.conclude(record, raw)

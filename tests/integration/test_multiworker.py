@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,7 @@ async def test_two_processes_never_issue_one_api_key_id(devnet: Devnet, redis_ur
 
 
 async def test_multiworker_fastapi_example_under_uvicorn_workers(
-    devnet: Devnet, redis_url: str, chatbot: ProviderHandle
+    devnet: Devnet, redis_url: str, chatbot: ProviderHandle, tmp_path: Path
 ) -> None:
     """The example under ``uvicorn --workers 3``: 30 concurrent deposits land once each; one onboarding."""
     key = devnet.accounts[ACCOUNT].private_key
@@ -261,21 +262,32 @@ async def test_multiworker_fastapi_example_under_uvicorn_workers(
     }
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "--factory", "--workers", "3"]
     command += ["--port", str(port), "--log-level", "warning", "multiworker_fastapi:create_app"]
-    process = await anyio.open_process(command, env=env)
+    log_path = tmp_path / "uvicorn.log"
+    log_file = log_path.open("wb")  # a file, not a pipe: an unread pipe that fills blocks a worker
+    process = await anyio.open_process(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        # no per-request time limit: the hang bound covers the whole exchange (a slow CI machine
+        # may take long; the test is about every deposit landing once)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=HANG_BOUND) as client:
             with anyio.fail_after(HANG_BOUND):
-                while True:  # polls until a worker answers (uvicorn has no readiness signal)
+                workers: dict[int, list[str]] = {}
+                while len(workers) < 3:  # until every worker has started (uvicorn has no readiness signal)
                     try:
-                        if (await client.get("/worker")).status_code == 200:
-                            break
+                        # a new connection each time, so that any worker may accept it
+                        reply = await client.get("/worker", headers={"Connection": "close"})
+                        if reply.status_code == 200:
+                            workers[reply.json()["worker"]] = reply.json()["startup_actions"]
+                            continue
                     except httpx.TransportError:
                         pass
                     await anyio.sleep(0.05)
                 replies: list[httpx.Response] = []
+                latencies: list[float] = []
 
                 async def deposit() -> None:
+                    start = time.monotonic()
                     replies.append(await client.post("/deposit", json={"wei": AMOUNT}))
+                    latencies.append(time.monotonic() - start)
 
                 async with anyio.create_task_group() as tg:
                     for _ in range(30):
@@ -284,14 +296,24 @@ async def test_multiworker_fastapi_example_under_uvicorn_workers(
             r.text for r in replies if r.status_code != 200
         ]
         assert len({r.json()["tx_hash"] for r in replies}) == 30
+        # one worker created and funded the sub-account; the others found it funded
+        funding = sorted(a for actions in workers.values() for a in actions if a != "acknowledged")
+        assert funding == ["created_account"], workers
+    except BaseException:
+        print("uvicorn output:\n" + log_path.read_text(errors="replace")[-6000:])
+        raise
     finally:
         process.terminate()
         with anyio.fail_after(HANG_BOUND):
             await process.wait()
+        log_file.close()
     async with AsyncBroker(key, network=devnet.network) as check:
         ledger = await check.ledger.get_ledger()
         account = await check.ledger.get_account(chatbot.address)
     moved = account.balance
     assert ledger.total - before == 30 * AMOUNT
     assert og(2) <= moved < og(4)  # one onboarding top-up, not one per worker
-    print(f"\nuvicorn x3: 30 deposits landed; sub-account funded once with {moved} wei")
+    print(
+        f"\nuvicorn x3: 30 deposits landed (slowest reply {max(latencies):.2f} s); "
+        f"sub-account funded once with {moved} wei"
+    )

@@ -315,6 +315,50 @@ async def test_unmined_transaction_cancelled_automatically(devnet: Devnet) -> No
         assert await _pool_empty(devnet)
 
 
+async def test_a_deposit_left_in_the_pool_at_a_used_nonce_is_signed_again(
+    devnet: Devnet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node keeps our deposit in its pool after a block used its nonce (``anvil_setNonce`` stands in
+    for another worker's gap filler): the wait proves it can never execute, well inside the receipt bound,
+    and the deposit is signed again at the next nonce; the ledger grows once."""
+    broker = _broker(devnet, 18)
+    async with broker:
+        await broker.ledger.add_ledger(og("3"))
+        address = broker.address
+        assert address is not None
+        nonce = await _nonce(devnet, address)
+        receipts: list[TxReceipt] = []
+
+        async def deposit() -> None:
+            receipts.append(await broker.ledger.deposit_fund(og("1")))
+
+        await devnet.rpc("evm_setAutomine", [False])
+        try:
+            with anyio.fail_after(HANG_BOUND), caplog.at_level("INFO", "og_inference_async"):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(deposit)
+                    while not await _pool_txs(devnet, address):  # noqa: ASYNC110 (polls the node)
+                        await anyio.sleep(0.01)
+                    await devnet.rpc("anvil_setNonce", [address, hex(nonce + 1)])
+                    stale = await _pool_txs(devnet, address)
+                    # mine once the deposit is signed again (the node still holds the first one)
+                    with anyio.fail_after(HANG_BOUND):
+                        while len(await _pool_txs(devnet, address)) < 2:  # noqa: ASYNC110
+                            await anyio.sleep(0.01)
+                    await devnet.rpc("evm_setAutomine", [True])
+                    await devnet.rpc("evm_mine")
+        finally:
+            await devnet.rpc("evm_setAutomine", [True])
+        assert [int(tx["nonce"], 16) for tx in stale] == [nonce]  # the node still holds it
+        (receipt,) = receipts
+        mined = await devnet.rpc("eth_getTransactionByHash", [receipt.tx_hash])
+        assert int(mined["nonce"], 16) == nonce + 1
+        first, second = broker.transactions.recent(2)[::-1]
+        assert (first.nonce, first.state, second.state) == (nonce, TxState.REPLACED, TxState.MINED)
+        assert "can never be mined" in caplog.text
+        assert (await broker.ledger.get_ledger()).total == og("4")
+
+
 # -- item 1: bursts of cancelled reads and transactions ------------------------------------------------
 
 BURSTS, READ_WIDTH, TX_WIDTH = 10, 20, 10

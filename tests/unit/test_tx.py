@@ -167,6 +167,52 @@ async def test_missing_receipt_is_cancelled_by_a_self_transfer_at_the_same_nonce
     assert tx.nonces._next == 8  # the replacement reused nonce 7
 
 
+async def test_a_pooled_transaction_whose_nonce_another_one_used_is_signed_again() -> None:
+    """The node keeps our transaction in its pool (as anvil does) but a block used its nonce for
+    another one: the wait sees the count pass the nonce with no receipt, and the call is signed
+    again at a fresh nonce instead of waiting out the receipt bound."""
+    from eth_utils import keccak
+
+    hashes: list[str] = []
+    state = {"count": 7}
+
+    def send(p: list[Any]) -> Any:
+        h = "0x" + keccak(bytes.fromhex(p[0][2:])).hex()
+        if h not in hashes:
+            hashes.append(h)
+            if len(hashes) == 1:
+                state["count"] = 8  # another worker's transaction is mined at nonce 7
+        return h
+
+    def receipt(p: list[Any]) -> Any:
+        return _receipt() if len(hashes) > 1 and p[0] == hashes[1] else None
+
+    node = _node(
+        eth_sendRawTransaction=send,
+        eth_getTransactionReceipt=receipt,
+        eth_getTransactionByHash=lambda p: {"hash": p[0]},  # still in the pool
+        eth_getTransactionCount=lambda p: hex(state["count"]),
+        eth_blockNumber=lambda p: "0x10",
+    )
+    policy = TxPolicy(
+        receipt_timeout=5.0,
+        receipt_poll_interval=0.001,
+        receipt_attempts=1000,
+        rebroadcast_interval=0.01,
+        gap_heal_after=0.01,
+        send_timeout=0.5,
+        cancel_timeout=0.3,
+    )
+    tx = _sender(node, policy)
+    receipt_ = await tx.send(TO, b"\x01")
+    assert receipt_.tx_hash == hashes[1] and len(hashes) == 2
+    first, second = tx.nonces.recent(2)[::-1]
+    assert (first.nonce, first.state.value) == (7, "replaced")
+    assert (second.nonce, second.state.value) == (8, "mined")
+    assert ("eth_getTransactionCount", [tx.address, "0x10"]) in node.calls  # asked about one block
+    assert tx.nonces.open_records() == []
+
+
 async def test_transport_error_on_send_resends_the_identical_bytes() -> None:
     """A transport failure while sending is 'maybe sent': the same bytes go again until the node answers."""
 
