@@ -262,6 +262,8 @@ async def test_multiworker_fastapi_example_under_uvicorn_workers(
     }
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLES), "--factory", "--workers", "3"]
     command += ["--port", str(port), "--log-level", "warning", "multiworker_fastapi:create_app"]
+    replies: list[httpx.Response] = []
+    latencies: list[float] = []
     log_path = tmp_path / "uvicorn.log"
     log_file = log_path.open("wb")  # a file, not a pipe: an unread pipe that fills blocks a worker
     process = await anyio.open_process(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -281,8 +283,6 @@ async def test_multiworker_fastapi_example_under_uvicorn_workers(
                     except httpx.TransportError:
                         pass
                     await anyio.sleep(0.05)
-                replies: list[httpx.Response] = []
-                latencies: list[float] = []
 
                 async def deposit() -> None:
                     start = time.monotonic()
@@ -300,6 +300,7 @@ async def test_multiworker_fastapi_example_under_uvicorn_workers(
         funding = sorted(a for actions in workers.values() for a in actions if a != "acknowledged")
         assert funding == ["created_account"], workers
     except BaseException:
+        print(f"deposit replies after (s): {sorted(round(t, 2) for t in latencies)}")
         print("uvicorn output:\n" + log_path.read_text(errors="replace")[-6000:])
         raise
     finally:
