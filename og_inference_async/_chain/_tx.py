@@ -666,7 +666,9 @@ class TxSender:
 
         Only nonces at or above the node's ``pending`` count are filled: below it the node holds a
         transaction at every nonce (with several processes, one sent by another may be waiting
-        there), and a filler must never replace a transaction the node holds.
+        there), and a filler must not replace a transaction the node is about to mine. A transaction
+        queued behind another gap is not counted; when a filler takes its nonce (its taker's lease
+        ran out), its sender proves it dead (:meth:`_spent_elsewhere`) and signs the call again.
 
         Returns:
             What :meth:`_spent_elsewhere` found when the chain is past ``record``'s nonce, else

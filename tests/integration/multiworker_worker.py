@@ -4,7 +4,7 @@ Usage: ``python multiworker_worker.py <mode> <rpc_url> <redis_url> <namespace> <
 key in the ``OG_WORKER_KEY`` environment variable (never on the command line). Modes:
 
 * ``deposits <count>``: that many concurrent ``deposit_fund(OG_WORKER_WEI)``; prints the transaction
-  hashes, the errors by type and the final states of this process's transactions.
+  hashes, the errors by type and every transaction this process signed (hash, state, what it was for).
 * ``autofund <provider>``: waits until ``OG_WORKER_PROCESSES`` workers are ready (a Redis counter),
   then starts auto-funding ``provider`` (buffer ``OG_WORKER_WEI``) and prints its statistics.
 * ``budget <count>``: that many concurrent reservations on the shared budget ``swarm`` (limit
@@ -42,8 +42,8 @@ async def _deposits(broker: AsyncBroker, count: int, wei: int) -> dict[str, Any]
     async with anyio.create_task_group() as tg:
         for _ in range(count):
             tg.start_soon(deposit)
-    states = [r.state.value for r in broker.transactions.recent(1000)]
-    return {"hashes": hashes, "errors": errors, "states": states}
+    records = [[r.tx_hash, r.state.value, r.context] for r in broker.transactions.recent(1000)]
+    return {"hashes": hashes, "errors": errors, "records": records}
 
 
 async def _autofund(broker: AsyncBroker, redis_url: str, namespace: str, provider: str) -> dict[str, Any]:

@@ -213,6 +213,37 @@ async def test_a_pooled_transaction_whose_nonce_another_one_used_is_signed_again
     assert tx.nonces.open_records() == []
 
 
+async def test_a_waiting_transaction_replaced_by_another_is_signed_again() -> None:
+    """Another transaction replaced ours in the pool and was mined at its nonce: the re-sent bytes get
+    "nonce too low", the node no longer knows ours, and the call is signed again (not raised as lost)."""
+    from eth_utils import keccak
+
+    hashes: list[str] = []
+    state = {"count": 7}
+
+    def send(p: list[Any]) -> Any:
+        h = "0x" + keccak(bytes.fromhex(p[0][2:])).hex()
+        if h not in hashes:
+            hashes.append(h)
+            return h
+        state["count"] = 8  # the replacing transaction is mined meanwhile
+        return {"__error__": {"code": -32000, "message": "nonce too low"}}
+
+    def receipt(p: list[Any]) -> Any:
+        return _receipt() if len(hashes) > 1 and p[0] == hashes[1] else None
+
+    node = _node(
+        eth_sendRawTransaction=send,
+        eth_getTransactionReceipt=receipt,
+        eth_getTransactionByHash=lambda p: None,
+        eth_getTransactionCount=lambda p: hex(state["count"]),
+    )
+    tx = _sender(node, FAST)
+    assert (await tx.send(TO, b"\x01")).tx_hash == hashes[1]
+    first, second = tx.nonces.recent(2)[::-1]
+    assert (first.nonce, first.state.value, second.nonce, second.state.value) == (7, "replaced", 8, "mined")
+
+
 async def test_transport_error_on_send_resends_the_identical_bytes() -> None:
     """A transport failure while sending is 'maybe sent': the same bytes go again until the node answers."""
 
