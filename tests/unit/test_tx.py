@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any
 
@@ -194,15 +195,7 @@ async def test_a_pooled_transaction_whose_nonce_another_one_used_is_signed_again
         eth_getTransactionCount=lambda p: hex(state["count"]),
         eth_blockNumber=lambda p: "0x10",
     )
-    policy = TxPolicy(
-        receipt_timeout=5.0,
-        receipt_poll_interval=0.001,
-        receipt_attempts=1000,
-        rebroadcast_interval=0.01,
-        gap_heal_after=0.01,
-        send_timeout=0.5,
-        cancel_timeout=0.3,
-    )
+    policy = dataclasses.replace(FAST, receipt_timeout=5.0, receipt_attempts=1000, gap_heal_after=0.01)
     tx = _sender(node, policy)
     receipt_ = await tx.send(TO, b"\x01")
     assert receipt_.tx_hash == hashes[1] and len(hashes) == 2
